@@ -1,0 +1,318 @@
+/* q_state_check(): a full walk of the state verifying every invariant the
+ * rest of queue/ relies on. Used after every step of the model test, after
+ * q_state_load(), and available to debug builds of the node. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q_int.h"
+
+struct ck {
+	char *buf;
+	size_t len;
+	int failed;
+};
+
+static int fail(struct ck *k, const char *fmt, ...)
+{
+	va_list ap;
+	if (!k->failed && k->buf != NULL && k->len > 0) {
+		va_start(ap, fmt);
+		vsnprintf(k->buf, k->len, fmt, ap);
+		va_end(ap);
+	}
+	k->failed = 1;
+	return Q_ECORRUPT;
+}
+
+#define CHECK(cond, ...)                            \
+	do {                                        \
+		if (!(cond)) {                      \
+			return fail(k, __VA_ARGS__); \
+		}                                   \
+	} while (0)
+
+static int check_timer(struct ck *k, const struct q_msg *m)
+{
+	switch (m->where) {
+	case Q__DELAYED:
+		CHECK(m->in_heap, "delayed message %llu has no timer",
+		      (unsigned long long)m->seq);
+		break;
+	case Q__READY:
+	case Q__RETURNED:
+		CHECK(m->in_heap == (m->expires != 0),
+		      "message %llu: ttl timer armed=%d expires=%llu",
+		      (unsigned long long)m->seq, m->in_heap,
+		      (unsigned long long)m->expires);
+		CHECK(!m->in_heap || m->due == m->expires,
+		      "message %llu: ttl timer due %llu != expires",
+		      (unsigned long long)m->seq, (unsigned long long)m->due);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int check_list(struct ck *k, const struct q_state *s,
+		      const struct q_queue *q, const struct q_link *head,
+		      uint8_t where, uint64_t expect, uint64_t *bytes,
+		      uint64_t *in_heap)
+{
+	const struct q_link *l;
+	uint64_t n = 0;
+	for (l = head->next; l != head; l = l->next) {
+		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+		CHECK(l->next->prev == l, "broken list link in %s", q->name);
+		CHECK(m->queue == q, "message %llu in %s owned by another queue",
+		      (unsigned long long)m->seq, q->name);
+		CHECK(m->where == where, "message %llu in %s: where %d != %d",
+		      (unsigned long long)m->seq, q->name, m->where, where);
+		CHECK(m->seq > 0 && m->seq < s->next_seq,
+		      "message seq %llu out of range", (unsigned long long)m->seq);
+		CHECK(m->body != NULL && m->body->refs > 0,
+		      "message %llu has no body", (unsigned long long)m->seq);
+		if (where == Q__UNACKED) {
+			CHECK(m->consumer != NULL && m->deliveries > 0,
+			      "unacked %llu without consumer or delivery",
+			      (unsigned long long)m->seq);
+			CHECK(q__unacked_find(q, m->seq) == m,
+			      "unacked %llu not in the index of %s",
+			      (unsigned long long)m->seq, q->name);
+		} else {
+			CHECK(m->consumer == NULL, "queued %llu has a consumer",
+			      (unsigned long long)m->seq);
+			*bytes += m->body->len;
+		}
+		if (m->dl_reason != Q_REASON_NONE) {
+			CHECK(m->dl_reason <= Q_REASON_OVERFLOW &&
+				  m->dl_from < s->next_qid,
+			      "message %llu: bad dead-letter info",
+			      (unsigned long long)m->seq);
+		}
+		if (check_timer(k, m) != 0) {
+			return Q_ECORRUPT;
+		}
+		*in_heap += m->in_heap;
+		n++;
+	}
+	CHECK(n == expect, "%s: list count %llu != gauge %llu", q->name,
+	      (unsigned long long)n, (unsigned long long)expect);
+	return 0;
+}
+
+static int check_dedup(struct ck *k, const struct q_state *s,
+		       const struct q_dedup *d, const char *owner)
+{
+	const struct q_link *l;
+	uint64_t n = 0, last = 0;
+	for (l = d->fifo.next; l != &d->fifo; l = l->next) {
+		const struct q_dd *e = Q__CONTAINER_OF(l, struct q_dd, fifo);
+		const struct q_dd *h;
+		CHECK(e->at_ms >= last && e->at_ms <= s->now,
+		      "%s: dedup entries out of time order", owner);
+		last = e->at_ms;
+		CHECK(d->nbuckets > 0, "%s: dedup entries without table", owner);
+		h = d->buckets[q__hash(s->hash_seed, e->id, e->len) &
+			       (d->nbuckets - 1)];
+		while (h != NULL && h != e) {
+			h = h->hnext;
+		}
+		CHECK(h == e, "%s: dedup entry not in its bucket", owner);
+		n++;
+	}
+	CHECK(n == d->count, "%s: dedup count %llu != %llu", owner,
+	      (unsigned long long)n, (unsigned long long)d->count);
+	return 0;
+}
+
+static int check_queue(struct ck *k, const struct q_state *s,
+		       const struct q_queue *q, uint64_t *msgs,
+		       uint64_t *in_heap)
+{
+	uint64_t bytes = 0, unacked = 0, nc = 0;
+	const struct q_link *l;
+	int cursor_ok = q->cursor == NULL;
+
+	CHECK(q_name_valid(q->name), "invalid queue name");
+	CHECK(q->id > 0 && q->id < s->next_qid, "%s: bad id", q->name);
+	CHECK(q__settings_valid(&q->settings) &&
+		  q->settings.dead_letter == q->dead_letter,
+	      "%s: bad settings", q->name);
+	CHECK(q__list_empty(&q->dirty), "%s: left dirty", q->name);
+	if (check_list(k, s, q, &q->returned, Q__RETURNED, q->n_returned,
+		       &bytes, in_heap) ||
+	    check_list(k, s, q, &q->ready, Q__READY, q->n_ready, &bytes,
+		       in_heap) ||
+	    check_list(k, s, q, &q->delayed, Q__DELAYED, q->n_delayed, &bytes,
+		       in_heap)) {
+		return Q_ECORRUPT;
+	}
+	CHECK(bytes == q->bytes, "%s: bytes %llu != %llu", q->name,
+	      (unsigned long long)bytes, (unsigned long long)q->bytes);
+	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
+		const struct q_consumer *c =
+		    Q__CONTAINER_OF(l, struct q_consumer, qlink);
+		uint64_t dummy = 0;
+		CHECK(c->queue == q, "consumer %llu in the wrong queue",
+		      (unsigned long long)c->id);
+		CHECK(q__consumer_find(s, c->id) == c,
+		      "consumer %llu not registered", (unsigned long long)c->id);
+		if (check_list(k, s, q, &c->unacked, Q__UNACKED, c->n_unacked,
+			       &dummy, in_heap)) {
+			return Q_ECORRUPT;
+		}
+		for (const struct q_link *u = c->unacked.next; u != &c->unacked;
+		     u = u->next) {
+			CHECK(Q__CONTAINER_OF(u, struct q_msg, link)->consumer ==
+				  c,
+			      "unacked message held by another consumer");
+		}
+		cursor_ok |= q->cursor == c;
+		unacked += c->n_unacked;
+		nc++;
+	}
+	CHECK(cursor_ok, "%s: cursor is not one of its consumers", q->name);
+	CHECK(nc == q->n_consumers, "%s: consumer count", q->name);
+	CHECK(unacked == q->n_unacked, "%s: unacked %llu != %llu", q->name,
+	      (unsigned long long)unacked, (unsigned long long)q->n_unacked);
+	if (q->topic != NULL) {
+		size_t tl = strlen(q->topic->name);
+		CHECK(strncmp(q->name, q->topic->name, tl) == 0 &&
+			  q->name[tl] == ':',
+		      "%s: not named after its topic", q->name);
+	}
+	*msgs += q->n_ready + q->n_returned + q->n_delayed + q->n_unacked;
+	return check_dedup(k, s, &q->dedup, q->name);
+}
+
+static int key_le(const struct q_hnode *a, const struct q_hnode *b)
+{
+	const struct q_msg *x = Q__CONTAINER_OF(a, struct q_msg, timer);
+	const struct q_msg *y = Q__CONTAINER_OF(b, struct q_msg, timer);
+	if (x->due != y->due) {
+		return x->due < y->due;
+	}
+	if (x->queue->id != y->queue->id) {
+		return x->queue->id < y->queue->id;
+	}
+	return x->seq <= y->seq;
+}
+
+/* Depth-first walk of the heap with an explicit stack (the heap can be a
+ * root with a very long child list, or very deep): every child is ordered
+ * after its parent and the links agree with each other. */
+static int check_heap(struct ck *k, const struct q_state *s)
+{
+	const struct q_hnode **stack;
+	uint64_t top = 0, count = 0;
+	int rv = 0;
+
+	if (s->timers.root == NULL) {
+		CHECK(s->timers.count == 0, "empty heap with count %llu",
+		      (unsigned long long)s->timers.count);
+		return 0;
+	}
+	CHECK(s->timers.root->prev == NULL && s->timers.root->sibling == NULL,
+	      "heap root has a parent or sibling");
+	/* Scratch from libc, outside the state's allocator, so checking
+	 * never disturbs an allocation-failure test. */
+	stack = malloc((s->timers.count + 1) * sizeof *stack);
+	if (stack == NULL) {
+		return 0; /* cannot walk; nothing known to be wrong */
+	}
+	stack[top++] = s->timers.root;
+	while (top > 0 && rv == 0) {
+		const struct q_hnode *n = stack[--top];
+		const struct q_hnode *c, *left = n;
+		count++;
+		if (!Q__CONTAINER_OF(n, struct q_msg, timer)->in_heap) {
+			rv = fail(k, "heap holds a message not marked in_heap");
+			break;
+		}
+		for (c = n->child; c != NULL; left = c, c = c->sibling) {
+			if (c->prev != left || !key_le(n, c)) {
+				rv = fail(k, "heap order or links broken");
+				break;
+			}
+			if (count + top >= s->timers.count) {
+				rv = fail(k, "heap has more nodes than count");
+				break;
+			}
+			stack[top++] = c;
+		}
+	}
+	free(stack);
+	if (rv != 0) {
+		return rv;
+	}
+	CHECK(count == s->timers.count, "heap count %llu != %llu",
+	      (unsigned long long)count, (unsigned long long)s->timers.count);
+	return 0;
+}
+
+int q_state_check(const struct q_state *s, char *errbuf, size_t errlen)
+{
+	struct ck kk = {errbuf, errlen, 0}, *k = &kk;
+	uint64_t i, msgs = 0, in_heap = 0, nc = 0;
+
+	if (errbuf != NULL && errlen > 0) {
+		errbuf[0] = '\0';
+	}
+	CHECK(q__list_empty(&s->dirty), "dirty queues left after apply");
+	for (i = 0; i < s->n_queues; i++) {
+		CHECK(i == 0 || strcmp(s->queues[i - 1]->name,
+				       s->queues[i]->name) < 0,
+		      "queue registry not sorted");
+		if (check_queue(k, s, s->queues[i], &msgs, &in_heap) != 0) {
+			return Q_ECORRUPT;
+		}
+		nc += s->queues[i]->n_consumers;
+	}
+	for (i = 0; i < s->n_topics; i++) {
+		const struct q_topic *t = s->topics[i];
+		uint64_t j;
+		CHECK(i == 0 || strcmp(s->topics[i - 1]->name, t->name) < 0,
+		      "topic registry not sorted");
+		for (j = 0; j < t->n_subs; j++) {
+			CHECK(t->subs[j]->topic == t &&
+				  q__queue_find(s, t->subs[j]->name) ==
+				      t->subs[j],
+			      "topic %s: bad subscription", t->name);
+			CHECK(j == 0 || strcmp(t->subs[j - 1]->name,
+					       t->subs[j]->name) < 0,
+			      "topic %s: subscriptions not sorted", t->name);
+		}
+		if (check_dedup(k, s, &t->dedup, t->name) != 0) {
+			return Q_ECORRUPT;
+		}
+	}
+	for (i = 0; i < s->n_queues; i++) {
+		const struct q_queue *q = s->queues[i];
+		if (q->topic != NULL) {
+			int found = 0;
+			uint64_t j;
+			for (j = 0; j < q->topic->n_subs; j++) {
+				found |= q->topic->subs[j] == q;
+			}
+			CHECK(found, "%s: bound topic does not list it",
+			      q->name);
+		}
+	}
+	CHECK(nc == s->n_consumers, "consumer registry count %llu != %llu",
+	      (unsigned long long)s->n_consumers, (unsigned long long)nc);
+	for (i = 0; i < s->n_consumers; i++) {
+		CHECK(s->consumers[i]->id < s->next_consumer &&
+			  (i == 0 ||
+			   s->consumers[i - 1]->id < s->consumers[i]->id),
+		      "consumer registry not sorted");
+	}
+	CHECK(msgs == s->n_msgs, "message count %llu != %llu",
+	      (unsigned long long)msgs, (unsigned long long)s->n_msgs);
+	CHECK(in_heap == s->timers.count, "armed timers %llu != heap %llu",
+	      (unsigned long long)in_heap,
+	      (unsigned long long)s->timers.count);
+	return check_heap(k, s);
+}

@@ -1,0 +1,304 @@
+/* Internals of queue/: never included outside this folder.
+ *
+ * Data structures are intrusive so that, once a command has been validated
+ * and its allocations made, every state change (deliveries, requeues,
+ * dead-lettering, timers) is pointer surgery that cannot fail. That is what
+ * makes q_state_apply() all-or-nothing.
+ *
+ * Ownership
+ *   struct q_state owns queues, topics, consumers (all heap objects).
+ *   A queue owns the struct q_msg copies in its returned, ready and delayed
+ *   lists; a consumer's unacked list holds copies still owned by the queue
+ *   (counted in the queue's gauges).
+ *   struct q_body is shared by the copies of one publish (fan-out): refs
+ *   counts the q_msg pointing at it; the last copy to go frees it.
+ */
+#ifndef RAFTMQ_Q_INT_H
+#define RAFTMQ_Q_INT_H
+
+#include "q.h"
+
+#define Q__CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ------------------------------------------------------------------ memory */
+
+void *q__malloc(struct q_state *s, size_t size);
+void *q__realloc(struct q_state *s, void *ptr, size_t old_size, size_t size);
+void q__free(struct q_state *s, void *ptr, size_t size);
+char *q__strdup(struct q_state *s, const char *str);
+void q__strfree(struct q_state *s, char *str);
+
+/* 64-bit seeded hash of bytes (FNV-1a with a final avalanche). Only used to
+ * place names and dedup ids in hash tables, never to decide an outcome. */
+uint64_t q__hash(uint64_t seed, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------- lists */
+
+struct q_link {
+	struct q_link *next, *prev;
+};
+
+static inline void q__list_init(struct q_link *l)
+{
+	l->next = l->prev = l;
+}
+static inline int q__list_empty(const struct q_link *l)
+{
+	return l->next == l;
+}
+static inline void q__list_append(struct q_link *head, struct q_link *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+static inline void q__list_remove(struct q_link *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+
+/* -------------------------------------------------------------- timer heap */
+
+/* Intrusive pairing heap node. The order is total (q__timer_less) so the
+ * pop order depends only on the keys, not on the shape of the heap. */
+struct q_hnode {
+	struct q_hnode *child, *sibling, *prev; /* prev: parent or left sibling */
+};
+
+struct q_msg;
+struct q_heap {
+	struct q_hnode *root;
+	uint64_t count;
+};
+
+void q__heap_insert(struct q_heap *h, struct q_hnode *n);
+void q__heap_remove(struct q_heap *h, struct q_hnode *n);
+struct q_hnode *q__heap_min(const struct q_heap *h);
+
+/* ----------------------------------------------------------------- objects */
+
+/* A stored body, shared by the copies of one publish. */
+struct q_body {
+	uint32_t refs;        /* q_msg pointing here */
+	uint32_t id_len;      /* msg id bytes, stored before the body */
+	uint64_t origin;      /* seq of the publish that stored it (dump key) */
+	uint64_t published_ms;
+	size_t len;           /* body bytes */
+	unsigned char data[]; /* id_len bytes of id, then len bytes of body */
+};
+
+/* Where a message is. */
+enum {
+	Q__READY = 0,
+	Q__RETURNED = 1,
+	Q__DELAYED = 2,
+	Q__UNACKED = 3,
+	Q__NOWHERE = 4, /* unlinked: being moved or freed */
+};
+
+struct q_queue;
+struct q_consumer;
+
+/* One copy of a message in one queue. */
+struct q_msg {
+	struct q_link link;     /* in exactly one list (see where) */
+	struct q_hnode timer;   /* in s->timers when in_heap */
+	struct q_msg *hnext;    /* unacked index chain of the queue */
+	struct q_body *body;    /* shared */
+	struct q_queue *queue;  /* owner */
+	struct q_consumer *consumer; /* holder when Q__UNACKED */
+	q_seq seq;
+	uint64_t due;           /* timer key when in_heap */
+	uint64_t expires;       /* absolute TTL expiry, 0 = never */
+	uint32_t deliveries;    /* times delivered */
+	uint32_t failures;      /* failed deliveries (nack, timeout, gone) */
+	uint32_t dl_from;       /* queue id it was dead-lettered from */
+	uint8_t where;          /* Q__READY .. Q__NOWHERE */
+	uint8_t in_heap;
+	uint8_t dl_reason;      /* enum q_reason once dead-lettered */
+};
+
+/* A remembered dedup id. */
+struct q_dd {
+	struct q_dd *hnext; /* hash chain */
+	struct q_link fifo; /* oldest first */
+	q_seq seq;
+	uint64_t at_ms;
+	uint32_t len;
+	unsigned char id[];
+};
+
+struct q_dedup {
+	struct q_dd **buckets;
+	uint64_t nbuckets; /* power of two or 0 */
+	uint64_t count;
+	struct q_link fifo;
+};
+
+struct q_counters {
+	uint64_t published, delivered, redelivered, acked, nacked, released;
+	uint64_t dead_lettered, expired, deduplicated, dropped, rejected;
+};
+
+struct q_topic;
+
+struct q_queue {
+	uint32_t id;             /* from s->next_qid; timer tie-break */
+	char *name;              /* owned */
+	char *dead_letter;       /* owned, NULL for none */
+	struct q_settings settings; /* .dead_letter aliases dead_letter */
+	struct q_topic *topic;   /* bound topic or NULL (borrowed) */
+	struct q_link returned, ready, delayed;
+	uint64_t n_ready, n_returned, n_delayed, n_unacked;
+	uint64_t bytes;          /* body bytes not held by consumers */
+	struct q_msg **ubuckets; /* unacked index by seq */
+	uint64_t nubuckets;      /* power of two or 0 */
+	struct q_link consumers; /* attach order */
+	uint64_t n_consumers;
+	struct q_consumer *cursor; /* last receiver, NULL = start */
+	struct q_dedup dedup;
+	struct q_counters c;
+	struct q_link dirty;     /* in s->dirty while dispatch pending */
+};
+
+struct q_consumer {
+	q_consumer_id id;
+	struct q_queue *queue;   /* borrowed */
+	struct q_link qlink;     /* in queue->consumers */
+	struct q_session session;
+	uint32_t prefetch, credit;
+	uint64_t n_unacked;
+	struct q_link unacked;   /* delivery order */
+};
+
+struct q_topic {
+	char *name;               /* owned */
+	uint64_t dedup_window_ms;
+	struct q_queue **subs;    /* sorted by name; queues owned by state */
+	uint64_t n_subs, cap_subs;
+	struct q_dedup dedup;
+	uint64_t published, deduplicated;
+};
+
+struct q_state {
+	struct q_allocator alloc;
+	uint64_t hash_seed;
+	size_t max_body;
+	const struct q_sink *sink; /* borrowed */
+
+	uint64_t now;
+	q_seq next_seq;
+	q_consumer_id next_consumer;
+	uint32_t next_qid;
+
+	struct q_queue **queues;  /* sorted by name */
+	uint64_t n_queues, cap_queues;
+	struct q_topic **topics;  /* sorted by name */
+	uint64_t n_topics, cap_topics;
+	struct q_consumer **consumers; /* sorted by id */
+	uint64_t n_consumers, cap_consumers;
+
+	struct q_heap timers;
+	struct q_link dirty;      /* queues needing dispatch */
+
+	uint64_t n_msgs, n_bodies, body_bytes, n_dd;
+	uint64_t alloc_bytes;
+};
+
+/* ------------------------------------------------------------ registries */
+
+struct q_queue *q__queue_find(const struct q_state *s, const char *name);
+struct q_topic *q__topic_find(const struct q_state *s, const char *name);
+struct q_queue *q__queue_by_id(const struct q_state *s, uint32_t id);
+struct q_consumer *q__consumer_find(const struct q_state *s, q_consumer_id id);
+/* Index where name is or would be inserted; *found set. */
+uint64_t q__queue_pos(const struct q_state *s, const char *name, int *found);
+uint64_t q__topic_pos(const struct q_state *s, const char *name, int *found);
+uint64_t q__consumer_pos(const struct q_state *s, q_consumer_id id, int *found);
+int q__reserve(struct q_state *s, void *arrayp, uint64_t *cap, uint64_t need);
+
+/* Empties the state: everything freed, counters back to their start. */
+void q__state_clear(struct q_state *s);
+
+/* ------------------------------------------------------------ queue ops */
+
+/* Allocates an empty queue (not registered). */
+struct q_queue *q__queue_new(struct q_state *s, const char *name,
+			     const struct q_settings *st);
+/* Destroys a queue: frees all messages, detaches consumers (reports them),
+ * unregisters nothing: the caller removes it from the registry. */
+void q__queue_destroy(struct q_state *s, struct q_queue *q, int report);
+int q__settings_valid(const struct q_settings *st);
+int q__settings_equal(const struct q_settings *a, const struct q_settings *b);
+/* Copies the fields of src selected by mask (Q_SET_*) into dst; the
+ * dead_letter pointer is copied as is. */
+void q__settings_merge(struct q_settings *dst, const struct q_settings *src,
+		       uint32_t mask);
+
+/* Frees one message copy (drops a body ref). Unlinks it from everything. */
+void q__msg_free(struct q_state *s, struct q_msg *m);
+/* Unlinks a message from its list and the timer heap, updating gauges. */
+void q__msg_unlink(struct q_state *s, struct q_msg *m);
+/* Places a message that is linked nowhere into list `where` of its queue;
+ * arms the TTL or due timer as needed; marks the queue dirty. */
+void q__msg_place(struct q_state *s, struct q_msg *m, uint8_t where,
+		  uint64_t due);
+/* A message not held by a consumer leaves for good: dead-letter or drop. */
+void q__msg_dead_letter(struct q_state *s, struct q_msg *m, uint8_t reason);
+/* Drops from the head until q fits `extra_n` more messages of `extra_bytes`;
+ * dropped messages are dead-lettered unless `final` (then just dropped). */
+void q__queue_make_room(struct q_state *s, struct q_queue *q, uint64_t extra_n,
+			uint64_t extra_bytes, int final);
+/* Would q accept extra_n messages of extra_bytes without dropping? */
+int q__queue_fits(const struct q_queue *q, uint64_t extra_n,
+		  uint64_t extra_bytes);
+uint64_t q__queue_len(const struct q_queue *q);
+
+void q__mark_dirty(struct q_state *s, struct q_queue *q);
+/* Delivers to consumers with room, for every dirty queue. */
+void q__dispatch_dirty(struct q_state *s);
+
+/* ---------------------------------------------------------- dedup */
+
+void q__dedup_init(struct q_dedup *d);
+void q__dedup_clear(struct q_state *s, struct q_dedup *d);
+/* Finds an id seen less than window ago. */
+struct q_dd *q__dedup_find(const struct q_state *s, const struct q_dedup *d,
+			   const void *id, size_t len, uint64_t window);
+/* Allocates an entry (not inserted). */
+struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len);
+/* Grows the table before an insert: returns Q_ENOMEM only if there is no
+ * table yet (a small table is merely slower). */
+int q__dedup_grow(struct q_state *s, struct q_dedup *d);
+void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
+		     q_seq seq, uint64_t at_ms);
+/* Forgets ids older than window. */
+void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window);
+
+/* ---------------------------------------------------------- inflight */
+
+void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra);
+struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq);
+/* Hands m (ready/returned, unlinked) to consumer c; reports the delivery. */
+void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m);
+/* Takes an unacked message away from its consumer (unlinked afterwards). */
+void q__unacked_take(struct q_state *s, struct q_msg *m);
+/* Returns an unacked message to the queue; `failed` counts a failure. */
+void q__unacked_return(struct q_state *s, struct q_msg *m, int failed,
+		       uint64_t delay_ms);
+/* Removes a consumer: returns its unacked, unregisters, frees. */
+void q__consumer_remove(struct q_state *s, struct q_consumer *c, int failed,
+			int report);
+
+/* ---------------------------------------------------------- timers */
+
+void q__timer_arm(struct q_state *s, struct q_msg *m, uint64_t due);
+void q__timer_disarm(struct q_state *s, struct q_msg *m);
+void q__timers_fire(struct q_state *s);
+int q__expired(const struct q_state *s, const struct q_msg *m);
+
+#endif /* RAFTMQ_Q_INT_H */

@@ -1,0 +1,74 @@
+/* Timers from replicated time: ack deadlines, delays and TTLs.
+ *
+ * Every message with a pending timer sits in one heap ordered by
+ * (due, queue id, seq). Only Q_CMD_TICK fires timers, with the state clock
+ * (the largest leader stamp seen), so every replica fires the same timers
+ * in the same order whatever its own clock says. What a timer does depends
+ * on where the message is:
+ *   unacked  the ack deadline passed: a failed delivery (requeue or
+ *            dead-letter once max_deliveries failures are reached);
+ *   delayed  it becomes deliverable: a first delivery joins the ready tail,
+ *            a delayed nack joins the returned list;
+ *   ready / returned  its TTL passed: it expires (dead-letter or drop). */
+#include "q_int.h"
+
+void q__timer_arm(struct q_state *s, struct q_msg *m, uint64_t due)
+{
+	if (m->in_heap) {
+		q__heap_remove(&s->timers, &m->timer);
+	}
+	m->due = due;
+	m->in_heap = 1;
+	q__heap_insert(&s->timers, &m->timer);
+}
+
+void q__timer_disarm(struct q_state *s, struct q_msg *m)
+{
+	if (m->in_heap) {
+		q__heap_remove(&s->timers, &m->timer);
+		m->in_heap = 0;
+		m->due = 0;
+	}
+}
+
+int q__expired(const struct q_state *s, const struct q_msg *m)
+{
+	return m->expires != 0 && s->now >= m->expires;
+}
+
+void q__timers_fire(struct q_state *s)
+{
+	struct q_hnode *n;
+	while ((n = q__heap_min(&s->timers)) != NULL) {
+		struct q_msg *m = Q__CONTAINER_OF(n, struct q_msg, timer);
+		struct q_queue *q = m->queue;
+		if (m->due > s->now) {
+			break;
+		}
+		switch (m->where) {
+		case Q__UNACKED:
+			q__unacked_return(s, m, 1, 0);
+			break;
+		case Q__DELAYED:
+			q__msg_unlink(s, m);
+			q__msg_place(s, m,
+				     m->deliveries > 0 ? Q__RETURNED : Q__READY,
+				     0);
+			break;
+		default: /* ready or returned: TTL */
+			q__msg_unlink(s, m);
+			q->c.expired++;
+			q__msg_dead_letter(s, m, Q_REASON_EXPIRED);
+			break;
+		}
+	}
+}
+
+uint64_t q_state_next_due(const struct q_state *s)
+{
+	struct q_hnode *n = q__heap_min(&s->timers);
+	if (n == NULL) {
+		return UINT64_MAX;
+	}
+	return Q__CONTAINER_OF(n, struct q_msg, timer)->due;
+}
