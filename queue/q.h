@@ -121,16 +121,16 @@ struct q_state;
  * and with proto/client.proto's ErrorCode. */
 enum {
 	Q_OK = 0,
-	Q_ENOMEM = 1,        /* allocation failed; state unchanged */
-	Q_ENOTFOUND = 2,     /* no such queue / topic / subscription */
-	Q_EEXIST = 3,        /* exists with different settings */
-	Q_EFULL = 4,         /* max_length / max_bytes with reject-publish */
-	Q_EINVAL = 5,        /* bad argument (name, setting, empty tag list) */
-	Q_ENOCONSUMER = 6,   /* unknown consumer id */
-	Q_EUNKNOWNTAG = 7,   /* some tags were not held by this consumer */
-	Q_ECORRUPT = 8,      /* q_state_load(): malformed dump */
-	Q_ETOOBIG = 9,       /* body over the state's max body size */
-	Q_ETOPICQUEUE = 10,  /* operation not allowed on a subscription queue */
+	Q_ENOMEM = 1,	    /* allocation failed; state unchanged */
+	Q_ENOTFOUND = 2,    /* no such queue / topic / subscription */
+	Q_EEXIST = 3,	    /* exists with different settings */
+	Q_EFULL = 4,	    /* max_length / max_bytes with reject-publish */
+	Q_EINVAL = 5,	    /* bad argument (name, setting, empty tag list) */
+	Q_ENOCONSUMER = 6,  /* unknown consumer id */
+	Q_EUNKNOWNTAG = 7,  /* some tags were not held by this consumer */
+	Q_ECORRUPT = 8,	    /* q_state_load(): malformed dump */
+	Q_ETOOBIG = 9,	    /* body over the state's max body size */
+	Q_ETOPICQUEUE = 10, /* operation not allowed on a subscription queue */
 	Q_ECODES_COUNT
 };
 
@@ -144,14 +144,21 @@ enum q_overflow {
 
 /* Per-queue settings. Names are borrowed in commands and copied by apply. */
 struct q_settings {
-	uint64_t ack_timeout_ms;   /* default 30000; 0 = no deadline */
-	uint32_t max_deliveries;   /* failed deliveries before dead-letter; 0 = unlimited */
-	const char *dead_letter;   /* queue name or NULL/"" for none (borrowed) */
-	uint64_t ttl_ms;           /* 0 = none */
-	uint64_t max_length;       /* messages not held by consumers; 0 = unlimited */
-	uint64_t max_bytes;        /* body bytes not held by consumers; 0 = unlimited */
-	uint8_t overflow;          /* enum q_overflow */
-	uint64_t dedup_window_ms;  /* default 120000; 0 = off */
+	/* Default 30000; 0 = no deadline. */
+	uint64_t ack_timeout_ms;
+	/* Failed deliveries before dead-letter; default 20; 0 = unlimited. */
+	uint32_t max_deliveries;
+	/* Queue name, or NULL / "" for none (borrowed). */
+	const char *dead_letter;
+	/* Default 0 = none. */
+	uint64_t ttl_ms;
+	/* Messages / body bytes not held by consumers; 0 = unlimited. */
+	uint64_t max_length;
+	uint64_t max_bytes;
+	/* enum q_overflow. */
+	uint8_t overflow;
+	/* Default 120000; 0 = off. */
+	uint64_t dedup_window_ms;
 };
 
 /* Bits of struct q_cmd_configure.mask: which settings to change. */
@@ -179,7 +186,7 @@ struct q_session {
 };
 
 enum q_cmd_type {
-	Q_CMD_TICK = 0,         /* fire due timers; nothing else */
+	Q_CMD_TICK = 0, /* fire due timers; nothing else */
 	Q_CMD_CREATE_QUEUE,
 	Q_CMD_CONFIGURE_QUEUE,
 	Q_CMD_DELETE_QUEUE,
@@ -189,15 +196,15 @@ enum q_cmd_type {
 	Q_CMD_SUBSCRIBE,
 	Q_CMD_UNSUBSCRIBE,
 	Q_CMD_PUBLISH,
-	Q_CMD_ATTACH,           /* add a consumer */
-	Q_CMD_DETACH,           /* remove a consumer; its unacked return */
-	Q_CMD_CREDIT,           /* set a consumer's prefetch and credit */
+	Q_CMD_ATTACH, /* add a consumer */
+	Q_CMD_DETACH, /* remove a consumer; its unacked return */
+	Q_CMD_CREDIT, /* set a consumer's prefetch and credit */
 	Q_CMD_ACK,
-	Q_CMD_NACK,             /* requeue, counts a failed delivery */
-	Q_CMD_RELEASE,          /* requeue, does not count */
-	Q_CMD_EXTEND,           /* push the ack deadline */
-	Q_CMD_SESSION_GONE,     /* detach every consumer of one session */
-	Q_CMD_DETACH_STALE,     /* detach every consumer not of (node, epoch) */
+	Q_CMD_NACK,	    /* requeue, counts a failed delivery */
+	Q_CMD_RELEASE,	    /* requeue, does not count */
+	Q_CMD_EXTEND,	    /* push the ack deadline */
+	Q_CMD_SESSION_GONE, /* detach every consumer of one session */
+	Q_CMD_DETACH_STALE, /* detach every consumer not of (node, epoch) */
 	Q_CMD_TYPE_COUNT
 };
 
@@ -206,62 +213,66 @@ enum q_cmd_type {
 
 /* A command. Every pointer in it is borrowed: apply copies what it keeps. */
 struct q_cmd {
-	uint8_t type;    /* enum q_cmd_type */
+	uint8_t type;	 /* enum q_cmd_type */
 	uint64_t now_ms; /* leader's wall clock stamp for the batch */
 	union {
-		struct q_cmd_queue {          /* CREATE/CONFIGURE/DELETE/PURGE */
+		struct q_cmd_queue { /* CREATE/CONFIGURE/DELETE/PURGE */
 			const char *name;
 			struct q_settings settings; /* CREATE, CONFIGURE */
-			uint32_t mask;              /* CONFIGURE: Q_SET_* bits */
+			uint32_t mask; /* CONFIGURE: Q_SET_* bits */
 		} queue;
-		struct q_cmd_topic {          /* CREATE/DELETE_TOPIC, (UN)SUBSCRIBE */
+		struct q_cmd_topic { /* CREATE/DELETE_TOPIC, (UN)SUBSCRIBE */
 			const char *topic;
 			const char *subscription; /* (UN)SUBSCRIBE */
-			struct q_settings settings; /* SUBSCRIBE: the queue's settings */
+			/* SUBSCRIBE: the queue's settings */
+			struct q_settings settings;
 			uint64_t dedup_window_ms; /* CREATE_TOPIC */
 		} topic;
 		struct q_cmd_publish {
-			const char *queue;        /* exactly one of queue / topic */
+			const char *queue; /* exactly one of queue / topic */
 			const char *topic;
-			const char *msg_id;       /* dedup id, may be NULL */
+			const char *msg_id; /* dedup id, may be NULL */
 			size_t msg_id_len;
 			const void *body;
 			size_t body_len;
-			uint64_t delay_ms;        /* 0 = deliverable now */
-			uint64_t ttl_ms;          /* 0 = the queue's ttl */
+			uint64_t delay_ms; /* 0 = deliverable now */
+			uint64_t ttl_ms;   /* 0 = the queue's ttl */
 		} publish;
 		struct q_cmd_attach {
 			const char *queue;
 			struct q_session session;
-			uint32_t prefetch;        /* max unacked; 0 = unlimited */
-			uint32_t credit;          /* deliveries allowed; Q_CREDIT_UNLIMITED for push */
+			uint32_t prefetch; /* max unacked; 0 = unlimited */
+			/* Deliveries allowed; Q_CREDIT_UNLIMITED for push. */
+			uint32_t credit;
 		} attach;
-		struct q_cmd_consumer {       /* DETACH, CREDIT */
+		struct q_cmd_consumer { /* DETACH, CREDIT */
 			q_consumer_id consumer;
-			uint32_t prefetch;        /* CREDIT */
-			uint32_t credit;          /* CREDIT */
+			uint32_t prefetch; /* CREDIT */
+			uint32_t credit;   /* CREDIT */
 		} consumer;
-		struct q_cmd_tags {           /* ACK, NACK, RELEASE, EXTEND */
+		struct q_cmd_tags { /* ACK, NACK, RELEASE, EXTEND */
 			q_consumer_id consumer;
 			const q_seq *tags;
 			size_t n_tags;
-			uint64_t ms;              /* NACK: delay; EXTEND: new timeout (0 = queue's) */
+			/* NACK: delay; EXTEND: new timeout (0 = queue's). */
+			uint64_t ms;
 		} tags;
-		struct q_cmd_session {        /* SESSION_GONE, DETACH_STALE */
-			struct q_session session; /* DETACH_STALE uses node_id, epoch */
+		struct q_cmd_session { /* SESSION_GONE, DETACH_STALE */
+			/* DETACH_STALE uses node_id and epoch only. */
+			struct q_session session;
 		} session;
 	} u;
 };
 
 /* The result of one command: status and the command's outputs. */
 struct q_result {
-	int status;              /* Q_OK or a rejection code */
-	q_seq seq;               /* PUBLISH: the message's sequence number */
-	bool duplicate;          /* PUBLISH: dedup hit; seq is the original's */
-	q_consumer_id consumer;  /* ATTACH */
-	uint64_t count;          /* PURGE: removed; tag commands: tags done;
-				    DETACH/SESSION_GONE/DETACH_STALE: consumers */
-	uint64_t unknown;        /* tag commands: tags not held by the consumer */
+	int status;		/* Q_OK or a rejection code */
+	q_seq seq;		/* PUBLISH: the message's sequence number */
+	bool duplicate;		/* PUBLISH: dedup hit; seq is the original's */
+	q_consumer_id consumer; /* ATTACH */
+	uint64_t count;		/* PURGE: removed; tag commands: tags done;
+				   DETACH/SESSION_GONE/DETACH_STALE: consumers */
+	uint64_t unknown; /* tag commands: tags not held by the consumer */
 };
 
 /* Why a message left a queue without an ack (dead-letter reason). */
@@ -278,15 +289,15 @@ struct q_delivery {
 	q_consumer_id consumer;
 	const struct q_session *session;
 	const char *queue;
-	q_seq seq;                 /* the delivery tag */
-	const char *msg_id;        /* may be NULL */
+	q_seq seq;	    /* the delivery tag */
+	const char *msg_id; /* may be NULL */
 	size_t msg_id_len;
 	const void *body;
 	size_t body_len;
-	uint32_t delivery_count;   /* 1 on the first delivery */
-	uint64_t published_ms;     /* state clock when published */
-	uint8_t dl_reason;         /* enum q_reason if dead-lettered, else 0 */
-	const char *dl_queue;      /* queue it was dead-lettered from, or NULL */
+	uint32_t delivery_count; /* 1 on the first delivery */
+	uint64_t published_ms;	 /* state clock when published */
+	uint8_t dl_reason;	 /* enum q_reason if dead-lettered, else 0 */
+	const char *dl_queue;	 /* queue it was dead-lettered from, or NULL */
 };
 
 /* A consumer that apply removed (queue deleted, session gone): the node tells
@@ -314,10 +325,11 @@ struct q_allocator {
 };
 
 struct q_options {
-	const struct q_allocator *allocator; /* NULL = libc; borrowed, must outlive the state */
-	uint64_t hash_seed;   /* seeds name/id hashing; any value, need not match
-				 between replicas (it never affects results) */
-	size_t max_body;      /* 0 = unlimited */
+	/* NULL = libc; borrowed, must outlive the state. */
+	const struct q_allocator *allocator;
+	uint64_t hash_seed; /* seeds name/id hashing; any value, need not match
+			       between replicas (it never affects results) */
+	size_t max_body;    /* 0 = unlimited */
 };
 
 /* Creates an empty state. Returns NULL on allocation failure. `opts` may be
@@ -344,18 +356,18 @@ uint64_t q_state_now(const struct q_state *s);
 /* Totals for memory accounting. */
 struct q_totals {
 	uint64_t queues, topics, consumers;
-	uint64_t messages;      /* stored message copies (all queues) */
-	uint64_t bodies;        /* distinct stored bodies */
-	uint64_t body_bytes;    /* bytes of distinct bodies */
+	uint64_t messages;   /* stored message copies (all queues) */
+	uint64_t bodies;     /* distinct stored bodies */
+	uint64_t body_bytes; /* bytes of distinct bodies */
 	uint64_t dedup_entries;
-	uint64_t alloc_bytes;   /* bytes currently allocated by the state */
+	uint64_t alloc_bytes; /* bytes currently allocated by the state */
 };
 void q_state_totals(const struct q_state *s, struct q_totals *t);
 
 /* Per-queue counters and gauges, for metrics and `queue info`. */
 struct q_queue_info {
-	const char *name;          /* borrowed from the state */
-	const char *topic;         /* bound topic or NULL (borrowed) */
+	const char *name;	    /* borrowed from the state */
+	const char *topic;	    /* bound topic or NULL (borrowed) */
 	struct q_settings settings; /* dead_letter borrowed from the state */
 	uint64_t ready, unacked, delayed, bytes, consumers;
 	uint64_t published, delivered, redelivered, acked, nacked, released;
@@ -369,28 +381,31 @@ int q_state_queue_info(const struct q_state *s, const char *name,
 
 /* Calls cb for each queue in name order, then returns 0 (or cb's non-zero). */
 int q_state_foreach_queue(const struct q_state *s,
-			  int (*cb)(void *data, const struct q_queue_info *info),
+			  int (*cb)(void *data,
+				    const struct q_queue_info *info),
 			  void *data);
 
 struct q_topic_info {
-	const char *name;             /* borrowed */
+	const char *name; /* borrowed */
 	uint64_t dedup_window_ms;
 	uint64_t subscriptions;
 	uint64_t published, deduplicated;
 };
 int q_state_foreach_topic(const struct q_state *s,
-			  int (*cb)(void *data, const struct q_topic_info *info),
+			  int (*cb)(void *data,
+				    const struct q_topic_info *info),
 			  void *data);
 
 struct q_consumer_info {
 	q_consumer_id id;
-	const char *queue;            /* borrowed */
+	const char *queue; /* borrowed */
 	struct q_session session;
 	uint32_t prefetch, credit;
 	uint64_t unacked;
 };
 int q_state_foreach_consumer(const struct q_state *s,
-			     int (*cb)(void *data, const struct q_consumer_info *info),
+			     int (*cb)(void *data,
+				       const struct q_consumer_info *info),
 			     void *data);
 
 /* Full invariant walk. Returns 0, or Q_ECORRUPT and writes a description of

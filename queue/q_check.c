@@ -14,7 +14,8 @@ struct ck {
 	int failed;
 };
 
-static int fail(struct ck *k, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int fail(struct ck *k,
+						      const char *fmt, ...)
 {
 	va_list ap;
 	if (!k->failed && k->buf != NULL && k->len > 0) {
@@ -26,11 +27,11 @@ static int fail(struct ck *k, const char *fmt, ...)
 	return Q_ECORRUPT;
 }
 
-#define CHECK(cond, ...)                            \
-	do {                                        \
-		if (!(cond)) {                      \
+#define CHECK(cond, ...)                             \
+	do {                                         \
+		if (!(cond)) {                       \
 			return fail(k, __VA_ARGS__); \
-		}                                   \
+		}                                    \
 	} while (0)
 
 static int check_timer(struct ck *k, const struct q_msg *m)
@@ -66,12 +67,14 @@ static int check_list(struct ck *k, const struct q_state *s,
 	for (l = head->next; l != head; l = l->next) {
 		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
 		CHECK(l->next->prev == l, "broken list link in %s", q->name);
-		CHECK(m->queue == q, "message %llu in %s owned by another queue",
+		CHECK(m->queue == q,
+		      "message %llu in %s owned by another queue",
 		      (unsigned long long)m->seq, q->name);
 		CHECK(m->where == where, "message %llu in %s: where %d != %d",
 		      (unsigned long long)m->seq, q->name, m->where, where);
 		CHECK(m->seq > 0 && m->seq < s->next_seq,
-		      "message seq %llu out of range", (unsigned long long)m->seq);
+		      "message seq %llu out of range",
+		      (unsigned long long)m->seq);
 		CHECK(m->body != NULL && m->body->refs > 0,
 		      "message %llu has no body", (unsigned long long)m->seq);
 		if (where == Q__UNACKED) {
@@ -88,7 +91,7 @@ static int check_list(struct ck *k, const struct q_state *s,
 		}
 		if (m->dl_reason != Q_REASON_NONE) {
 			CHECK(m->dl_reason <= Q_REASON_OVERFLOW &&
-				  m->dl_from < s->next_qid,
+				      m->dl_from < s->next_qid,
 			      "message %llu: bad dead-letter info",
 			      (unsigned long long)m->seq);
 		}
@@ -114,7 +117,8 @@ static int check_dedup(struct ck *k, const struct q_state *s,
 		CHECK(e->at_ms >= last && e->at_ms <= s->now,
 		      "%s: dedup entries out of time order", owner);
 		last = e->at_ms;
-		CHECK(d->nbuckets > 0, "%s: dedup entries without table", owner);
+		CHECK(d->nbuckets > 0, "%s: dedup entries without table",
+		      owner);
 		h = d->buckets[q__hash(s->hash_seed, e->id, e->len) &
 			       (d->nbuckets - 1)];
 		while (h != NULL && h != e) {
@@ -139,7 +143,7 @@ static int check_queue(struct ck *k, const struct q_state *s,
 	CHECK(q_name_valid(q->name), "invalid queue name");
 	CHECK(q->id > 0 && q->id < s->next_qid, "%s: bad id", q->name);
 	CHECK(q__settings_valid(&q->settings) &&
-		  q->settings.dead_letter == q->dead_letter,
+		      q->settings.dead_letter == q->dead_letter,
 	      "%s: bad settings", q->name);
 	CHECK(q__list_empty(&q->dirty), "%s: left dirty", q->name);
 	if (check_list(k, s, q, &q->returned, Q__RETURNED, q->n_returned,
@@ -154,20 +158,21 @@ static int check_queue(struct ck *k, const struct q_state *s,
 	      (unsigned long long)bytes, (unsigned long long)q->bytes);
 	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
 		const struct q_consumer *c =
-		    Q__CONTAINER_OF(l, struct q_consumer, qlink);
+			Q__CONTAINER_OF(l, struct q_consumer, qlink);
 		uint64_t dummy = 0;
 		CHECK(c->queue == q, "consumer %llu in the wrong queue",
 		      (unsigned long long)c->id);
 		CHECK(q__consumer_find(s, c->id) == c,
-		      "consumer %llu not registered", (unsigned long long)c->id);
+		      "consumer %llu not registered",
+		      (unsigned long long)c->id);
 		if (check_list(k, s, q, &c->unacked, Q__UNACKED, c->n_unacked,
 			       &dummy, in_heap)) {
 			return Q_ECORRUPT;
 		}
 		for (const struct q_link *u = c->unacked.next; u != &c->unacked;
 		     u = u->next) {
-			CHECK(Q__CONTAINER_OF(u, struct q_msg, link)->consumer ==
-				  c,
+			CHECK(Q__CONTAINER_OF(u, struct q_msg, link)
+					      ->consumer == c,
 			      "unacked message held by another consumer");
 		}
 		cursor_ok |= q->cursor == c;
@@ -181,7 +186,7 @@ static int check_queue(struct ck *k, const struct q_state *s,
 	if (q->topic != NULL) {
 		size_t tl = strlen(q->topic->name);
 		CHECK(strncmp(q->name, q->topic->name, tl) == 0 &&
-			  q->name[tl] == ':',
+			      q->name[tl] == ':',
 		      "%s: not named after its topic", q->name);
 	}
 	*msgs += q->n_ready + q->n_returned + q->n_delayed + q->n_unacked;
@@ -278,8 +283,8 @@ int q_state_check(const struct q_state *s, char *errbuf, size_t errlen)
 		      "topic registry not sorted");
 		for (j = 0; j < t->n_subs; j++) {
 			CHECK(t->subs[j]->topic == t &&
-				  q__queue_find(s, t->subs[j]->name) ==
-				      t->subs[j],
+				      q__queue_find(s, t->subs[j]->name) ==
+					      t->subs[j],
 			      "topic %s: bad subscription", t->name);
 			CHECK(j == 0 || strcmp(t->subs[j - 1]->name,
 					       t->subs[j]->name) < 0,
@@ -305,14 +310,13 @@ int q_state_check(const struct q_state *s, char *errbuf, size_t errlen)
 	      (unsigned long long)s->n_consumers, (unsigned long long)nc);
 	for (i = 0; i < s->n_consumers; i++) {
 		CHECK(s->consumers[i]->id < s->next_consumer &&
-			  (i == 0 ||
-			   s->consumers[i - 1]->id < s->consumers[i]->id),
+			      (i == 0 ||
+			       s->consumers[i - 1]->id < s->consumers[i]->id),
 		      "consumer registry not sorted");
 	}
 	CHECK(msgs == s->n_msgs, "message count %llu != %llu",
 	      (unsigned long long)msgs, (unsigned long long)s->n_msgs);
 	CHECK(in_heap == s->timers.count, "armed timers %llu != heap %llu",
-	      (unsigned long long)in_heap,
-	      (unsigned long long)s->timers.count);
+	      (unsigned long long)in_heap, (unsigned long long)s->timers.count);
 	return check_heap(k, s);
 }

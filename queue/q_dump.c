@@ -479,8 +479,8 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 	if (r->bad || m->seq == 0 || m->seq >= s->next_seq || origin == 0 ||
 	    origin >= s->next_seq || m->in_heap > 1 ||
 	    m->dl_reason > Q_REASON_OVERFLOW ||
-	    (m->dl_reason != 0 && (m->dl_from == 0 ||
-				   m->dl_from >= s->next_qid))) {
+	    (m->dl_reason != 0 &&
+	     (m->dl_from == 0 || m->dl_from >= s->next_qid))) {
 		goto err_corrupt;
 	}
 	slot = omap_slot(&l->bodies, origin);
@@ -537,9 +537,9 @@ static int r_list(struct loader *l, struct q_queue *q, uint8_t where)
 {
 	struct q_state *s = l->s;
 	uint64_t n = r_u64(&l->r), i;
-	struct q_link *head = where == Q__RETURNED  ? &q->returned
-			      : where == Q__READY ? &q->ready
-						  : &q->delayed;
+	struct q_link *head = where == Q__RETURNED ? &q->returned
+			      : where == Q__READY  ? &q->ready
+						   : &q->delayed;
 	for (i = 0; i < n; i++) {
 		struct q_msg *m = r_msg(l, q);
 		if (m == NULL) {
@@ -712,7 +712,7 @@ static int load_consumers(struct loader *l)
 			return bad(l);
 		}
 		if (q__reserve(s, &s->consumers, &s->cap_consumers, i + 1) !=
-			0 ||
+			    0 ||
 		    (c = q__malloc(s, sizeof *c)) == NULL) {
 			return l->rv = Q_ENOMEM;
 		}

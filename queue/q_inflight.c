@@ -37,10 +37,11 @@ void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra)
 	q->nubuckets = n;
 	for (cl = q->consumers.next; cl != &q->consumers; cl = cl->next) {
 		struct q_consumer *c =
-		    Q__CONTAINER_OF(cl, struct q_consumer, qlink);
+			Q__CONTAINER_OF(cl, struct q_consumer, qlink);
 		struct q_link *l;
 		for (l = c->unacked.next; l != &c->unacked; l = l->next) {
-			struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+			struct q_msg *m =
+				Q__CONTAINER_OF(l, struct q_msg, link);
 			uint64_t h = slot(q, m->seq);
 			m->hnext = b[h];
 			b[h] = m;
@@ -85,18 +86,18 @@ void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 	}
 	if (s->sink != NULL && s->sink->deliver != NULL) {
 		struct q_delivery d = {
-		    .consumer = c->id,
-		    .session = &c->session,
-		    .queue = q->name,
-		    .seq = m->seq,
-		    .msg_id = b->id_len ? (const char *)b->data : NULL,
-		    .msg_id_len = b->id_len,
-		    .body = b->data + b->id_len,
-		    .body_len = b->len,
-		    .delivery_count = m->deliveries,
-		    .published_ms = b->published_ms,
-		    .dl_reason = m->dl_reason,
-		    .dl_queue = NULL,
+			.consumer = c->id,
+			.session = &c->session,
+			.queue = q->name,
+			.seq = m->seq,
+			.msg_id = b->id_len ? (const char *)b->data : NULL,
+			.msg_id_len = b->id_len,
+			.body = b->data + b->id_len,
+			.body_len = b->len,
+			.delivery_count = m->deliveries,
+			.published_ms = b->published_ms,
+			.dl_reason = m->dl_reason,
+			.dl_queue = NULL,
 		};
 		if (m->dl_reason != Q_REASON_NONE) {
 			struct q_queue *from = q__queue_by_id(s, m->dl_from);
@@ -154,14 +155,15 @@ void q__consumer_remove(struct q_state *s, struct q_consumer *c, int failed,
 	/* Back in delivery order, so they go out again in that order. */
 	while (!q__list_empty(&c->unacked)) {
 		struct q_msg *m =
-		    Q__CONTAINER_OF(c->unacked.next, struct q_msg, link);
+			Q__CONTAINER_OF(c->unacked.next, struct q_msg, link);
 		q__unacked_return(s, m, failed, 0);
 	}
 	if (q->cursor == c) {
 		struct q_link *prev = c->qlink.prev;
 		q->cursor = prev == &q->consumers
-				? NULL
-				: Q__CONTAINER_OF(prev, struct q_consumer, qlink);
+				    ? NULL
+				    : Q__CONTAINER_OF(prev, struct q_consumer,
+						      qlink);
 	}
 	q__list_remove(&c->qlink);
 	q->n_consumers--;
@@ -171,9 +173,9 @@ void q__consumer_remove(struct q_state *s, struct q_consumer *c, int failed,
 	s->n_consumers--;
 	if (report && s->sink != NULL && s->sink->consumer_gone != NULL) {
 		struct q_consumer_gone g = {
-		    .consumer = c->id,
-		    .session = &c->session,
-		    .queue = q->name,
+			.consumer = c->id,
+			.session = &c->session,
+			.queue = q->name,
 		};
 		s->sink->consumer_gone(s->sink->data, &g);
 	}

@@ -66,7 +66,8 @@ static inline void q__list_remove(struct q_link *n)
 /* Intrusive pairing heap node. The order is total (q__timer_less) so the
  * pop order depends only on the keys, not on the shape of the heap. */
 struct q_hnode {
-	struct q_hnode *child, *sibling, *prev; /* prev: parent or left sibling */
+	struct q_hnode *child, *sibling,
+		*prev; /* prev: parent or left sibling */
 };
 
 struct q_msg;
@@ -83,11 +84,11 @@ struct q_hnode *q__heap_min(const struct q_heap *h);
 
 /* A stored body, shared by the copies of one publish. */
 struct q_body {
-	uint32_t refs;        /* q_msg pointing here */
-	uint32_t id_len;      /* msg id bytes, stored before the body */
-	uint64_t origin;      /* seq of the publish that stored it (dump key) */
+	uint32_t refs;	 /* q_msg pointing here */
+	uint32_t id_len; /* msg id bytes, stored before the body */
+	uint64_t origin; /* seq of the publish that stored it (dump key) */
 	uint64_t published_ms;
-	size_t len;           /* body bytes */
+	size_t len;	      /* body bytes */
 	unsigned char data[]; /* id_len bytes of id, then len bytes of body */
 };
 
@@ -105,21 +106,21 @@ struct q_consumer;
 
 /* One copy of a message in one queue. */
 struct q_msg {
-	struct q_link link;     /* in exactly one list (see where) */
-	struct q_hnode timer;   /* in s->timers when in_heap */
-	struct q_msg *hnext;    /* unacked index chain of the queue */
-	struct q_body *body;    /* shared */
-	struct q_queue *queue;  /* owner */
+	struct q_link link;	     /* in exactly one list (see where) */
+	struct q_hnode timer;	     /* in s->timers when in_heap */
+	struct q_msg *hnext;	     /* unacked index chain of the queue */
+	struct q_body *body;	     /* shared */
+	struct q_queue *queue;	     /* owner */
 	struct q_consumer *consumer; /* holder when Q__UNACKED */
 	q_seq seq;
-	uint64_t due;           /* timer key when in_heap */
-	uint64_t expires;       /* absolute TTL expiry, 0 = never */
-	uint32_t deliveries;    /* times delivered */
-	uint32_t failures;      /* failed deliveries (nack, timeout, gone) */
-	uint32_t dl_from;       /* queue id it was dead-lettered from */
-	uint8_t where;          /* Q__READY .. Q__NOWHERE */
+	uint64_t due;	     /* timer key when in_heap */
+	uint64_t expires;    /* absolute TTL expiry, 0 = never */
+	uint32_t deliveries; /* times delivered */
+	uint32_t failures;   /* failed deliveries (nack, timeout, gone) */
+	uint32_t dl_from;    /* queue id it was dead-lettered from */
+	uint8_t where;	     /* Q__READY .. Q__NOWHERE */
 	uint8_t in_heap;
-	uint8_t dl_reason;      /* enum q_reason once dead-lettered */
+	uint8_t dl_reason; /* enum q_reason once dead-lettered */
 };
 
 /* A remembered dedup id. */
@@ -147,38 +148,38 @@ struct q_counters {
 struct q_topic;
 
 struct q_queue {
-	uint32_t id;             /* from s->next_qid; timer tie-break */
-	char *name;              /* owned */
-	char *dead_letter;       /* owned, NULL for none */
+	uint32_t id;		    /* from s->next_qid; timer tie-break */
+	char *name;		    /* owned */
+	char *dead_letter;	    /* owned, NULL for none */
 	struct q_settings settings; /* .dead_letter aliases dead_letter */
-	struct q_topic *topic;   /* bound topic or NULL (borrowed) */
+	struct q_topic *topic;	    /* bound topic or NULL (borrowed) */
 	struct q_link returned, ready, delayed;
 	uint64_t n_ready, n_returned, n_delayed, n_unacked;
-	uint64_t bytes;          /* body bytes not held by consumers */
+	uint64_t bytes;		 /* body bytes not held by consumers */
 	struct q_msg **ubuckets; /* unacked index by seq */
-	uint64_t nubuckets;      /* power of two or 0 */
+	uint64_t nubuckets;	 /* power of two or 0 */
 	struct q_link consumers; /* attach order */
 	uint64_t n_consumers;
 	struct q_consumer *cursor; /* last receiver, NULL = start */
 	struct q_dedup dedup;
 	struct q_counters c;
-	struct q_link dirty;     /* in s->dirty while dispatch pending */
+	struct q_link dirty; /* in s->dirty while dispatch pending */
 };
 
 struct q_consumer {
 	q_consumer_id id;
-	struct q_queue *queue;   /* borrowed */
-	struct q_link qlink;     /* in queue->consumers */
+	struct q_queue *queue; /* borrowed */
+	struct q_link qlink;   /* in queue->consumers */
 	struct q_session session;
 	uint32_t prefetch, credit;
 	uint64_t n_unacked;
-	struct q_link unacked;   /* delivery order */
+	struct q_link unacked; /* delivery order */
 };
 
 struct q_topic {
-	char *name;               /* owned */
+	char *name; /* owned */
 	uint64_t dedup_window_ms;
-	struct q_queue **subs;    /* sorted by name; queues owned by state */
+	struct q_queue **subs; /* sorted by name; queues owned by state */
 	uint64_t n_subs, cap_subs;
 	struct q_dedup dedup;
 	uint64_t published, deduplicated;
@@ -195,15 +196,15 @@ struct q_state {
 	q_consumer_id next_consumer;
 	uint32_t next_qid;
 
-	struct q_queue **queues;  /* sorted by name */
+	struct q_queue **queues; /* sorted by name */
 	uint64_t n_queues, cap_queues;
-	struct q_topic **topics;  /* sorted by name */
+	struct q_topic **topics; /* sorted by name */
 	uint64_t n_topics, cap_topics;
 	struct q_consumer **consumers; /* sorted by id */
 	uint64_t n_consumers, cap_consumers;
 
 	struct q_heap timers;
-	struct q_link dirty;      /* queues needing dispatch */
+	struct q_link dirty; /* queues needing dispatch */
 
 	uint64_t n_msgs, n_bodies, body_bytes, n_dd;
 	uint64_t alloc_bytes;

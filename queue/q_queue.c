@@ -120,7 +120,8 @@ void q__settings_merge(struct q_settings *t, const struct q_settings *st,
 static void free_list(struct q_state *s, struct q_link *head)
 {
 	while (!q__list_empty(head)) {
-		struct q_msg *m = Q__CONTAINER_OF(head->next, struct q_msg, link);
+		struct q_msg *m =
+			Q__CONTAINER_OF(head->next, struct q_msg, link);
 		q__msg_unlink(s, m);
 		q__msg_free(s, m);
 	}
@@ -131,8 +132,8 @@ void q__queue_destroy(struct q_state *s, struct q_queue *q, int report)
 	/* Consumers go first, their unacked messages with them: the queue is
 	 * gone, so there is nowhere to return them to. */
 	while (!q__list_empty(&q->consumers)) {
-		struct q_consumer *c =
-		    Q__CONTAINER_OF(q->consumers.next, struct q_consumer, qlink);
+		struct q_consumer *c = Q__CONTAINER_OF(
+			q->consumers.next, struct q_consumer, qlink);
 		free_list(s, &c->unacked);
 		q__consumer_remove(s, c, 0, report);
 	}
@@ -375,7 +376,7 @@ void q__dispatch_dirty(struct q_state *s)
 	 * picks those up in the order they were marked. */
 	while (!q__list_empty(&s->dirty)) {
 		struct q_queue *q =
-		    Q__CONTAINER_OF(s->dirty.next, struct q_queue, dirty);
+			Q__CONTAINER_OF(s->dirty.next, struct q_queue, dirty);
 		q__list_remove(&q->dirty);
 		dispatch(s, q);
 	}

@@ -270,10 +270,10 @@ static int create_queue(struct q_state *s, const struct q_cmd *cmd,
 	}
 	q = q__queue_find(s, c->name);
 	if (q != NULL) {
-		r->status = q->topic == NULL &&
-				    q__settings_equal(&q->settings, &c->settings)
-				? Q_OK
-				: Q_EEXIST;
+		r->status = q->topic == NULL && q__settings_equal(&q->settings,
+								  &c->settings)
+				    ? Q_OK
+				    : Q_EEXIST;
 		return 0;
 	}
 	if (q__reserve(s, &s->queues, &s->cap_queues, s->n_queues + 1) != 0) {
@@ -345,7 +345,8 @@ static uint64_t purge_list(struct q_state *s, struct q_link *head)
 {
 	uint64_t n = 0;
 	while (!q__list_empty(head)) {
-		struct q_msg *m = Q__CONTAINER_OF(head->next, struct q_msg, link);
+		struct q_msg *m =
+			Q__CONTAINER_OF(head->next, struct q_msg, link);
 		q__msg_unlink(s, m);
 		q__msg_free(s, m);
 		n++;
@@ -379,9 +380,8 @@ static int create_topic(struct q_state *s, const struct q_cmd *cmd,
 	}
 	t = q__topic_find(s, c->topic);
 	if (t != NULL) {
-		r->status = t->dedup_window_ms == c->dedup_window_ms
-				? Q_OK
-				: Q_EEXIST;
+		r->status = t->dedup_window_ms == c->dedup_window_ms ? Q_OK
+								     : Q_EEXIST;
 		return 0;
 	}
 	if (q__reserve(s, &s->topics, &s->cap_topics, s->n_topics + 1) != 0) {
@@ -490,10 +490,10 @@ static int subscribe(struct q_state *s, const struct q_cmd *cmd,
 	}
 	q = q__queue_find(s, name);
 	if (q != NULL) {
-		r->status = q->topic == t &&
-				    q__settings_equal(&q->settings, &c->settings)
-				? Q_OK
-				: Q_EEXIST;
+		r->status = q->topic == t && q__settings_equal(&q->settings,
+							       &c->settings)
+				    ? Q_OK
+				    : Q_EEXIST;
 		return 0;
 	}
 	if (q__reserve(s, &s->queues, &s->cap_queues, s->n_queues + 1) != 0) {
@@ -562,8 +562,8 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	struct q_link fresh; /* the new q_msg, chained through link */
 	size_t id_len = c->msg_id != NULL ? c->msg_id_len : 0;
 
-	if ((c->queue == NULL) == (c->topic == NULL) ||
-	    id_len > MSG_ID_MAX || (c->body == NULL && c->body_len != 0)) {
+	if ((c->queue == NULL) == (c->topic == NULL) || id_len > MSG_ID_MAX ||
+	    (c->body == NULL && c->body_len != 0)) {
 		r->status = Q_EINVAL;
 		return 0;
 	}
@@ -598,7 +598,8 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	}
 
 	if (id_len > 0 && window != 0) {
-		struct q_dd *hit = q__dedup_find(s, dd, c->msg_id, id_len, window);
+		struct q_dd *hit =
+			q__dedup_find(s, dd, c->msg_id, id_len, window);
 		if (hit != NULL) {
 			r->duplicate = true;
 			r->seq = hit->seq;
@@ -674,7 +675,8 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	}
 	for (i = 0; i < n; i++) {
 		struct q_queue *q = targets[i];
-		struct q_msg *m = Q__CONTAINER_OF(fresh.next, struct q_msg, link);
+		struct q_msg *m =
+			Q__CONTAINER_OF(fresh.next, struct q_msg, link);
 		uint64_t ttl = c->ttl_ms != 0 ? c->ttl_ms : q->settings.ttl_ms;
 		q__list_remove(&m->link);
 		if (q->settings.overflow == Q_OVERFLOW_DROP_HEAD) {
@@ -697,7 +699,8 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 
 err_free_msgs:
 	while (!q__list_empty(&fresh)) {
-		struct q_msg *m = Q__CONTAINER_OF(fresh.next, struct q_msg, link);
+		struct q_msg *m =
+			Q__CONTAINER_OF(fresh.next, struct q_msg, link);
 		q__list_remove(&m->link);
 		q__free(s, m, sizeof *m);
 	}
@@ -836,7 +839,8 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 			q__unacked_return(s, m, 0, 0);
 			break;
 		default: { /* Q_CMD_EXTEND */
-			uint64_t ms = c->ms ? c->ms : q->settings.ack_timeout_ms;
+			uint64_t ms =
+				c->ms ? c->ms : q->settings.ack_timeout_ms;
 			if (ms != 0) {
 				q__timer_arm(s, m, s->now + ms);
 			} else {
@@ -993,7 +997,8 @@ int q_state_queue_info(const struct q_state *s, const char *name,
 }
 
 int q_state_foreach_queue(const struct q_state *s,
-			  int (*cb)(void *data, const struct q_queue_info *info),
+			  int (*cb)(void *data,
+				    const struct q_queue_info *info),
 			  void *data)
 {
 	uint64_t i;
@@ -1010,18 +1015,19 @@ int q_state_foreach_queue(const struct q_state *s,
 }
 
 int q_state_foreach_topic(const struct q_state *s,
-			  int (*cb)(void *data, const struct q_topic_info *info),
+			  int (*cb)(void *data,
+				    const struct q_topic_info *info),
 			  void *data)
 {
 	uint64_t i;
 	for (i = 0; i < s->n_topics; i++) {
 		const struct q_topic *t = s->topics[i];
 		struct q_topic_info info = {
-		    .name = t->name,
-		    .dedup_window_ms = t->dedup_window_ms,
-		    .subscriptions = t->n_subs,
-		    .published = t->published,
-		    .deduplicated = t->deduplicated,
+			.name = t->name,
+			.dedup_window_ms = t->dedup_window_ms,
+			.subscriptions = t->n_subs,
+			.published = t->published,
+			.deduplicated = t->deduplicated,
 		};
 		int rv = cb(data, &info);
 		if (rv != 0) {
@@ -1040,12 +1046,12 @@ int q_state_foreach_consumer(const struct q_state *s,
 	for (i = 0; i < s->n_consumers; i++) {
 		const struct q_consumer *k = s->consumers[i];
 		struct q_consumer_info info = {
-		    .id = k->id,
-		    .queue = k->queue->name,
-		    .session = k->session,
-		    .prefetch = k->prefetch,
-		    .credit = k->credit,
-		    .unacked = k->n_unacked,
+			.id = k->id,
+			.queue = k->queue->name,
+			.session = k->session,
+			.prefetch = k->prefetch,
+			.credit = k->credit,
+			.unacked = k->n_unacked,
 		};
 		int rv = cb(data, &info);
 		if (rv != 0) {

@@ -142,7 +142,8 @@ static void dd_free(struct q_state *s, struct q_dd *e)
 void q__dedup_clear(struct q_state *s, struct q_dedup *d)
 {
 	while (!q__list_empty(&d->fifo)) {
-		struct q_dd *e = Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
+		struct q_dd *e =
+			Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
 		q__list_remove(&e->fifo);
 		dd_free(s, e);
 	}
@@ -184,9 +185,8 @@ struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len)
 static void dd_unhash(const struct q_state *s, struct q_dedup *d,
 		      struct q_dd *e)
 {
-	struct q_dd **pp =
-	    &d->buckets[q__hash(s->hash_seed, e->id, e->len) &
-			(d->nbuckets - 1)];
+	struct q_dd **pp = &d->buckets[q__hash(s->hash_seed, e->id, e->len) &
+				       (d->nbuckets - 1)];
 	while (*pp != e) {
 		pp = &(*pp)->hnext;
 	}
@@ -258,7 +258,8 @@ void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
 void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window)
 {
 	while (!q__list_empty(&d->fifo)) {
-		struct q_dd *e = Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
+		struct q_dd *e =
+			Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
 		if (window != 0 && s->now - e->at_ms < window) {
 			break;
 		}
