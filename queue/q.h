@@ -300,8 +300,9 @@ struct q_delivery {
 	const char *dl_queue;	 /* queue it was dead-lettered from, or NULL */
 };
 
-/* A consumer that apply removed (queue deleted, session gone): the node tells
- * the client. Pointers borrowed for the call only. */
+/* A consumer that apply removed (queue deleted, unsubscribed, SESSION_GONE,
+ * DETACH_STALE; not DETACH, which the client asked for): the node tells the
+ * client if it still has it. Pointers borrowed for the call only. */
 struct q_consumer_gone {
 	q_consumer_id consumer;
 	const struct q_session *session;

@@ -792,7 +792,7 @@ static uint64_t detach_where(struct q_state *s, const struct q_session *ses,
 				ks->session_id == ses->session_id;
 		}
 		if (match) {
-			q__consumer_remove(s, k, failed, 0);
+			q__consumer_remove(s, k, failed, 1);
 			n++;
 		} else {
 			i++;
@@ -812,7 +812,7 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 		r->status = Q_ENOCONSUMER;
 		return 0;
 	}
-	if (c->n_tags > 0 && c->tags == NULL) {
+	if (c->n_tags == 0 || c->tags == NULL) {
 		r->status = Q_EINVAL;
 		return 0;
 	}

@@ -1,0 +1,744 @@
+/* Dump / load round trips, determinism across replicas, robustness of load
+ * against truncated and corrupted bytes, and allocation-failure sweeps
+ * (every failing allocation leaves the state byte-identical and makes no
+ * sink call). Black-box, q.h only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+static const struct q_session S1 = {1, 1, 11};
+static const struct q_session S2 = {2, 1, 22};
+
+static struct q_settings full_settings(void)
+{
+	struct q_settings st;
+
+	memset(&st, 0, sizeof(st));
+	st.ack_timeout_ms = 5000;
+	st.max_deliveries = 3;
+	st.dead_letter = "dlq";
+	st.ttl_ms = 100000;
+	st.max_length = 100;
+	st.max_bytes = 100000;
+	st.overflow = Q_OVERFLOW_DROP_HEAD;
+	st.dedup_window_ms = 60000;
+	return st;
+}
+
+/* A history touching every kind of stored thing: queues with all settings,
+ * topics with subscriptions, consumers holding messages, delayed, returned
+ * and dead-lettered messages, dedup entries. Every status is checked. */
+static void build_rich(struct q_state *s)
+{
+	struct q_settings full = full_settings(), plain = h_plain(), one;
+	struct h_pub delay = {.delay_ms = 20000}, ttl = {.ttl_ms = 30000};
+	q_consumer_id c1, c2, c3;
+	q_seq tags[2];
+	char id[16], body[32];
+	int i;
+
+	one = h_plain();
+	one.max_deliveries = 1;
+	one.dead_letter = "dlq";
+	cr_assert_eq(h_create_queue(s, "dlq", &plain, 10).status, Q_OK);
+	cr_assert_eq(h_create_queue(s, "work", &full, 10).status, Q_OK);
+	cr_assert_eq(h_create_queue(s, "once", &one, 10).status, Q_OK);
+	cr_assert_eq(h_create_queue(s, "plain", NULL, 11).status, Q_OK);
+	cr_assert_eq(h_create_topic(s, "ev", 30000, 12).status, Q_OK);
+	cr_assert_eq(h_create_topic(s, "empty", 0, 12).status, Q_OK);
+	cr_assert_eq(h_subscribe(s, "ev", "s1", &full, 13).status, Q_OK);
+	cr_assert_eq(h_subscribe(s, "ev", "s2", &plain, 13).status, Q_OK);
+
+	c1 = h_attach_ex(s, "work", S1, 2, Q_CREDIT_UNLIMITED, 20).consumer;
+	c2 = h_attach_ex(s, "work", S2, 0, 3, 20).consumer;
+	c3 = h_attach_ex(s, "ev:s1", S1, 1, Q_CREDIT_UNLIMITED, 21).consumer;
+	cr_assert(c1 && c2 && c3);
+
+	for (i = 0; i < 8; i++) {
+		snprintf(id, sizeof(id), "w%d", i);
+		snprintf(body, sizeof(body), "work body %d", i);
+		cr_assert_eq(h_publish(s, "work", id, body, 30 + (uint64_t)i)
+				     .status, Q_OK);
+	}
+	/* c1 holds 1, 3; c2 holds 2, 4, 5 (credit 3 spent) */
+	cr_assert_eq(h_publish_ex(s, "work", "wd", "delayed", &delay, 40).status,
+		     Q_OK);
+	cr_assert_eq(h_publish_ex(s, "plain", "pt", "ttl", &ttl, 41).status,
+		     Q_OK);
+	cr_assert_eq(h_publish(s, "plain", NULL, "plain 2", 42).status, Q_OK);
+	for (i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "e%d", i);
+		cr_assert_eq(h_publish_topic(s, "ev", id, "event", 50).status,
+			     Q_OK);
+	}
+	cr_assert(h_publish_topic(s, "ev", "e0", "event", 51).duplicate);
+	cr_assert_eq(h_publish_topic(s, "empty", NULL, "void", 51).status, Q_OK);
+
+	/* c1 acks 1 and gets 6: full again */
+	cr_assert_eq(h_ack1(s, c1, 1, 59).status, Q_OK);
+	/* c2 has no credit, c1 is full: a nack makes a "returned" message
+	 * that stays */
+	tags[0] = 2;
+	cr_assert_eq(h_nack(s, c2, tags, 1, 0, 60).status, Q_OK);
+	/* a delayed nack */
+	tags[0] = 4;
+	cr_assert_eq(h_nack(s, c2, tags, 1, 15000, 61).status, Q_OK);
+	/* extend one */
+	tags[0] = 5;
+	cr_assert_eq(h_extend(s, c2, tags, 1, 9000, 63).status, Q_OK);
+
+	/* dead-letter from "once" (max 1) into "dlq" (no consumer there) */
+	{
+		q_consumer_id co = h_attach_ex(s, "once", S2, 0,
+					       Q_CREDIT_UNLIMITED, 70).consumer;
+		struct q_result r = h_publish(s, "once", NULL, "doomed", 71);
+
+		cr_assert_eq(h_nack1(s, co, r.seq, 0, 72).status, Q_OK);
+		r = h_publish(s, "once", NULL, "held", 73);
+		cr_assert_eq(r.status, Q_OK);
+	}
+	h_tick(s, 100);
+	h_check(s);
+}
+
+TestSuite(dump, .init = h_setup, .fini = h_teardown);
+
+Test(dump, empty_state_round_trips)
+{
+	struct h_env e;
+	void *buf;
+	size_t len;
+
+	buf = h_dump(H.s, &len);
+	cr_assert_gt(len, 0);
+	h_env_init(&e, NULL);
+	cr_assert_eq(q_state_load(e.s, buf, len), 0);
+	cr_assert(h_dump_equal(H.s, e.s));
+	h_check(e.s);
+	free(buf);
+	h_env_fini(&e);
+}
+
+Test(dump, rich_state_round_trips)
+{
+	struct h_env e;
+	void *buf, *buf2;
+	size_t len, len2;
+	struct q_totals a, b;
+
+	build_rich(H.s);
+	buf = h_dump(H.s, &len);
+	h_env_init(&e, NULL);
+	cr_assert_eq(q_state_load(e.s, buf, len), 0);
+	h_check(e.s);
+	buf2 = h_dump(e.s, &len2);
+	cr_assert_eq(len2, len);
+	cr_assert_arr_eq(buf2, buf, len);
+	a = h_totals(H.s);
+	b = h_totals(e.s);
+	cr_assert_eq(a.queues, b.queues);
+	cr_assert_eq(a.topics, b.topics);
+	cr_assert_eq(a.consumers, b.consumers);
+	cr_assert_eq(a.messages, b.messages);
+	cr_assert_eq(a.bodies, b.bodies, "shared bodies stay shared");
+	cr_assert_eq(a.dedup_entries, b.dedup_entries);
+	cr_assert_eq(q_state_now(e.s), q_state_now(H.s));
+	cr_assert_eq(q_state_next_due(e.s), q_state_next_due(H.s));
+	cr_assert_str_eq(h_info(e.s, "work").settings.dead_letter, "dlq");
+	cr_assert_str_eq(h_info(e.s, "ev:s1").topic, "ev");
+	free(buf);
+	free(buf2);
+	h_env_fini(&e);
+}
+
+Test(dump, rich_state_has_every_kind_of_thing)
+{
+	struct q_queue_info w, d;
+
+	build_rich(H.s);
+	w = h_info(H.s, "work");
+	d = h_info(H.s, "dlq");
+	cr_assert_gt(w.unacked, 0);
+	cr_assert_gt(w.delayed, 0);
+	cr_assert_gt(w.ready, 0);
+	cr_assert_gt(d.ready, 0);
+	cr_assert_gt(h_totals(H.s).dedup_entries, 0);
+	cr_assert_gt(h_totals(H.s).consumers, 0);
+	cr_assert_lt(h_totals(H.s).bodies, h_totals(H.s).messages);
+}
+
+Test(dump, same_history_same_bytes_whatever_the_hash_seed)
+{
+	struct h_env a, b;
+	struct q_options oa = {.hash_seed = 1}, ob = {.hash_seed = 0xdeadbeef};
+
+	h_env_init(&a, &oa);
+	h_env_init(&b, &ob);
+	build_rich(a.s);
+	build_rich(b.s);
+	cr_assert(h_dump_equal(a.s, b.s));
+	cr_assert(h_rec_equal(&a.rec, &b.rec));
+	h_env_fini(&a);
+	h_env_fini(&b);
+}
+
+static bool results_equal(const struct q_result *x, const struct q_result *y)
+{
+	return x->status == y->status && x->seq == y->seq &&
+	       x->duplicate == y->duplicate && x->consumer == y->consumer &&
+	       x->count == y->count && x->unknown == y->unknown;
+}
+
+/* Further history applied after build_rich (or after loading its dump). */
+static size_t continue_history(struct q_state *s, struct q_result *out)
+{
+	q_seq tags[3] = {3, 6, 999};
+	size_t n = 0;
+
+	out[n++] = h_publish(s, "work", "w0", "dup", 200);  /* duplicate */
+	out[n++] = h_publish(s, "work", "new", "new", 200); /* next seq */
+	out[n++] = h_ack(s, 1, tags, 3, 210);
+	out[n++] = h_credit(s, 2, 0, 10, 220);
+	out[n++] = h_attach_ex(s, "dlq", S2, 0, Q_CREDIT_UNLIMITED, 230);
+	out[n++] = h_publish_topic(s, "ev", "e1", "event", 240);
+	out[n++] = h_publish_topic(s, "ev", "e9", "event9", 240);
+	out[n++] = h_tick(s, 16000);   /* the delayed nack, ack deadlines */
+	out[n++] = h_tick(s, 25000);   /* the delayed publish */
+	out[n++] = h_session_gone(s, S1, 26000);
+	out[n++] = h_tick(s, 200000);  /* TTLs */
+	out[n++] = h_detach_stale(s, 2, 1, 200001);
+	out[n++] = h_attach_ex(s, "work", S1, 0, Q_CREDIT_UNLIMITED, 200002);
+	out[n++] = h_delete_topic(s, "ev", 200003);
+	out[n++] = h_purge(s, "plain", 200004);
+	return n;
+}
+
+Test(dump, loaded_state_behaves_identically)
+{
+	struct h_env e;
+	struct q_result ra[32], rb[32];
+	size_t na, nb, i, len;
+	void *buf;
+
+	build_rich(H.s);
+	buf = h_dump(H.s, &len);
+	h_env_init(&e, NULL);
+	cr_assert_eq(q_state_load(e.s, buf, len), 0);
+	free(buf);
+	h_rec_clear(&H.rec);
+	na = continue_history(H.s, ra);
+	nb = continue_history(e.s, rb);
+	cr_assert_eq(na, nb);
+	for (i = 0; i < na; i++)
+		cr_assert(results_equal(&ra[i], &rb[i]), "result %zu differs", i);
+	cr_assert(ra[0].duplicate, "dedup entries survive the dump");
+	cr_assert_gt(H.rec.n_d, 0);
+	cr_assert(h_rec_equal(&H.rec, &e.rec), "same deliveries");
+	cr_assert(h_dump_equal(H.s, e.s));
+	h_check(H.s);
+	h_check(e.s);
+	h_env_fini(&e);
+}
+
+static int fail_write(void *data, const void *buf, size_t len)
+{
+	int *calls = data;
+
+	(void)buf;
+	(void)len;
+	return ++*calls == 1 ? 5 : 0;
+}
+
+Test(dump, dump_write_error_is_returned)
+{
+	int calls = 0;
+	void *b;
+	size_t len;
+
+	build_rich(H.s);
+	cr_assert_eq(q_state_dump(H.s, fail_write, &calls), 5);
+	cr_assert_eq(calls, 1, "dump stops at the first error");
+	cr_assert_eq(q_state_dump_buf(H.s, &b, &len), 0);
+	cr_assert(h_dump_is(H.s, b, len), "dump_buf = dump");
+	free(b);
+}
+
+/* --------------------------------------------------------------------- */
+
+TestSuite(load, .init = h_setup, .fini = h_teardown);
+
+/* The bytes of an empty state. */
+static void *empty_dump(size_t *len)
+{
+	struct q_state *s = q_state_new(NULL);
+	void *buf;
+
+	cr_assert_not_null(s);
+	buf = h_dump(s, len);
+	q_state_free(s);
+	return buf;
+}
+
+/* Loads (buf, len) into a fresh state; returns load's result. On 0 the state
+ * must pass check and survive a tick; otherwise it must be empty. */
+static int load_one(const void *buf, size_t len, const void *empty,
+		    size_t empty_len, const char *what, size_t at)
+{
+	struct q_state *s = q_state_new(NULL);
+	struct q_totals t;
+	int rv;
+
+	cr_assert_not_null(s);
+	rv = q_state_load(s, buf, len);
+	cr_assert(rv == 0 || rv == Q_ECORRUPT, "%s %zu: load = %d", what, at,
+		  rv);
+	if (rv == 0) {
+		char err[256] = "";
+		struct q_cmd c;
+		struct q_result r;
+
+		cr_assert_eq(q_state_check(s, err, sizeof(err)), 0,
+			     "%s %zu: loaded but check fails: %s", what, at, err);
+		memset(&c, 0, sizeof(c));
+		c.type = Q_CMD_TICK;
+		c.now_ms = UINT64_MAX / 2;
+		cr_assert_eq(q_state_apply(s, &c, &r), 0);
+		cr_assert_eq(q_state_check(s, err, sizeof(err)), 0,
+			     "%s %zu: after tick: %s", what, at, err);
+	} else {
+		cr_assert(h_dump_is(s, empty, empty_len),
+			  "%s %zu: state not empty after failed load", what, at);
+		t = h_totals(s);
+		cr_assert_eq(t.queues + t.topics + t.consumers + t.messages, 0);
+	}
+	q_state_free(s);
+	return rv;
+}
+
+Test(load, every_truncation_of_a_small_dump)
+{
+	void *buf, *empty;
+	size_t len, elen, n, ok = 0;
+	q_consumer_id c;
+
+	h_create_queue(H.s, "q", NULL, 1);
+	h_create_topic(H.s, "t", 10, 1);
+	h_subscribe(H.s, "t", "s", NULL, 1);
+	c = h_attach(H.s, "q", 1, 2);
+	h_publish(H.s, "q", "id", "body", 3);
+	h_publish(H.s, "q", NULL, "b2", 3);
+	h_publish_topic(H.s, "t", "x", "tb", 4);
+	cr_assert_neq(c, 0);
+	buf = h_dump(H.s, &len);
+	empty = empty_dump(&elen);
+	for (n = 0; n < len; n++)
+		if (load_one(buf, n, empty, elen, "prefix", n) == 0)
+			ok++;
+	cr_assert_eq(ok, 0, "%zu strict prefixes loaded as valid", ok);
+	cr_assert_eq(load_one(buf, len, empty, elen, "full", len), 0);
+	free(buf);
+	free(empty);
+}
+
+Test(load, every_truncation_of_the_rich_dump)
+{
+	void *buf, *empty;
+	size_t len, elen, n;
+
+	build_rich(H.s);
+	buf = h_dump(H.s, &len);
+	empty = empty_dump(&elen);
+	for (n = 0; n < len; n++)
+		cr_assert_eq(load_one(buf, n, empty, elen, "prefix", n),
+			     Q_ECORRUPT, "prefix %zu of %zu", n, len);
+	free(buf);
+	free(empty);
+}
+
+Test(load, trailing_garbage_is_corrupt)
+{
+	void *buf, *empty;
+	char *longer;
+	size_t len, elen;
+
+	build_rich(H.s);
+	buf = h_dump(H.s, &len);
+	empty = empty_dump(&elen);
+	longer = malloc(len + 3);
+	cr_assert_not_null(longer);
+	memcpy(longer, buf, len);
+	memcpy(longer + len, "xyz", 3);
+	cr_assert_eq(load_one(longer, len + 3, empty, elen, "trailing", 3),
+		     Q_ECORRUPT);
+	free(longer);
+	free(buf);
+	free(empty);
+}
+
+Test(load, random_byte_flips_never_crash)
+{
+	void *buf, *empty;
+	unsigned char *copy;
+	size_t len, elen, it;
+	uint64_t seed = 12345, rnd;
+	const char *env = getenv("TEST_SEED");
+	size_t corrupt = 0;
+
+	if (env != NULL)
+		seed = strtoull(env, NULL, 0);
+	rnd = seed;
+	build_rich(H.s);
+	buf = h_dump(H.s, &len);
+	empty = empty_dump(&elen);
+	copy = malloc(len);
+	cr_assert_not_null(copy);
+	for (it = 0; it < 3000; it++) {
+		int k, flips = 1 + (int)(h_rand(&rnd) % 3);
+
+		memcpy(copy, buf, len);
+		for (k = 0; k < flips; k++) {
+			size_t at = (size_t)(h_rand(&rnd) % len);
+			unsigned char x = (unsigned char)(1 + h_rand(&rnd) % 255);
+
+			copy[at] ^= x;
+		}
+		if (load_one(copy, len, empty, elen, "flip iteration", it) != 0)
+			corrupt++;
+	}
+	cr_log_info("seed %llu: %zu of 3000 flipped dumps refused",
+		    (unsigned long long)seed, corrupt);
+	cr_assert_gt(corrupt, 0);
+	free(copy);
+	free(buf);
+	free(empty);
+}
+
+Test(load, garbage_is_corrupt)
+{
+	static const char junk[] = "this is not a raftmq dump at all";
+	void *empty;
+	size_t elen;
+
+	empty = empty_dump(&elen);
+	cr_assert_eq(load_one(junk, sizeof(junk), empty, elen, "junk", 0),
+		     Q_ECORRUPT);
+	free(empty);
+}
+
+/* --------------------------------------------------------------------- */
+
+/* Allocation-failure sweeps. `prep` builds the state before the command (no
+ * failures); then for N = 0, 1, ... the Nth allocation of the command fails
+ * until apply returns 0. Every failing run must return Q_ENOMEM, leave the
+ * dump byte-identical and make no sink call; the final run must
+ * give the same result, deliveries and dump as a run without failures, and
+ * q_state_free() must then release every allocation (no leak on the error
+ * paths; reserved capacity kept by a failed apply is fine). */
+
+typedef void (*prep_fn)(struct q_state *s);
+
+static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
+{
+	struct h_fail_alloc fa;
+	struct q_options o = {.hash_seed = 7}, oref = {.hash_seed = 7};
+	struct h_env e, ref;
+	struct q_result r, rref;
+	void *before;
+	size_t blen;
+	long n;
+	int rv;
+
+	h_fail_alloc_init(&fa);
+	o.allocator = &fa.a;
+	h_env_init(&e, &o);
+	h_env_init(&ref, &oref);
+	if (prep != NULL) {
+		prep(e.s);
+		prep(ref.s);
+	}
+	h_rec_clear(&ref.rec);
+	rref = h_apply(ref.s, cmd);
+	before = h_dump(e.s, &blen);
+	for (n = 0;; n++) {
+		cr_assert_lt(n, 100000, "%s: no end", what);
+		h_rec_clear(&e.rec);
+		h_fail_alloc_arm(&fa, n, 1);
+		rv = h_apply_rv(e.s, cmd, &r);
+		h_fail_alloc_disarm(&fa);
+		if (rv == 0)
+			break;
+		cr_assert_eq(rv, Q_ENOMEM, "%s: N=%ld: apply = %d", what, n, rv);
+		cr_assert_eq(fa.failures, 1, "%s: N=%ld", what, n);
+		cr_assert(h_dump_is(e.s, before, blen),
+			  "%s: N=%ld: state changed by a failed apply", what, n);
+		cr_assert_eq(e.rec.n_d, 0, "%s: N=%ld: sink called", what, n);
+		cr_assert_eq(e.rec.n_g, 0, "%s: N=%ld: sink called", what, n);
+		h_check(e.s);
+	}
+	cr_assert(results_equal(&r, &rref), "%s: result differs after sweep",
+		  what);
+	cr_assert(h_dump_equal(e.s, ref.s), "%s: state differs after sweep",
+		  what);
+	cr_assert(h_rec_equal(&e.rec, &ref.rec), "%s: deliveries differ", what);
+	h_check(e.s);
+	free(before);
+	h_env_fini(&e);
+	h_env_fini(&ref);
+	/* failed applies leaked nothing: freeing the state frees it all */
+	cr_assert_eq(fa.live, 0, "%s: %ld allocations leaked", what, fa.live);
+	return n;
+}
+
+static struct q_cmd mkcmd(uint8_t type, uint64_t now)
+{
+	struct q_cmd c;
+
+	memset(&c, 0, sizeof(c));
+	c.type = type;
+	c.now_ms = now;
+	return c;
+}
+
+static void prep_queues(struct q_state *s)
+{
+	struct q_settings one = h_plain();
+
+	one.max_deliveries = 1;
+	one.dead_letter = "dlq";
+	h_create_queue(s, "dlq", NULL, 1);
+	h_create_queue(s, "existing", NULL, 1);
+	h_create_queue(s, "once", &one, 1);
+}
+
+static void prep_topic3(struct q_state *s)
+{
+	struct q_settings dh = h_plain();
+
+	prep_queues(s);
+	dh.max_length = 1;
+	dh.overflow = Q_OVERFLOW_DROP_HEAD;
+	dh.dead_letter = "dlq";
+	h_create_topic(s, "t", 1000, 1);
+	h_subscribe(s, "t", "a", NULL, 1);
+	h_subscribe(s, "t", "b", &dh, 1);
+	h_subscribe(s, "t", "c", NULL, 1);
+	h_attach(s, "t:a", 0, 2);
+	h_attach(s, "dlq", 0, 2);
+	h_publish_topic(s, "t", "first", "one", 3); /* fills t:b */
+}
+
+static void prep_waiting(struct q_state *s)
+{
+	int i;
+
+	prep_queues(s);
+	for (i = 0; i < 5; i++)
+		h_publish(s, "existing", NULL, "waiting", 2);
+}
+
+static void prep_held(struct q_state *s)
+{
+	prep_queues(s);
+	h_attach_ex(s, "once", S1, 0, Q_CREDIT_UNLIMITED, 2);
+	h_attach_ex(s, "dlq", S2, 0, Q_CREDIT_UNLIMITED, 2);
+	h_publish(s, "once", "x", "held", 3);
+	h_publish(s, "once", "y", "held2", 3);
+}
+
+TestSuite(oom);
+
+Test(oom, state_new)
+{
+	struct h_fail_alloc fa;
+	struct q_options o = {.hash_seed = 1};
+	struct q_state *s;
+	long n;
+
+	h_fail_alloc_init(&fa);
+	o.allocator = &fa.a;
+	for (n = 0;; n++) {
+		cr_assert_lt(n, 10000);
+		h_fail_alloc_arm(&fa, n, 1);
+		s = q_state_new(&o);
+		h_fail_alloc_disarm(&fa);
+		if (s != NULL)
+			break;
+		cr_assert_eq(fa.live, 0, "N=%ld: leak", n);
+	}
+	q_state_free(s);
+	cr_assert_eq(fa.live, 0, "q_state_free frees everything");
+}
+
+Test(oom, create_queue)
+{
+	struct q_cmd c = mkcmd(Q_CMD_CREATE_QUEUE, 10);
+
+	c.u.queue.name = "fresh";
+	c.u.queue.settings = full_settings();
+	cr_assert_gt(oom_sweep(prep_queues, &c, "create_queue"), 0);
+}
+
+Test(oom, create_queue_in_empty_state)
+{
+	struct q_cmd c = mkcmd(Q_CMD_CREATE_QUEUE, 10);
+
+	c.u.queue.name = "first";
+	c.u.queue.settings = full_settings();
+	cr_assert_gt(oom_sweep(NULL, &c, "create_queue empty"), 0);
+}
+
+Test(oom, publish_topic_three_subs_with_dedup_id)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+
+	c.u.publish.topic = "t";
+	c.u.publish.msg_id = "second";
+	c.u.publish.msg_id_len = 6;
+	c.u.publish.body = "payload";
+	c.u.publish.body_len = 7;
+	cr_assert_gt(oom_sweep(prep_topic3, &c, "publish topic"), 0);
+}
+
+Test(oom, publish_queue_with_ttl_and_delay)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+
+	c.u.publish.queue = "existing";
+	c.u.publish.msg_id = "abc";
+	c.u.publish.msg_id_len = 3;
+	c.u.publish.body = "payload";
+	c.u.publish.body_len = 7;
+	c.u.publish.delay_ms = 100;
+	c.u.publish.ttl_ms = 1000;
+	cr_assert_gt(oom_sweep(prep_waiting, &c, "publish delayed"), 0);
+}
+
+Test(oom, attach_delivering_waiting_messages)
+{
+	struct q_cmd c = mkcmd(Q_CMD_ATTACH, 10);
+
+	c.u.attach.queue = "existing";
+	c.u.attach.session = S1;
+	c.u.attach.prefetch = 3;
+	c.u.attach.credit = Q_CREDIT_UNLIMITED;
+	cr_assert_gt(oom_sweep(prep_waiting, &c, "attach"), 0);
+}
+
+Test(oom, subscribe)
+{
+	struct q_cmd c = mkcmd(Q_CMD_SUBSCRIBE, 10);
+
+	c.u.topic.topic = "t";
+	c.u.topic.subscription = "d";
+	c.u.topic.settings = full_settings();
+	cr_assert_gt(oom_sweep(prep_topic3, &c, "subscribe"), 0);
+}
+
+Test(oom, create_topic)
+{
+	struct q_cmd c = mkcmd(Q_CMD_CREATE_TOPIC, 10);
+
+	c.u.topic.topic = "newtopic";
+	c.u.topic.dedup_window_ms = 100;
+	cr_assert_gt(oom_sweep(prep_topic3, &c, "create topic"), 0);
+}
+
+Test(oom, nack_dead_letters)
+{
+	q_seq tags[2] = {1, 2};
+	struct q_cmd c = mkcmd(Q_CMD_NACK, 10);
+
+	c.u.tags.consumer = 1;
+	c.u.tags.tags = tags;
+	c.u.tags.n_tags = 2;
+	oom_sweep(prep_held, &c, "nack to dlq");
+}
+
+Test(oom, session_gone_dead_letters)
+{
+	struct q_cmd c = mkcmd(Q_CMD_SESSION_GONE, 10);
+
+	c.u.session.session = S1;
+	oom_sweep(prep_held, &c, "session gone");
+}
+
+Test(oom, tick_firing_timers)
+{
+	struct q_cmd c = mkcmd(Q_CMD_TICK, 100000000);
+
+	oom_sweep(prep_topic3, &c, "tick topic");
+	{
+		struct q_cmd c2 = mkcmd(Q_CMD_TICK, 100000000);
+
+		oom_sweep(prep_held, &c2, "tick held");
+	}
+}
+
+Test(oom, delete_topic)
+{
+	struct q_cmd c = mkcmd(Q_CMD_DELETE_TOPIC, 10);
+
+	c.u.topic.topic = "t";
+	oom_sweep(prep_topic3, &c, "delete topic");
+}
+
+static void prep_rich(struct q_state *s)
+{
+	build_rich(s);
+}
+
+Test(oom, rich_history_steps)
+{
+	struct q_cmd c = mkcmd(Q_CMD_TICK, 16000);
+
+	oom_sweep(prep_rich, &c, "rich tick");
+	c = mkcmd(Q_CMD_DETACH_STALE, 16000);
+	c.u.session.session.node_id = 2;
+	c.u.session.session.epoch = 1;
+	oom_sweep(prep_rich, &c, "rich detach stale");
+}
+
+Test(oom, load)
+{
+	struct h_fail_alloc fa;
+	struct q_options o = {.hash_seed = 3};
+	struct h_env e;
+	struct q_state *s;
+	void *buf, *empty;
+	size_t len, elen;
+	long n;
+	int rv;
+
+	h_env_init(&e, NULL);
+	build_rich(e.s);
+	buf = h_dump(e.s, &len);
+	empty = empty_dump(&elen);
+	h_fail_alloc_init(&fa);
+	o.allocator = &fa.a;
+	s = q_state_new(&o);
+	cr_assert_not_null(s);
+	for (n = 0;; n++) {
+		cr_assert_lt(n, 100000);
+		h_fail_alloc_arm(&fa, n, 1);
+		rv = q_state_load(s, buf, len);
+		h_fail_alloc_disarm(&fa);
+		if (rv == 0)
+			break;
+		cr_assert_eq(rv, Q_ENOMEM, "N=%ld: load = %d", n, rv);
+		cr_assert(h_dump_is(s, empty, elen),
+			  "N=%ld: not empty after failed load", n);
+		h_check(s);
+	}
+	cr_assert_gt(n, 0);
+	cr_assert(h_dump_is(s, buf, len));
+	h_check(s);
+	q_state_free(s);
+	cr_assert_eq(fa.live, 0, "everything freed");
+	free(buf);
+	free(empty);
+	h_env_fini(&e);
+}
