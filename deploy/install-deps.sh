@@ -18,14 +18,6 @@ BACKPORTS_PKGS=(libraft-dev)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-	if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-		log "not root and no sudo: install by hand: ${PKGS[*]} ${BACKPORTS_PKGS[*]} (bookworm-backports)"
-		exit 1
-	fi
-fi
-
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -68,6 +60,14 @@ add_backports() {
 
 if [ ${#missing[@]} -eq 0 ] && raft_ok; then
 	exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+		log "not root and no sudo: install by hand: ${missing[*]} ${BACKPORTS_PKGS[*]} (bookworm-backports)"
+		exit 1
+	fi
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -64,7 +64,16 @@
  *     returned after its expiry); expiry dead-letters with reason expired.
  *   - Delayed messages (delay_ms, or NACK with a delay) become deliverable at
  *     their due time: a delayed publish joins the ready tail, a delayed nack
- *     the returned list.
+ *     the returned list. A delayed message whose TTL ends before its due time
+ *     expires at the TTL, still delayed.
+ *   - A dead-lettered copy keeps its delivery_count (history) and restarts
+ *     its failure count. A returning message is checked against
+ *     max_deliveries before expiry. Returns never trim a full queue (limits
+ *     apply to publishes and dead-letter arrivals only).
+ *   - Within one command, queues are dispatched in the order they became
+ *     dispatchable; DETACH / SESSION_GONE return a consumer's messages in
+ *     delivery order; after a removed receiver, round robin resumes at the
+ *     consumer after its position.
  *   - Ack timeout: a delivery's deadline is delivery time + ack_timeout_ms
  *     (EXTEND: now + ms, or + ack_timeout_ms when ms is 0). An expired deadline
  *     is a failed delivery.

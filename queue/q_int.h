@@ -248,6 +248,11 @@ void q__msg_unlink(struct q_state *s, struct q_msg *m);
  * arms the TTL or due timer as needed; marks the queue dirty. */
 void q__msg_place(struct q_state *s, struct q_msg *m, uint8_t where,
 		  uint64_t due);
+/* The same without the expiry check: a timer that fires while the state
+ * clock is already past the message's TTL leaves the expiry to the TTL
+ * timer, so it happens in timer order (as if at its own time). */
+void q__msg_place_unchecked(struct q_state *s, struct q_msg *m, uint8_t where,
+			    uint64_t due);
 /* A message not held by a consumer leaves for good: dead-letter or drop. */
 void q__msg_dead_letter(struct q_state *s, struct q_msg *m, uint8_t reason);
 /* Drops from the head until q fits `extra_n` more messages of `extra_bytes`;

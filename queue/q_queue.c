@@ -226,6 +226,13 @@ void q__msg_place(struct q_state *s, struct q_msg *m, uint8_t where,
 		q__msg_dead_letter(s, m, Q_REASON_EXPIRED);
 		return;
 	}
+	q__msg_place_unchecked(s, m, where, due);
+}
+
+void q__msg_place_unchecked(struct q_state *s, struct q_msg *m, uint8_t where,
+			    uint64_t due)
+{
+	struct q_queue *q = m->queue;
 	m->where = where;
 	q->bytes += m->body->len;
 	switch (where) {
@@ -240,7 +247,11 @@ void q__msg_place(struct q_state *s, struct q_msg *m, uint8_t where,
 	default: /* Q__DELAYED */
 		q__list_append(&q->delayed, &m->link);
 		q->n_delayed++;
-		q__timer_arm(s, m, due);
+		/* A message whose TTL ends before its delay expires then,
+		 * still delayed, never delivered. */
+		q__timer_arm(
+			s, m,
+			m->expires != 0 && m->expires < due ? m->expires : due);
 		return;
 	}
 	if (m->expires != 0) {

@@ -8,7 +8,9 @@
  *   unacked  the ack deadline passed: a failed delivery (requeue or
  *            dead-letter once max_deliveries failures are reached);
  *   delayed  it becomes deliverable: a first delivery joins the ready tail,
- *            a delayed nack joins the returned list;
+ *            a delayed nack joins the returned list; or, when its TTL ends
+ *            first (the timer is armed at the earlier of the two), it
+ *            expires while still delayed;
  *   ready / returned  its TTL passed: it expires (dead-letter or drop). */
 #include "q_int.h"
 
@@ -49,12 +51,23 @@ void q__timers_fire(struct q_state *s)
 		case Q__UNACKED:
 			q__unacked_return(s, m, 1, 0);
 			break;
-		case Q__DELAYED:
+		case Q__DELAYED: {
+			/* Armed at the earlier of the delay and the TTL
+			 * (q__msg_place): due == expires means the TTL came
+			 * first. Otherwise it becomes deliverable and any TTL
+			 * passed since fires next, in timer order. */
+			uint64_t due = m->due;
 			q__msg_unlink(s, m);
-			q__msg_place(s, m,
-				     m->deliveries > 0 ? Q__RETURNED : Q__READY,
-				     0);
+			if (m->expires != 0 && due >= m->expires) {
+				q->c.expired++;
+				q__msg_dead_letter(s, m, Q_REASON_EXPIRED);
+				break;
+			}
+			q__msg_place_unchecked(
+				s, m,
+				m->deliveries > 0 ? Q__RETURNED : Q__READY, 0);
 			break;
+		}
 		default: /* ready or returned: TTL */
 			q__msg_unlink(s, m);
 			q->c.expired++;

@@ -356,7 +356,8 @@ struct q_result h_configure(struct q_state *s, const char *name,
 	return h_apply(s, &c);
 }
 
-struct q_result h_delete_queue(struct q_state *s, const char *name, uint64_t now)
+struct q_result h_delete_queue(struct q_state *s, const char *name,
+			       uint64_t now)
 {
 	struct q_cmd c = cmd_new(Q_CMD_DELETE_QUEUE, now);
 
@@ -382,7 +383,8 @@ struct q_result h_create_topic(struct q_state *s, const char *topic,
 	return h_apply(s, &c);
 }
 
-struct q_result h_delete_topic(struct q_state *s, const char *topic, uint64_t now)
+struct q_result h_delete_topic(struct q_state *s, const char *topic,
+			       uint64_t now)
 {
 	struct q_cmd c = cmd_new(Q_CMD_DELETE_TOPIC, now);
 
@@ -439,9 +441,9 @@ struct q_result h_publish(struct q_state *s, const char *queue, const char *id,
 		       now);
 }
 
-struct q_result h_publish_ex(struct q_state *s, const char *queue, const char *id,
-			     const char *body, const struct h_pub *opt,
-			     uint64_t now)
+struct q_result h_publish_ex(struct q_state *s, const char *queue,
+			     const char *id, const char *body,
+			     const struct h_pub *opt, uint64_t now)
 {
 	return publish(s, queue, NULL, id, body, body ? strlen(body) : 0, opt,
 		       now);
@@ -539,7 +541,8 @@ struct q_result h_extend(struct q_state *s, q_consumer_id c, const q_seq *tags,
 	return tags_cmd(s, Q_CMD_EXTEND, c, tags, n, ms, now);
 }
 
-struct q_result h_ack1(struct q_state *s, q_consumer_id c, q_seq tag, uint64_t now)
+struct q_result h_ack1(struct q_state *s, q_consumer_id c, q_seq tag,
+		       uint64_t now)
 {
 	return h_ack(s, c, &tag, 1, now);
 }

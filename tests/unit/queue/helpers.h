@@ -40,18 +40,19 @@
  * strcmp when they hold text. NULL pointers in the delivery stay NULL. */
 struct h_delivery {
 	q_consumer_id consumer;
-	bool has_session;          /* delivery->session was not NULL */
-	struct q_session session;  /* copy of *delivery->session */
-	char *queue;               /* owned copy */
+	bool has_session;	  /* delivery->session was not NULL */
+	struct q_session session; /* copy of *delivery->session */
+	char *queue;		  /* owned copy */
 	q_seq seq;
-	char *msg_id;              /* owned copy or NULL */
+	char *msg_id; /* owned copy or NULL */
 	size_t msg_id_len;
-	char *body;                /* owned copy (+ NUL) or NULL when body_len 0 and body NULL */
+	char *body; /* owned copy (+ NUL) or NULL when body_len 0 and body NULL
+		     */
 	size_t body_len;
 	uint32_t delivery_count;
 	uint64_t published_ms;
 	uint8_t dl_reason;
-	char *dl_queue;            /* owned copy or NULL */
+	char *dl_queue; /* owned copy or NULL */
 };
 
 /* A deep copy of one struct q_consumer_gone. */
@@ -59,7 +60,7 @@ struct h_gone {
 	q_consumer_id consumer;
 	bool has_session;
 	struct q_session session;
-	char *queue;               /* owned copy or NULL */
+	char *queue; /* owned copy or NULL */
 };
 
 /* Every sink event, in call order. `order` interleaves both kinds: it holds
@@ -130,7 +131,8 @@ extern const struct q_session H_SESSION; /* {1, 1, 1} */
 /* Applies *cmd; cr_asserts the return value is 0. */
 struct q_result h_apply(struct q_state *s, const struct q_cmd *cmd);
 /* Applies *cmd and returns q_state_apply()'s return value; *res written. */
-int h_apply_rv(struct q_state *s, const struct q_cmd *cmd, struct q_result *res);
+int h_apply_rv(struct q_state *s, const struct q_cmd *cmd,
+	       struct q_result *res);
 
 /* settings NULL = q_settings_default(). */
 struct q_result h_create_queue(struct q_state *s, const char *name,
@@ -138,12 +140,14 @@ struct q_result h_create_queue(struct q_state *s, const char *name,
 struct q_result h_configure(struct q_state *s, const char *name,
 			    const struct q_settings *settings, uint32_t mask,
 			    uint64_t now);
-struct q_result h_delete_queue(struct q_state *s, const char *name, uint64_t now);
+struct q_result h_delete_queue(struct q_state *s, const char *name,
+			       uint64_t now);
 struct q_result h_purge(struct q_state *s, const char *name, uint64_t now);
 
 struct q_result h_create_topic(struct q_state *s, const char *topic,
 			       uint64_t dedup_window_ms, uint64_t now);
-struct q_result h_delete_topic(struct q_state *s, const char *topic, uint64_t now);
+struct q_result h_delete_topic(struct q_state *s, const char *topic,
+			       uint64_t now);
 /* settings NULL = q_settings_default(). */
 struct q_result h_subscribe(struct q_state *s, const char *topic,
 			    const char *sub, const struct q_settings *settings,
@@ -162,9 +166,9 @@ struct h_pub {
 struct q_result h_publish(struct q_state *s, const char *queue, const char *id,
 			  const char *body, uint64_t now);
 /* Same with delay / ttl. */
-struct q_result h_publish_ex(struct q_state *s, const char *queue, const char *id,
-			     const char *body, const struct h_pub *opt,
-			     uint64_t now);
+struct q_result h_publish_ex(struct q_state *s, const char *queue,
+			     const char *id, const char *body,
+			     const struct h_pub *opt, uint64_t now);
 /* Binary body. */
 struct q_result h_publish_bin(struct q_state *s, const char *queue,
 			      const char *id, const void *body, size_t len,
@@ -196,7 +200,8 @@ struct q_result h_release(struct q_state *s, q_consumer_id c, const q_seq *tags,
 struct q_result h_extend(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			 size_t n, uint64_t ms, uint64_t now);
 /* Single-tag shorthands. */
-struct q_result h_ack1(struct q_state *s, q_consumer_id c, q_seq tag, uint64_t now);
+struct q_result h_ack1(struct q_state *s, q_consumer_id c, q_seq tag,
+		       uint64_t now);
 struct q_result h_nack1(struct q_state *s, q_consumer_id c, q_seq tag,
 			uint64_t ms, uint64_t now);
 struct q_result h_release1(struct q_state *s, q_consumer_id c, q_seq tag,
@@ -249,12 +254,12 @@ bool h_dump_is(const struct q_state *s, const void *buf, size_t len);
  * ------------------------------------------------------------------- */
 
 struct h_fail_alloc {
-	struct q_allocator a;  /* pass &fa->a as q_options.allocator */
-	long fail_at;          /* first failing call index, -1 = never */
-	long fail_count;       /* how many consecutive calls fail (default 1) */
-	long calls;            /* malloc + realloc calls so far */
-	long failures;         /* calls that were made to fail */
-	long live;             /* successful allocations not yet freed (approx.) */
+	struct q_allocator a; /* pass &fa->a as q_options.allocator */
+	long fail_at;	      /* first failing call index, -1 = never */
+	long fail_count;      /* how many consecutive calls fail (default 1) */
+	long calls;	      /* malloc + realloc calls so far */
+	long failures;	      /* calls that were made to fail */
+	long live; /* successful allocations not yet freed (approx.) */
 };
 
 /* Initialises with failures disabled. */

@@ -25,8 +25,8 @@ TestSuite(consumer_attach, .init = h_setup, .fini = h_teardown);
 
 Test(consumer_attach, unknown_queue_is_enotfound)
 {
-	struct q_result r = h_attach_ex(H.s, "nope", H_SESSION, 0,
-					Q_CREDIT_UNLIMITED, 1);
+	struct q_result r =
+		h_attach_ex(H.s, "nope", H_SESSION, 0, Q_CREDIT_UNLIMITED, 1);
 
 	cr_assert_eq(r.status, Q_ENOTFOUND);
 	cr_assert_eq(h_consumer_count(H.s), 0);
@@ -607,7 +607,8 @@ Test(consumer_nack, detach_stale_keeps_only_node_epoch)
 	make_queue("q", 1, NULL);
 	c_old = h_attach_ex(H.s, "q", old, 1, Q_CREDIT_UNLIMITED, 1).consumer;
 	c_cur = h_attach_ex(H.s, "q", cur, 1, Q_CREDIT_UNLIMITED, 1).consumer;
-	c_other = h_attach_ex(H.s, "q", other, 1, Q_CREDIT_UNLIMITED, 1).consumer;
+	c_other =
+		h_attach_ex(H.s, "q", other, 1, Q_CREDIT_UNLIMITED, 1).consumer;
 	h_publish(H.s, "q", NULL, "1", 2); /* old */
 	h_publish(H.s, "q", NULL, "2", 2); /* cur */
 	h_publish(H.s, "q", NULL, "3", 2); /* other */
@@ -620,7 +621,8 @@ Test(consumer_nack, detach_stale_keeps_only_node_epoch)
 	cr_assert_not(h_consumer_info(H.s, c_other, &ci));
 	cr_assert(h_consumer_info(H.s, c_cur, &ci));
 	cr_assert_eq(h_consumer_count(H.s), 1);
-	/* not a failure: with max_deliveries 1 the messages are back, not dropped */
+	/* not a failure: with max_deliveries 1 the messages are back, not
+	 * dropped */
 	cr_assert_eq(h_info(H.s, "q").dropped, 0);
 	cr_assert_eq(h_info(H.s, "q").ready, 2);
 	cr_assert_eq(h_ack1(H.s, c_cur, 2, 4).status, Q_OK);
@@ -645,7 +647,7 @@ Test(consumer_cursor, detach_of_last_receiver_moves_to_next)
 	c = h_attach(H.s, "q", 0, 1);
 	h_publish(H.s, "q", NULL, "1", 2); /* a */
 	h_publish(H.s, "q", NULL, "2", 2); /* b */
-	h_detach(H.s, b, 3);               /* 2 returned: goes to c */
+	h_detach(H.s, b, 3);		   /* 2 returned: goes to c */
 	for (i = 0; i < 2; i++)
 		h_publish(H.s, "q", NULL, "x", 4);
 	cr_assert_eq(H.rec.n_d, 5);

@@ -61,12 +61,14 @@ static void build_rich(struct q_state *s)
 	for (i = 0; i < 8; i++) {
 		snprintf(id, sizeof(id), "w%d", i);
 		snprintf(body, sizeof(body), "work body %d", i);
-		cr_assert_eq(h_publish(s, "work", id, body, 30 + (uint64_t)i)
-				     .status, Q_OK);
+		cr_assert_eq(
+			h_publish(s, "work", id, body, 30 + (uint64_t)i).status,
+			Q_OK);
 	}
 	/* c1 holds 1, 3; c2 holds 2, 4, 5 (credit 3 spent) */
-	cr_assert_eq(h_publish_ex(s, "work", "wd", "delayed", &delay, 40).status,
-		     Q_OK);
+	cr_assert_eq(
+		h_publish_ex(s, "work", "wd", "delayed", &delay, 40).status,
+		Q_OK);
 	cr_assert_eq(h_publish_ex(s, "plain", "pt", "ttl", &ttl, 41).status,
 		     Q_OK);
 	cr_assert_eq(h_publish(s, "plain", NULL, "plain 2", 42).status, Q_OK);
@@ -76,7 +78,8 @@ static void build_rich(struct q_state *s)
 			     Q_OK);
 	}
 	cr_assert(h_publish_topic(s, "ev", "e0", "event", 51).duplicate);
-	cr_assert_eq(h_publish_topic(s, "empty", NULL, "void", 51).status, Q_OK);
+	cr_assert_eq(h_publish_topic(s, "empty", NULL, "void", 51).status,
+		     Q_OK);
 
 	/* c1 acks 1 and gets 6: full again */
 	cr_assert_eq(h_ack1(s, c1, 1, 59).status, Q_OK);
@@ -93,8 +96,9 @@ static void build_rich(struct q_state *s)
 
 	/* dead-letter from "once" (max 1) into "dlq" (no consumer there) */
 	{
-		q_consumer_id co = h_attach_ex(s, "once", S2, 0,
-					       Q_CREDIT_UNLIMITED, 70).consumer;
+		q_consumer_id co =
+			h_attach_ex(s, "once", S2, 0, Q_CREDIT_UNLIMITED, 70)
+				.consumer;
 		struct q_result r = h_publish(s, "once", NULL, "doomed", 71);
 
 		cr_assert_eq(h_nack1(s, co, r.seq, 0, 72).status, Q_OK);
@@ -206,10 +210,10 @@ static size_t continue_history(struct q_state *s, struct q_result *out)
 	out[n++] = h_attach_ex(s, "dlq", S2, 0, Q_CREDIT_UNLIMITED, 230);
 	out[n++] = h_publish_topic(s, "ev", "e1", "event", 240);
 	out[n++] = h_publish_topic(s, "ev", "e9", "event9", 240);
-	out[n++] = h_tick(s, 16000);   /* the delayed nack, ack deadlines */
-	out[n++] = h_tick(s, 25000);   /* the delayed publish */
+	out[n++] = h_tick(s, 16000); /* the delayed nack, ack deadlines */
+	out[n++] = h_tick(s, 25000); /* the delayed publish */
 	out[n++] = h_session_gone(s, S1, 26000);
-	out[n++] = h_tick(s, 200000);  /* TTLs */
+	out[n++] = h_tick(s, 200000); /* TTLs */
 	out[n++] = h_detach_stale(s, 2, 1, 200001);
 	out[n++] = h_attach_ex(s, "work", S1, 0, Q_CREDIT_UNLIMITED, 200002);
 	out[n++] = h_delete_topic(s, "ev", 200003);
@@ -234,7 +238,8 @@ Test(dump, loaded_state_behaves_identically)
 	nb = continue_history(e.s, rb);
 	cr_assert_eq(na, nb);
 	for (i = 0; i < na; i++)
-		cr_assert(results_equal(&ra[i], &rb[i]), "result %zu differs", i);
+		cr_assert(results_equal(&ra[i], &rb[i]), "result %zu differs",
+			  i);
 	cr_assert(ra[0].duplicate, "dedup entries survive the dump");
 	cr_assert_gt(H.rec.n_d, 0);
 	cr_assert(h_rec_equal(&H.rec, &e.rec), "same deliveries");
@@ -302,7 +307,8 @@ static int load_one(const void *buf, size_t len, const void *empty,
 		struct q_result r;
 
 		cr_assert_eq(q_state_check(s, err, sizeof(err)), 0,
-			     "%s %zu: loaded but check fails: %s", what, at, err);
+			     "%s %zu: loaded but check fails: %s", what, at,
+			     err);
 		memset(&c, 0, sizeof(c));
 		c.type = Q_CMD_TICK;
 		c.now_ms = UINT64_MAX / 2;
@@ -311,7 +317,8 @@ static int load_one(const void *buf, size_t len, const void *empty,
 			     "%s %zu: after tick: %s", what, at, err);
 	} else {
 		cr_assert(h_dump_is(s, empty, empty_len),
-			  "%s %zu: state not empty after failed load", what, at);
+			  "%s %zu: state not empty after failed load", what,
+			  at);
 		t = h_totals(s);
 		cr_assert_eq(t.queues + t.topics + t.consumers + t.messages, 0);
 	}
@@ -402,7 +409,8 @@ Test(load, random_byte_flips_never_crash)
 		memcpy(copy, buf, len);
 		for (k = 0; k < flips; k++) {
 			size_t at = (size_t)(h_rand(&rnd) % len);
-			unsigned char x = (unsigned char)(1 + h_rand(&rnd) % 255);
+			unsigned char x =
+				(unsigned char)(1 + h_rand(&rnd) % 255);
 
 			copy[at] ^= x;
 		}
@@ -471,10 +479,12 @@ static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
 		h_fail_alloc_disarm(&fa);
 		if (rv == 0)
 			break;
-		cr_assert_eq(rv, Q_ENOMEM, "%s: N=%ld: apply = %d", what, n, rv);
+		cr_assert_eq(rv, Q_ENOMEM, "%s: N=%ld: apply = %d", what, n,
+			     rv);
 		cr_assert_eq(fa.failures, 1, "%s: N=%ld", what, n);
 		cr_assert(h_dump_is(e.s, before, blen),
-			  "%s: N=%ld: state changed by a failed apply", what, n);
+			  "%s: N=%ld: state changed by a failed apply", what,
+			  n);
 		cr_assert_eq(e.rec.n_d, 0, "%s: N=%ld: sink called", what, n);
 		cr_assert_eq(e.rec.n_g, 0, "%s: N=%ld: sink called", what, n);
 		h_check(e.s);

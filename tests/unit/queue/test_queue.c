@@ -147,7 +147,7 @@ Test(queue_configure, mask_changes_only_selected_settings)
 	st.max_length = 10;
 	cr_assert_eq(h_create_queue(H.s, "q", &st, 1).status, Q_OK);
 	ch.ttl_ms = 5000;
-	ch.max_length = 99;      /* not in the mask */
+	ch.max_length = 99;	 /* not in the mask */
 	ch.ack_timeout_ms = 777; /* not in the mask */
 	cr_assert_eq(h_configure(H.s, "q", &ch, Q_SET_TTL, 2).status, Q_OK);
 	i = h_info(H.s, "q");
@@ -294,7 +294,7 @@ Test(queue_purge, removes_delayed_and_returned)
 	c = h_attach(H.s, "q", 0, 3);
 	h_publish(H.s, "q", NULL, "r", 4); /* delivered: seq 2 */
 	cr_assert_eq(H.rec.n_d, 1);
-	h_detach(H.s, c, 5);               /* seq 2 returned */
+	h_detach(H.s, c, 5); /* seq 2 returned */
 	cr_assert_eq(h_purge(H.s, "q", 6).count, 2);
 	cr_assert_eq(h_info(H.s, "q").delayed, 0);
 	cr_assert_eq(h_info(H.s, "q").ready, 0);
@@ -468,7 +468,8 @@ Test(queue_limits, held_messages_do_not_count)
 	h_create_queue(H.s, "q", &st, 1);
 	h_attach(H.s, "q", 1, 1);
 	cr_assert_eq(h_publish(H.s, "q", NULL, "a", 2).status, Q_OK); /* held */
-	cr_assert_eq(h_publish(H.s, "q", NULL, "b", 3).status, Q_OK); /* ready */
+	cr_assert_eq(h_publish(H.s, "q", NULL, "b", 3).status,
+		     Q_OK); /* ready */
 	cr_assert_eq(h_publish(H.s, "q", NULL, "c", 4).status, Q_EFULL);
 	cr_assert_eq(h_info(H.s, "q").unacked, 1);
 	cr_assert_eq(h_info(H.s, "q").ready, 1);
@@ -689,8 +690,8 @@ Test(queue_info, counters_follow_a_history)
 	h_publish(H.s, "q", NULL, "2", 1);
 	h_publish(H.s, "q", NULL, "3", 1);
 	h_ack1(H.s, c, 1, 2);
-	h_nack1(H.s, c, 2, 0, 3);    /* redelivered at once */
-	h_release1(H.s, c, 3, 4);    /* redelivered at once */
+	h_nack1(H.s, c, 2, 0, 3); /* redelivered at once */
+	h_release1(H.s, c, 3, 4); /* redelivered at once */
 	i = h_info(H.s, "q");
 	cr_assert_eq(i.published, 3);
 	cr_assert_eq(i.delivered, 5);
@@ -778,7 +779,8 @@ Test(queue_info, strerror_every_code_distinct)
 		cr_assert_not_null(a, "code %d", i);
 		cr_assert_gt(strlen(a), 0, "code %d", i);
 		for (j = 0; j < i; j++)
-			cr_assert_str_neq(a, q_strerror(j), "codes %d %d", i, j);
+			cr_assert_str_neq(a, q_strerror(j), "codes %d %d", i,
+					  j);
 	}
 }
 
@@ -865,9 +867,9 @@ Test(queue_dead_letter, drop_head_drops_returned_before_ready)
 	h_create_queue(H.s, "q", &st, 0);
 	h_publish(H.s, "q", NULL, "1", 1);
 	h_publish(H.s, "q", NULL, "2", 1);
-	c = h_attach(H.s, "q", 1, 2);       /* holds 1 */
-	h_credit(H.s, c, 1, 0, 3);          /* no more deliveries */
-	h_nack1(H.s, c, 1, 0, 4);           /* 1 returned, 2 ready */
+	c = h_attach(H.s, "q", 1, 2); /* holds 1 */
+	h_credit(H.s, c, 1, 0, 3);    /* no more deliveries */
+	h_nack1(H.s, c, 1, 0, 4);     /* 1 returned, 2 ready */
 	cr_assert_eq(h_publish(H.s, "q", NULL, "3", 5).status, Q_OK);
 	cr_assert_eq(h_info(H.s, "q").dropped, 1);
 	h_credit(H.s, c, 0, Q_CREDIT_UNLIMITED, 6);

@@ -126,7 +126,7 @@ Test(timers_ack, extend_with_ms_pushes_deadline)
 
 	make_queue("q", 1000, 0, NULL);
 	c = h_attach(H.s, "q", 0, 0);
-	h_publish(H.s, "q", NULL, "x", 0); /* deadline 1000 */
+	h_publish(H.s, "q", NULL, "x", 0);	/* deadline 1000 */
 	r = h_extend(H.s, c, &t, 1, 2000, 500); /* deadline 2500 */
 	cr_assert_eq(r.status, Q_OK);
 	cr_assert_eq(r.count, 1);
@@ -404,10 +404,10 @@ Test(timers_clock, next_due_is_the_earliest)
 	struct h_pub late = {.delay_ms = 5000}, soon = {.delay_ms = 300};
 
 	make_queue("q", 1000, 0, NULL);
-	h_publish_ex(H.s, "q", NULL, "a", &late, 0);   /* 5000 */
+	h_publish_ex(H.s, "q", NULL, "a", &late, 0); /* 5000 */
 	cr_assert_eq(q_state_next_due(H.s), 5000);
 	h_attach(H.s, "q", 0, 100);
-	h_publish(H.s, "q", NULL, "b", 100);           /* deadline 1100 */
+	h_publish(H.s, "q", NULL, "b", 100); /* deadline 1100 */
 	cr_assert_eq(q_state_next_due(H.s), 1100);
 	h_publish_ex(H.s, "q", NULL, "c", &soon, 200); /* 500 */
 	cr_assert_eq(q_state_next_due(H.s), 500);

@@ -1,0 +1,510 @@
+/* q_bench: micro-benchmark of the queue/ state machine, through q.h only.
+ *
+ * 1. Cycles: one queue, one push consumer (prefetch 256, unlimited credit,
+ *    attached first), then a loop of publish(128 B) -> delivery through the
+ *    sink -> ack. Two modes: acks batched (every delivered tag in one
+ *    Q_CMD_ACK per 64 cycles) and one ack per cycle. Reports the median of
+ *    `--runs` runs of `--seconds` each, in cycles per second.
+ * 2. Memory: publishes `--count` messages of 128 B into a queue with no
+ *    consumer, once without message ids and once with 16-byte dedup ids
+ *    (all inside the dedup window, so every id is kept), and reports the
+ *    bytes per stored message seen by malloc (mallinfo2) and by the state's
+ *    own accounting (q_state_totals), and the overhead over the body.
+ * 3. Snapshot: times q_state_dump_buf() and q_state_load() of that state,
+ *    and checks that dump(load(dump)) gives the same bytes.
+ *
+ * The clock here is only for measuring (bench/ is not queue/): the commands
+ * carry a fixed now_ms, so no timer fires during the run.
+ *
+ * Usage: q_bench [--seconds S] [--runs R] [--count N] [--json]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "q.h"
+
+#define BODY_SIZE 128
+#define PREFETCH 256
+#define ACK_BATCH 64
+#define ID_SIZE 16
+#define NOW_MS 1000000u
+#define MAX_RUNS 15
+
+struct opts {
+	double seconds; /* per run */
+	int runs;
+	uint64_t count; /* messages for the memory test */
+	bool json;
+};
+
+struct cycle_result {
+	double median; /* cycles per second */
+	double min, max;
+	uint64_t cycles; /* of the median run */
+};
+
+struct mem_result {
+	bool with_ids;
+	double malloc_per_msg;	/* mallinfo2 delta / N */
+	double state_per_msg;	/* q_state_totals().alloc_bytes delta / N */
+	double malloc_overhead; /* minus the body */
+	double state_overhead;
+	uint64_t dump_bytes;
+	double dump_s, load_s;
+	bool roundtrip_identical;
+};
+
+/* Delivered tags not yet acked, filled by the sink. */
+struct pending {
+	q_seq tags[PREFETCH];
+	size_t n;
+	uint64_t delivered;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t heap_used(void)
+{
+#if defined(__GLIBC__) && \
+	(__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+	/* Small chunks come from the heap, big ones (large tables) are
+	 * mmap()ed: count both. */
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
+#else
+	return 0;
+#endif
+}
+
+static void die(const char *what, int code)
+{
+	fprintf(stderr, "q_bench: %s: %s (%d)\n", what, q_strerror(code), code);
+	exit(1);
+}
+
+/* Applies a command that must be accepted. */
+static void apply_ok(struct q_state *s, const struct q_cmd *cmd,
+		     struct q_result *res, const char *what)
+{
+	int rv = q_state_apply(s, cmd, res);
+	if (rv != 0) {
+		die(what, rv);
+	}
+	if (res->status != Q_OK) {
+		die(what, res->status);
+	}
+}
+
+static void on_deliver(void *data, const struct q_delivery *d)
+{
+	struct pending *p = data;
+	if (p->n == PREFETCH) {
+		fprintf(stderr, "q_bench: more than prefetch (%d) unacked\n",
+			PREFETCH);
+		exit(1);
+	}
+	p->tags[p->n++] = d->seq;
+	p->delivered++;
+}
+
+static struct q_state *new_state_with_queue(const char *name)
+{
+	struct q_state *s = q_state_new(NULL);
+	struct q_cmd cmd;
+	struct q_result res;
+
+	if (s == NULL) {
+		die("q_state_new", Q_ENOMEM);
+	}
+	memset(&cmd, 0, sizeof cmd);
+	cmd.type = Q_CMD_CREATE_QUEUE;
+	cmd.now_ms = NOW_MS;
+	cmd.u.queue.name = name;
+	q_settings_default(&cmd.u.queue.settings);
+	apply_ok(s, &cmd, &res, "create queue");
+	return s;
+}
+
+/* One timed run: cycles per second. */
+static double cycle_run(double seconds, size_t ack_every, uint64_t *cycles_out)
+{
+	static const char body[BODY_SIZE] = {0};
+	struct pending p = {0};
+	struct q_sink sink = {.data = &p, .deliver = on_deliver};
+	struct q_state *s = new_state_with_queue("bench");
+	struct q_cmd pub, ack, att;
+	struct q_result res;
+	q_consumer_id consumer;
+	uint64_t cycles = 0;
+	double t0, t1;
+
+	q_state_set_sink(s, &sink);
+
+	memset(&att, 0, sizeof att);
+	att.type = Q_CMD_ATTACH;
+	att.now_ms = NOW_MS;
+	att.u.attach.queue = "bench";
+	att.u.attach.session = (struct q_session){1, 1, 1};
+	att.u.attach.prefetch = PREFETCH;
+	att.u.attach.credit = Q_CREDIT_UNLIMITED;
+	apply_ok(s, &att, &res, "attach");
+	consumer = res.consumer;
+
+	memset(&pub, 0, sizeof pub);
+	pub.type = Q_CMD_PUBLISH;
+	pub.now_ms = NOW_MS;
+	pub.u.publish.queue = "bench";
+	pub.u.publish.body = body;
+	pub.u.publish.body_len = sizeof body;
+
+	memset(&ack, 0, sizeof ack);
+	ack.type = Q_CMD_ACK;
+	ack.now_ms = NOW_MS;
+	ack.u.tags.consumer = consumer;
+	ack.u.tags.tags = p.tags;
+
+	t0 = now_s();
+	t1 = t0;
+	for (;;) {
+		apply_ok(s, &pub, &res, "publish");
+		cycles++;
+		if (p.n >= ack_every) {
+			ack.u.tags.n_tags = p.n;
+			apply_ok(s, &ack, &res, "ack");
+			if (res.count != p.n) {
+				fprintf(stderr,
+					"q_bench: ack: %" PRIu64
+					" of %zu tags done\n",
+					res.count, p.n);
+				exit(1);
+			}
+			p.n = 0;
+		}
+		if ((cycles & 1023) == 0) {
+			t1 = now_s();
+			if (t1 - t0 >= seconds) {
+				break;
+			}
+		}
+	}
+	if (p.delivered != cycles) {
+		fprintf(stderr,
+			"q_bench: %" PRIu64 " publishes but %" PRIu64
+			" deliveries\n",
+			cycles, p.delivered);
+		exit(1);
+	}
+	q_state_free(s);
+	*cycles_out = cycles;
+	return (double)cycles / (t1 - t0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a;
+	double y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static struct cycle_result cycle_bench(const struct opts *o, size_t ack_every)
+{
+	double rates[MAX_RUNS];
+	uint64_t cycles[MAX_RUNS];
+	double sorted[MAX_RUNS];
+	struct cycle_result r;
+	int i;
+
+	for (i = 0; i < o->runs; i++) {
+		rates[i] = cycle_run(o->seconds, ack_every, &cycles[i]);
+		sorted[i] = rates[i];
+	}
+	qsort(sorted, (size_t)o->runs, sizeof sorted[0], cmp_double);
+	r.median = sorted[o->runs / 2];
+	r.min = sorted[0];
+	r.max = sorted[o->runs - 1];
+	r.cycles = 0;
+	for (i = 0; i < o->runs; i++) {
+		if (rates[i] == r.median) {
+			r.cycles = cycles[i];
+		}
+	}
+	return r;
+}
+
+struct dump_cmp {
+	const unsigned char *buf;
+	size_t len, off;
+	bool same;
+};
+
+static int compare_chunk(void *data, const void *buf, size_t len)
+{
+	struct dump_cmp *c = data;
+	if (c->off + len > c->len || memcmp(c->buf + c->off, buf, len) != 0) {
+		c->same = false;
+		return 1;
+	}
+	c->off += len;
+	return 0;
+}
+
+static struct mem_result mem_bench(const struct opts *o, bool with_ids)
+{
+	static const char body[BODY_SIZE] = {0};
+	struct mem_result r = {.with_ids = with_ids};
+	struct q_state *s = new_state_with_queue("mem");
+	struct q_state *s2;
+	struct q_totals before_t, after_t;
+	struct q_cmd pub;
+	struct q_result res;
+	struct dump_cmp cmp;
+	char id[ID_SIZE + 1];
+	size_t before, after;
+	void *buf;
+	size_t len;
+	double t;
+	uint64_t i;
+	int rv;
+
+	memset(&pub, 0, sizeof pub);
+	pub.type = Q_CMD_PUBLISH;
+	pub.now_ms = NOW_MS;
+	pub.u.publish.queue = "mem";
+	pub.u.publish.body = body;
+	pub.u.publish.body_len = sizeof body;
+
+	q_state_totals(s, &before_t);
+	before = heap_used();
+	for (i = 0; i < o->count; i++) {
+		if (with_ids) {
+			snprintf(id, sizeof id, "%016" PRIx64, i);
+			pub.u.publish.msg_id = id;
+			pub.u.publish.msg_id_len = ID_SIZE;
+		}
+		apply_ok(s, &pub, &res, "publish");
+		if (res.duplicate) {
+			fprintf(stderr, "q_bench: unexpected duplicate\n");
+			exit(1);
+		}
+	}
+	after = heap_used();
+	q_state_totals(s, &after_t);
+
+	r.malloc_per_msg = (double)(after - before) / (double)o->count;
+	r.state_per_msg = (double)(after_t.alloc_bytes - before_t.alloc_bytes) /
+			  (double)o->count;
+	r.malloc_overhead = r.malloc_per_msg - BODY_SIZE;
+	r.state_overhead = r.state_per_msg - BODY_SIZE;
+
+	t = now_s();
+	rv = q_state_dump_buf(s, &buf, &len);
+	r.dump_s = now_s() - t;
+	if (rv != 0) {
+		die("q_state_dump_buf", rv);
+	}
+	r.dump_bytes = len;
+	q_state_free(s);
+
+	s2 = q_state_new(NULL);
+	if (s2 == NULL) {
+		die("q_state_new", Q_ENOMEM);
+	}
+	t = now_s();
+	rv = q_state_load(s2, buf, len);
+	r.load_s = now_s() - t;
+	if (rv != 0) {
+		die("q_state_load", rv);
+	}
+
+	cmp = (struct dump_cmp){.buf = buf, .len = len, .off = 0, .same = true};
+	rv = q_state_dump(s2, compare_chunk, &cmp);
+	r.roundtrip_identical = rv == 0 && cmp.same && cmp.off == len;
+
+	q_state_free(s2);
+	free(buf);
+	return r;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: q_bench [--seconds S] [--runs R] [--count N] [--json]\n"
+		"  --seconds S  length of each throughput run (default 1)\n"
+		"  --runs R     throughput runs per mode, median reported "
+		"(default 5, max %d)\n"
+		"  --count N    messages stored for the memory test "
+		"(default 1000000)\n"
+		"  --json       print one JSON object instead of text\n",
+		MAX_RUNS);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-') {
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	int i;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		uint64_t n;
+		char *end;
+
+		if (strcmp(a, "--json") == 0) {
+			o->json = true;
+			continue;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (v == NULL) {
+			goto bad;
+		}
+		if (strcmp(a, "--seconds") == 0) {
+			o->seconds = strtod(v, &end);
+			if (*end != '\0' || !(o->seconds > 0)) {
+				goto bad;
+			}
+		} else if (strcmp(a, "--runs") == 0) {
+			if (!parse_u64(v, &n) || n == 0 || n > MAX_RUNS) {
+				goto bad;
+			}
+			o->runs = (int)n;
+		} else if (strcmp(a, "--count") == 0) {
+			if (!parse_u64(v, &n) || n == 0) {
+				goto bad;
+			}
+			o->count = n;
+		} else {
+			goto bad;
+		}
+		i++;
+	}
+	return;
+bad:
+	fprintf(stderr, "q_bench: bad argument: %s\n", argv[i]);
+	usage(stderr);
+	exit(2);
+}
+
+static double mb_per_s(uint64_t bytes, double s)
+{
+	return s > 0 ? (double)bytes / 1e6 / s : 0;
+}
+
+static void print_text(const struct opts *o, const struct cycle_result *batch,
+		       const struct cycle_result *single,
+		       const struct mem_result mem[2])
+{
+	int i;
+	printf("q_bench: %d B bodies, prefetch %d, median of %d runs of "
+	       "%.1f s\n",
+	       BODY_SIZE, PREFETCH, o->runs, o->seconds);
+	printf("cycles (publish+deliver+ack), acks batched by %d: "
+	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+	       ACK_BATCH, batch->median, 1e9 / batch->median, batch->min,
+	       batch->max);
+	printf("cycles (publish+deliver+ack), one ack per cycle: "
+	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+	       single->median, 1e9 / single->median, single->min, single->max);
+	for (i = 0; i < 2; i++) {
+		const struct mem_result *m = &mem[i];
+		const char *what =
+			m->with_ids ? "16 B dedup ids" : "no msg ids";
+		printf("memory, %" PRIu64
+		       " x %d B, %s: malloc %.1f B/msg "
+		       "(overhead %.1f B), state accounting %.1f B/msg "
+		       "(overhead %.1f B)\n",
+		       o->count, BODY_SIZE, what, m->malloc_per_msg,
+		       m->malloc_overhead, m->state_per_msg, m->state_overhead);
+		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s), "
+		       "load %.3f s (%.0f MB/s), dump(load(dump)) %s\n",
+		       what, (double)m->dump_bytes / 1e6, m->dump_s,
+		       mb_per_s(m->dump_bytes, m->dump_s), m->load_s,
+		       mb_per_s(m->dump_bytes, m->load_s),
+		       m->roundtrip_identical ? "identical" : "DIFFERS");
+	}
+#if defined(__SANITIZE_ADDRESS__)
+	printf("note: built with AddressSanitizer; numbers are not "
+	       "representative\n");
+#endif
+}
+
+static void print_json(const struct opts *o, const struct cycle_result *batch,
+		       const struct cycle_result *single,
+		       const struct mem_result mem[2])
+{
+	int i;
+	printf("{\"body_size\":%d,\"prefetch\":%d,\"runs\":%d,"
+	       "\"seconds\":%.3f,\"count\":%" PRIu64 ",\n",
+	       BODY_SIZE, PREFETCH, o->runs, o->seconds, o->count);
+	printf(" \"cycles_per_s_ack_batched\":%.0f,\"ack_batch\":%d,\n",
+	       batch->median, ACK_BATCH);
+	printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
+	printf(" \"memory\":[");
+	for (i = 0; i < 2; i++) {
+		const struct mem_result *m = &mem[i];
+		printf("%s\n  "
+		       "{\"msg_id_bytes\":%d,\"malloc_bytes_per_msg\":%.1f,"
+		       "\"malloc_overhead_bytes\":%.1f,"
+		       "\"state_bytes_per_msg\":%.1f,"
+		       "\"state_overhead_bytes\":%.1f,\"dump_bytes\":%" PRIu64
+		       ",\"dump_mb_per_s\":%.0f,\"load_mb_per_s\":%.0f,"
+		       "\"roundtrip_identical\":%s}",
+		       i ? "," : "", m->with_ids ? ID_SIZE : 0,
+		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
+		       m->state_overhead, m->dump_bytes,
+		       mb_per_s(m->dump_bytes, m->dump_s),
+		       mb_per_s(m->dump_bytes, m->load_s),
+		       m->roundtrip_identical ? "true" : "false");
+	}
+	printf("]}\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {
+		.seconds = 1.0, .runs = 5, .count = 1000000, .json = false};
+	struct cycle_result batch, single;
+	struct mem_result mem[2];
+
+	parse_args(argc, argv, &o);
+	if (!o.json) {
+		fprintf(stderr, "q_bench: running (about %.0f s)...\n",
+			2 * o.runs * o.seconds);
+	}
+	batch = cycle_bench(&o, ACK_BATCH);
+	single = cycle_bench(&o, 1);
+	mem[0] = mem_bench(&o, false);
+	mem[1] = mem_bench(&o, true);
+
+	if (o.json) {
+		print_json(&o, &batch, &single, mem);
+	} else {
+		print_text(&o, &batch, &single, mem);
+	}
+	return mem[0].roundtrip_identical && mem[1].roundtrip_identical ? 0 : 1;
+}
