@@ -1,0 +1,201 @@
+/* consensus/: the Raft replication of raftmq's queue state, over libraft
+ * 0.22.1 (raft_uv disk and TCP backends). The only code that includes
+ * <raft.h>; node/ sees this header only.
+ *
+ * Happy path: node/ gathers the commands that arrive in one loop iteration
+ * and calls cons_propose() once with all of them (group commit). consensus/
+ * encodes them as one LogEntry (proto/log.proto) stamped with the leader's
+ * wall clock, hands it to raft_apply() with a single buffer, and, once the
+ * entry is committed on a majority and applied, calls back with one
+ * q_result per command. Every node applies every entry to its own
+ * struct q_state; deliveries and removed consumers are reported on every
+ * node through the q_sink given to cons_new() (node/ acts on those of its
+ * own sessions while it leads).
+ *
+ * Failure modes: CONS_ENOTLEADER synchronously (redirect the client);
+ * CONS_ELEADERSHIPLOST in the callback means the outcome is unknown (the
+ * entry may still commit under the next leader: clients retry with the
+ * same message ids); CONS_ESHUTDOWN when closing.
+ */
+#ifndef RAFTMQ_CONS_H
+#define RAFTMQ_CONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "q.h"
+
+struct uv_loop_s;
+struct cons;
+
+/* Error codes (0 is success). */
+enum {
+	CONS_ENOMEM = 1,
+	CONS_ENOTLEADER = 2,     /* this node does not lead */
+	CONS_ELEADERSHIPLOST = 3, /* outcome unknown */
+	CONS_ESHUTDOWN = 4,
+	CONS_EBUSY = 5,          /* a membership change is in progress */
+	CONS_EBADID = 6,         /* unknown or invalid member id */
+	CONS_EIO = 7,            /* disk or network setup failed */
+	CONS_EINVAL = 8,
+	CONS_ETOOBIG = 9,        /* the entry would be over the size limit */
+	CONS_ECORRUPT = 10,      /* data dir or snapshot unreadable */
+	CONS_ENOSPACE = 11,      /* disk full */
+	CONS_ENOLEADER = 12,     /* no known leader */
+};
+
+const char *cons_strerror(int code);
+
+enum cons_role {
+	CONS_ROLE_VOTER = 0,
+	CONS_ROLE_STANDBY = 1,
+	CONS_ROLE_SPARE = 2,
+};
+
+struct cons_member {
+	uint64_t id;
+	const char *raft_address;   /* borrowed */
+	const char *client_address; /* borrowed */
+};
+
+struct cons_config {
+	uint64_t id;                 /* this node, > 0 */
+	const char *raft_address;    /* this node's "host:port" (borrowed) */
+	const char *client_address;  /* this node's client "host:port" */
+	const char *data_dir;        /* created if missing (borrowed) */
+	/* Initial members, used to bootstrap a pristine data dir when this node
+	 * is one of them. Empty: join an existing cluster (cluster add). */
+	const struct cons_member *members;
+	size_t n_members;
+	unsigned election_timeout_ms;  /* 0 = default */
+	unsigned heartbeat_timeout_ms; /* 0 = default */
+	unsigned snapshot_threshold;   /* entries; 0 = default */
+	unsigned snapshot_trailing;    /* entries; 0 = default */
+	unsigned max_inflight_entries; /* 0 = default */
+	size_t max_body;               /* bodies larger are refused; 0 = any */
+	uint64_t hash_seed;            /* for queue/ hash tables */
+};
+
+/* Creates the node (opens the data dir, bootstraps it if pristine and this
+ * node is an initial member) without starting it. `loop` is retained; `sink`
+ * is retained (may be NULL) and receives apply events from the loop thread.
+ * On failure writes a sentence into errmsg. */
+int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
+	     const struct q_sink *sink, struct cons **out, char *errmsg,
+	     size_t errlen);
+
+/* Starts Raft (loads the snapshot and the log, joins elections). */
+int cons_start(struct cons *c, char *errmsg, size_t errlen);
+
+/* Closes everything; outstanding callbacks fire with CONS_ESHUTDOWN or
+ * CONS_ELEADERSHIPLOST before cb. Frees c after cb returns. */
+void cons_close(struct cons *c, void (*cb)(void *data), void *data);
+
+/* --------------------------------------------------------------- proposals */
+
+struct cons_propose;
+/* results[i] answers cmds[i]; valid only during the call; NULL if status
+ * != 0. */
+typedef void (*cons_propose_cb)(struct cons_propose *req, int status,
+				const struct q_result *results, size_t n);
+
+/* A proposal; allocated by the caller, retained until cb. */
+struct cons_propose {
+	void *data; /* public: for the caller */
+	/* private */
+	cons_propose_cb cb;
+	void *priv;
+};
+
+/* Proposes cmds[0..n) as one log entry. The commands (and what they point
+ * to) are borrowed: they are encoded before this returns. cmd->now_ms is
+ * ignored: the entry carries the leader's clock. Returns 0 (cb will be
+ * called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG or CONS_ESHUTDOWN
+ * (cb never called). */
+int cons_propose(struct cons *c, struct cons_propose *req,
+		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb);
+
+/* The leader's wall clock stamps are the max of this clock and the last
+ * applied stamp, so the state clock never stalls on a slow clock. */
+uint64_t cons_clock_ms(const struct cons *c);
+
+/* Completes after every entry committed so far is applied (leader only). */
+struct cons_barrier;
+typedef void (*cons_barrier_cb)(struct cons_barrier *req, int status);
+struct cons_barrier {
+	void *data; /* public */
+	/* private */
+	cons_barrier_cb cb;
+	void *priv;
+};
+int cons_barrier(struct cons *c, struct cons_barrier *req, cons_barrier_cb cb);
+
+/* ------------------------------------------------------------------ reads */
+
+/* The local replica's state (applied up to cons_status().applied_index).
+ * Borrowed; valid until the next loop iteration that applies entries. */
+const struct q_state *cons_state(const struct cons *c);
+
+struct cons_node_status {
+	uint64_t id;
+	char raft_address[64];
+	char client_address[64];
+	int role;       /* enum cons_role */
+	int reachable;  /* as seen from here (leader: recent replication) */
+};
+
+#define CONS_MAX_NODES 16
+
+struct cons_status {
+	uint64_t id;
+	int is_leader;
+	const char *state; /* "follower", "candidate", "leader", "unavailable" */
+	uint64_t leader_id; /* 0 = unknown */
+	char leader_client_address[64];
+	uint64_t term, commit_index, applied_index, last_index;
+	uint64_t snapshot_index;  /* last snapshot taken or installed */
+	uint64_t snapshot_bytes;  /* its size */
+	uint64_t log_entries;     /* last_index - snapshot_index */
+	uint64_t elections;       /* times this node became candidate */
+	uint64_t leader_changes;  /* times the known leader changed */
+	uint64_t entries_proposed, commands_proposed;
+	size_t n_nodes;
+	struct cons_node_status nodes[CONS_MAX_NODES];
+};
+
+void cons_status(const struct cons *c, struct cons_status *st);
+
+/* Called from the loop after any iteration in which the role, term or
+ * leader changed. `data` is passed back. Replaces any previous watcher. */
+void cons_watch(struct cons *c, void (*cb)(void *data), void *data);
+
+/* The epoch of the current leadership (the term in which this node became
+ * leader), or 0 when not leading. Consumers attached in this epoch belong to
+ * this leadership. */
+uint64_t cons_epoch(const struct cons *c);
+
+/* ------------------------------------------------------------- membership */
+
+struct cons_change;
+typedef void (*cons_change_cb)(struct cons_change *req, int status);
+struct cons_change {
+	void *data; /* public */
+	/* private */
+	cons_change_cb cb;
+	void *priv;
+};
+
+/* Adds a node: records its client address (a replicated command), adds it
+ * as a spare, then promotes it to `role` once caught up. Leader only; one
+ * change at a time (CONS_EBUSY). Strings borrowed. */
+int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
+	     const char *raft_address, const char *client_address, int role,
+	     cons_change_cb cb);
+int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
+		cons_change_cb cb);
+/* Transfers leadership to id (0 = any voter); cb when done or timed out
+ * (status 0 if this node no longer leads). */
+int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
+		  cons_change_cb cb);
+
+#endif /* RAFTMQ_CONS_H */

@@ -1,0 +1,136 @@
+/* Internals of consensus/: never included outside this folder. */
+#ifndef RAFTMQ_CONS_INT_H
+#define RAFTMQ_CONS_INT_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "cons.h"
+#include "log.pb-c.h"
+
+/* ------------------------------------------------------------------ arena
+ * A bump allocator handed to protobuf-c when decoding entries: a batch of
+ * a thousand publishes decodes into one or two blocks instead of thousands
+ * of mallocs, and is freed in one go. */
+struct cons_arena {
+	ProtobufCAllocator pb; /* .allocator_data points back here */
+	struct cons_arena_block *blocks;
+	size_t block_size;
+};
+void cons__arena_init(struct cons_arena *a);
+void cons__arena_reset(struct cons_arena *a); /* keeps the first block */
+void cons__arena_close(struct cons_arena *a);
+
+/* ------------------------------------------------------------------ entry */
+
+/* Who proposed an entry (LogEntry.proposer_*). */
+struct cons_proposer {
+	uint64_t id, boot, seq;
+};
+
+/* Encodes cmds (and an optional SetMember) as one LogEntry into a
+ * raft_malloc()ed buffer. */
+int cons__entry_encode(const struct q_cmd *cmds, size_t n,
+		       const Raftmq__Log__V1__SetMember *member,
+		       uint64_t leader_time_ms, const struct cons_proposer *by,
+		       struct raft_buffer *out);
+
+/* Decodes a LogEntry (allocations from the arena). Returns NULL if the
+ * bytes are malformed or of an unknown format. */
+Raftmq__Log__V1__LogEntry *cons__entry_decode(struct cons_arena *a,
+					      const void *buf, size_t len);
+
+/* Translates one decoded Command into *cmd (pointers into the message, so
+ * valid while the entry is). Returns 0, 1 for a consensus/ command
+ * (SetMember), or CONS_ECORRUPT for a kind or value this version does not
+ * know. Tags are used in place (q_seq and the packed field are uint64). */
+int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
+			struct q_cmd *cmd);
+
+/* -------------------------------------------------------------------- fsm */
+
+struct cons_member_addr {
+	uint64_t id;
+	char client_address[64];
+};
+
+struct cons_fsm {
+	struct raft_fsm fsm;      /* vtable; fsm.data = this */
+	struct cons *owner;       /* the node (for its pending proposals) */
+	struct q_state *state;    /* owned */
+	struct q_options qopts;
+	const struct q_sink *sink; /* borrowed */
+	struct cons_arena arena;
+	struct cons_member_addr members[CONS_MAX_NODES];
+	size_t n_members;
+	uint64_t last_stamp;      /* max leader stamp applied */
+	uint64_t snapshot_bytes;  /* size of the last snapshot taken/loaded */
+	uint64_t snapshot_index;  /* raft index it covers (as far as known) */
+	uint64_t applied_entries, applied_commands;
+};
+
+/* A proposal in flight on this node. */
+struct cons_pending {
+	struct raft_apply req;
+	struct cons_propose *user;
+	struct cons *c;
+	uint64_t seq;
+	struct q_result *results; /* n slots, filled by apply */
+	size_t n;
+	int applied;
+	struct cons_pending *next, *prev;
+};
+
+int cons__fsm_init(struct cons_fsm *f, const struct q_options *qopts,
+		   const struct q_sink *sink);
+void cons__fsm_close(struct cons_fsm *f);
+/* Sets a member's client address (initial members and SetMember). */
+void cons__fsm_set_member(struct cons_fsm *f, uint64_t id, const char *addr);
+const char *cons__fsm_member_addr(const struct cons_fsm *f, uint64_t id);
+
+/* Snapshot bytes: "RMQS", u32 big-endian header length, SnapshotHeader,
+ * q_state dump. */
+int cons__snapshot_encode(struct cons_fsm *f, struct raft_buffer *out);
+int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
+			  char *errmsg, size_t errlen);
+
+/* ------------------------------------------------------------------- node */
+
+struct cons {
+	struct uv_loop_s *loop;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct cons_fsm fsm;
+	uint64_t id;
+	char raft_address[64];
+	char client_address[64];
+	char data_dir[4096];
+	uv_check_t check;          /* notices role/leader changes */
+	void (*watch_cb)(void *data);
+	void *watch_data;
+	int last_state;
+	uint64_t last_term, last_leader;
+	uint64_t epoch;            /* term in which we became leader, or 0 */
+	uint64_t elections, leader_changes;
+	uint64_t entries_proposed, commands_proposed;
+	struct cons_proposer me;   /* id, boot nonce, last proposal seq */
+	struct cons_pending pending; /* list head of proposals in flight */
+	/* reachability as seen by the leader: when match index last moved */
+	struct {
+		uint64_t id, match;
+		uint64_t seen_ms;
+	} progress[CONS_MAX_NODES];
+	int closing;
+	void (*close_cb)(void *data);
+	void *close_data;
+	struct raft_tracer tracer;
+};
+
+int cons__translate(int raft_rv);
+/* The pending proposal an applied entry belongs to, or NULL. */
+struct cons_pending *cons__pending_find(struct cons *c,
+					const Raftmq__Log__V1__LogEntry *e);
+
+#endif /* RAFTMQ_CONS_INT_H */

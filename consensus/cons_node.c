@@ -1,0 +1,715 @@
+/* The Raft node: libraft + raft_uv (disk) + raft_uv_tcp (transport) on the
+ * node's libuv loop, bootstrap, proposals, barriers, membership, status and
+ * an orderly close.
+ *
+ * Settings that matter (see docs/libraft.md): one buffer per raft_apply (more
+ * are silently dropped by 0.22.1), max inflight entries raised from 32, a
+ * snapshot threshold of 65536 entries or more (a follower crash in 0.22.1
+ * when an InstallSnapshot arrives while it writes its own snapshot is much
+ * rarer then), pre-vote on so a returning node cannot depose a healthy
+ * leader. libraft has no leadership-change callback: a uv_check handle
+ * compares role, term and leader after every loop iteration. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cons_int.h"
+
+#define DEFAULT_ELECTION_MS 1000
+#define DEFAULT_HEARTBEAT_MS 100
+#define DEFAULT_SNAPSHOT_THRESHOLD 65536
+#define DEFAULT_SNAPSHOT_TRAILING 8192
+#define DEFAULT_MAX_INFLIGHT 256
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t cons_clock_ms(const struct cons *c)
+{
+	uint64_t now = wall_ms();
+	return now > c->fsm.last_stamp ? now : c->fsm.last_stamp;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, char *errmsg, size_t errlen)
+{
+	char buf[4096];
+	size_t i, n = strlen(path);
+	if (n == 0 || n >= sizeof buf) {
+		snprintf(errmsg, errlen, "data dir path is empty or too long");
+		return CONS_EINVAL;
+	}
+	memcpy(buf, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char save = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0750) != 0 && errno != EEXIST) {
+				snprintf(errmsg, errlen, "mkdir %s: %s", buf,
+					 strerror(errno));
+				return CONS_EIO;
+			}
+			buf[i] = save;
+		}
+	}
+	return 0;
+}
+
+static void check_cb(uv_check_t *h);
+
+int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
+	     const struct q_sink *sink, struct cons **out, char *errmsg,
+	     size_t errlen)
+{
+	struct cons *c;
+	struct q_options qopts;
+	struct raft_configuration conf;
+	size_t i;
+	int bootstrap = 0;
+	int rv;
+
+	if (cfg->id == 0 || cfg->raft_address == NULL ||
+	    cfg->data_dir == NULL || cfg->n_members > CONS_MAX_NODES) {
+		snprintf(errmsg, errlen,
+			 "node id, raft address and data dir are required "
+			 "(at most %d members)",
+			 CONS_MAX_NODES);
+		return CONS_EINVAL;
+	}
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return CONS_ENOMEM;
+	}
+	c->loop = loop;
+	c->id = cfg->id;
+	snprintf(c->raft_address, sizeof c->raft_address, "%s",
+		 cfg->raft_address);
+	snprintf(c->client_address, sizeof c->client_address, "%s",
+		 cfg->client_address != NULL ? cfg->client_address : "");
+	snprintf(c->data_dir, sizeof c->data_dir, "%s", cfg->data_dir);
+	c->pending.next = c->pending.prev = &c->pending;
+	c->me.id = cfg->id;
+	if (getrandom(&c->me.boot, sizeof c->me.boot, 0) !=
+	    (ssize_t)sizeof c->me.boot) {
+		c->me.boot = wall_ms() ^ ((uint64_t)getpid() << 32);
+	}
+
+	rv = make_dirs(c->data_dir, errmsg, errlen);
+	if (rv != 0) {
+		goto err_free;
+	}
+
+	memset(&qopts, 0, sizeof qopts);
+	qopts.hash_seed = cfg->hash_seed;
+	qopts.max_body = cfg->max_body;
+	rv = cons__fsm_init(&c->fsm, &qopts, sink);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "out of memory");
+		goto err_free;
+	}
+	c->fsm.owner = c;
+	for (i = 0; i < cfg->n_members; i++) {
+		cons__fsm_set_member(&c->fsm, cfg->members[i].id,
+				     cfg->members[i].client_address);
+		if (cfg->members[i].id == cfg->id) {
+			bootstrap = 1;
+		}
+	}
+	cons__fsm_set_member(&c->fsm, c->id, c->client_address);
+
+	c->transport.version = 1; /* 0.22.1 refuses 0: "Invalid version" */
+	c->transport.data = c;
+	rv = raft_uv_tcp_init(&c->transport, loop);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "raft_uv_tcp_init(): %s",
+			 raft_strerror(rv));
+		rv = CONS_EIO;
+		goto err_after_fsm;
+	}
+	c->io.version = 2;
+	c->io.data = c;
+	rv = raft_uv_init(&c->io, loop, c->data_dir, &c->transport);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "open data dir %s: %s", c->data_dir,
+			 c->io.errmsg);
+		rv = CONS_EIO;
+		goto err_after_transport;
+	}
+	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "raft_init(): %s",
+			 raft_errmsg(&c->raft));
+		rv = cons__translate(rv);
+		goto err_after_io;
+	}
+	c->raft.data = c;
+	raft_set_election_timeout(&c->raft, cfg->election_timeout_ms
+						? cfg->election_timeout_ms
+						: DEFAULT_ELECTION_MS);
+	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms
+						 ? cfg->heartbeat_timeout_ms
+						 : DEFAULT_HEARTBEAT_MS);
+	raft_set_snapshot_threshold(&c->raft,
+				    cfg->snapshot_threshold
+					? cfg->snapshot_threshold
+					: DEFAULT_SNAPSHOT_THRESHOLD);
+	raft_set_snapshot_trailing(&c->raft, cfg->snapshot_trailing
+						 ? cfg->snapshot_trailing
+						 : DEFAULT_SNAPSHOT_TRAILING);
+	raft_set_max_inflight_entries(&c->raft,
+				      cfg->max_inflight_entries
+					  ? cfg->max_inflight_entries
+					  : DEFAULT_MAX_INFLIGHT);
+	raft_set_pre_vote(&c->raft, true);
+
+	if (bootstrap) {
+		raft_configuration_init(&conf);
+		for (i = 0; i < cfg->n_members; i++) {
+			rv = raft_configuration_add(
+			    &conf, cfg->members[i].id,
+			    cfg->members[i].raft_address, RAFT_VOTER);
+			if (rv != 0) {
+				raft_configuration_close(&conf);
+				snprintf(errmsg, errlen,
+					 "bad initial member %llu: %s",
+					 (unsigned long long)cfg->members[i].id,
+					 raft_strerror(rv));
+				rv = CONS_EINVAL;
+				goto err_after_raft;
+			}
+		}
+		rv = raft_bootstrap(&c->raft, &conf);
+		raft_configuration_close(&conf);
+		if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+			snprintf(errmsg, errlen, "bootstrap: %s",
+				 raft_errmsg(&c->raft));
+			rv = cons__translate(rv);
+			goto err_after_raft;
+		}
+	}
+	*out = c;
+	return 0;
+
+err_after_raft:
+	/* raft_init() done but not started: raft_close() still needs the
+	 * loop; the caller exits the process on this path, so leak it. */
+	return rv;
+err_after_io:
+	raft_uv_close(&c->io);
+err_after_transport:
+	raft_uv_tcp_close(&c->transport);
+err_after_fsm:
+	cons__fsm_close(&c->fsm);
+err_free:
+	free(c);
+	return rv;
+}
+
+int cons_start(struct cons *c, char *errmsg, size_t errlen)
+{
+	int rv = raft_start(&c->raft);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "raft_start(): %s",
+			 raft_errmsg(&c->raft));
+		return cons__translate(rv);
+	}
+	uv_check_init(c->loop, &c->check);
+	c->check.data = c;
+	uv_check_start(&c->check, check_cb);
+	c->last_state = -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------- watching */
+
+static void update_progress(struct cons *c, uint64_t now)
+{
+	unsigned i;
+	for (i = 0; i < c->raft.configuration.n && i < CONS_MAX_NODES; i++) {
+		raft_id id = c->raft.configuration.servers[i].id;
+		raft_index match = 0;
+		if (c->progress[i].id != id) {
+			c->progress[i].id = id;
+			c->progress[i].match = 0;
+			c->progress[i].seen_ms = 0;
+		}
+		if (id == c->id) {
+			c->progress[i].seen_ms = now;
+			continue;
+		}
+		if (raft_match_index(&c->raft, id, &match) != 0) {
+			continue;
+		}
+		if (match != c->progress[i].match ||
+		    match == raft_last_index(&c->raft)) {
+			c->progress[i].match = match;
+			c->progress[i].seen_ms = now;
+		}
+	}
+}
+
+static void check_cb(uv_check_t *h)
+{
+	struct cons *c = h->data;
+	int state = (int)raft_state(&c->raft);
+	uint64_t term = raft_current_term(&c->raft);
+	raft_id leader = 0;
+	const char *addr = NULL;
+
+	if (c->closing) {
+		return;
+	}
+	raft_leader(&c->raft, &leader, &addr);
+	if (state == RAFT_LEADER) {
+		update_progress(c, uv_now(c->loop));
+	}
+	if (state == c->last_state && term == c->last_term &&
+	    leader == c->last_leader) {
+		return;
+	}
+	if (state == RAFT_CANDIDATE && c->last_state != RAFT_CANDIDATE) {
+		c->elections++;
+	}
+	if (leader != c->last_leader && leader != 0) {
+		c->leader_changes++;
+	}
+	if (state == RAFT_LEADER && c->last_state != RAFT_LEADER) {
+		c->epoch = term;
+	} else if (state != RAFT_LEADER) {
+		c->epoch = 0;
+	}
+	c->last_state = state;
+	c->last_term = term;
+	c->last_leader = leader;
+	if (c->watch_cb != NULL) {
+		c->watch_cb(c->watch_data);
+	}
+}
+
+void cons_watch(struct cons *c, void (*cb)(void *data), void *data)
+{
+	c->watch_cb = cb;
+	c->watch_data = data;
+}
+
+uint64_t cons_epoch(const struct cons *c)
+{
+	return c->epoch;
+}
+
+/* -------------------------------------------------------------- closing */
+
+static void close_after_raft(struct raft *r)
+{
+	struct cons *c = r->data;
+	void (*cb)(void *) = c->close_cb;
+	void *data = c->close_data;
+	raft_uv_close(&c->io);
+	raft_uv_tcp_close(&c->transport);
+	cons__fsm_close(&c->fsm);
+	free(c);
+	if (cb != NULL) {
+		cb(data);
+	}
+}
+
+static void check_closed(uv_handle_t *h)
+{
+	struct cons *c = h->data;
+	raft_close(&c->raft, close_after_raft);
+}
+
+void cons_close(struct cons *c, void (*cb)(void *data), void *data)
+{
+	c->closing = 1;
+	c->close_cb = cb;
+	c->close_data = data;
+	if (uv_is_active((uv_handle_t *)&c->check) ||
+	    c->check.type == UV_CHECK) {
+		uv_close((uv_handle_t *)&c->check, check_closed);
+	} else {
+		raft_close(&c->raft, close_after_raft);
+	}
+}
+
+/* ------------------------------------------------------------ proposals */
+
+static void pending_unlink(struct cons_pending *p)
+{
+	p->prev->next = p->next;
+	p->next->prev = p->prev;
+	p->next = p->prev = p;
+}
+
+struct cons_pending *cons__pending_find(struct cons *c,
+					const Raftmq__Log__V1__LogEntry *e)
+{
+	struct cons_pending *p;
+	if (c == NULL || e->proposer_id != c->me.id ||
+	    e->proposer_boot != c->me.boot) {
+		return NULL;
+	}
+	/* Entries apply in the order they were proposed, so the match is
+	 * almost always the oldest pending proposal. */
+	for (p = c->pending.next; p != &c->pending; p = p->next) {
+		if (p->seq == e->proposal_seq) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	struct cons_pending *p = req->data;
+	struct cons_propose *user = p->user;
+	(void)result;
+	pending_unlink(p);
+	if (status == 0 && !p->applied) {
+		/* Committed but its results were not matched: should not
+		 * happen; the client cannot know what was done. */
+		status = RAFT_LEADERSHIPLOST;
+	}
+	if (status == 0) {
+		user->cb(user, 0, p->results, p->n);
+	} else {
+		user->cb(user, cons__translate(status), NULL, 0);
+	}
+	free(p);
+}
+
+static int propose(struct cons *c, struct cons_propose *req,
+		   const struct q_cmd *cmds, size_t n,
+		   const Raftmq__Log__V1__SetMember *member, cons_propose_cb cb)
+{
+	struct cons_pending *p;
+	struct raft_buffer buf;
+	size_t slots = n + (member != NULL);
+	int rv;
+
+	if (c->closing) {
+		return CONS_ESHUTDOWN;
+	}
+	if (raft_state(&c->raft) != RAFT_LEADER) {
+		return CONS_ENOTLEADER;
+	}
+	p = calloc(1, sizeof *p + slots * sizeof *p->results);
+	if (p == NULL) {
+		return CONS_ENOMEM;
+	}
+	p->results = (struct q_result *)(void *)(p + 1);
+	p->n = slots;
+	p->user = req;
+	p->c = c;
+	p->seq = ++c->me.seq;
+	p->req.data = p;
+	req->cb = cb;
+	req->priv = p;
+	{
+		struct cons_proposer by = c->me;
+		rv = cons__entry_encode(cmds, n, member, cons_clock_ms(c), &by,
+					&buf);
+	}
+	if (rv != 0) {
+		free(p);
+		return rv;
+	}
+	rv = raft_apply(&c->raft, &p->req, &buf, 1, apply_cb);
+	if (rv != 0) {
+		raft_free(buf.base);
+		free(p);
+		return cons__translate(rv);
+	}
+	p->prev = c->pending.prev;
+	p->next = &c->pending;
+	c->pending.prev->next = p;
+	c->pending.prev = p;
+	c->entries_proposed++;
+	c->commands_proposed += n;
+	return 0;
+}
+
+int cons_propose(struct cons *c, struct cons_propose *req,
+		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb)
+{
+	if (n == 0) {
+		return CONS_EINVAL;
+	}
+	return propose(c, req, cmds, n, NULL, cb);
+}
+
+struct barrier_req {
+	struct raft_barrier req;
+	struct cons_barrier *user;
+};
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	struct barrier_req *b = req->data;
+	struct cons_barrier *user = b->user;
+	free(b);
+	user->cb(user, cons__translate(status));
+}
+
+int cons_barrier(struct cons *c, struct cons_barrier *req, cons_barrier_cb cb)
+{
+	struct barrier_req *b;
+	int rv;
+	if (c->closing) {
+		return CONS_ESHUTDOWN;
+	}
+	b = calloc(1, sizeof *b);
+	if (b == NULL) {
+		return CONS_ENOMEM;
+	}
+	b->user = req;
+	b->req.data = b;
+	req->cb = cb;
+	req->priv = b;
+	rv = raft_barrier(&c->raft, &b->req, barrier_cb);
+	if (rv != 0) {
+		free(b);
+		return cons__translate(rv);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ reads */
+
+const struct q_state *cons_state(const struct cons *c)
+{
+	return c->fsm.state;
+}
+
+static int role_of(int raft_role)
+{
+	switch (raft_role) {
+	case RAFT_VOTER:
+		return CONS_ROLE_VOTER;
+	case RAFT_STANDBY:
+		return CONS_ROLE_STANDBY;
+	default:
+		return CONS_ROLE_SPARE;
+	}
+}
+
+void cons_status(const struct cons *cc, struct cons_status *st)
+{
+	struct cons *c = (struct cons *)(uintptr_t)cc; /* raft getters */
+	raft_id leader = 0;
+	const char *addr = NULL;
+	uint64_t now = uv_now(c->loop);
+	unsigned election = c->raft.election_timeout;
+	unsigned i;
+
+	memset(st, 0, sizeof *st);
+	st->id = c->id;
+	st->is_leader = raft_state(&c->raft) == RAFT_LEADER;
+	st->state = raft_state_name((int)raft_state(&c->raft));
+	raft_leader(&c->raft, &leader, &addr);
+	st->leader_id = leader;
+	snprintf(st->leader_client_address, sizeof st->leader_client_address,
+		 "%s", leader != 0 ? cons__fsm_member_addr(&c->fsm, leader) : "");
+	st->term = raft_current_term(&c->raft);
+	st->commit_index = raft_commit_index(&c->raft);
+	st->applied_index = raft_last_applied(&c->raft);
+	st->last_index = raft_last_index(&c->raft);
+	st->snapshot_index = c->fsm.snapshot_index;
+	st->snapshot_bytes = c->fsm.snapshot_bytes;
+	st->log_entries = st->last_index > st->snapshot_index
+			      ? st->last_index - st->snapshot_index
+			      : 0;
+	st->elections = c->elections;
+	st->leader_changes = c->leader_changes;
+	st->entries_proposed = c->entries_proposed;
+	st->commands_proposed = c->commands_proposed;
+	for (i = 0; i < c->raft.configuration.n && i < CONS_MAX_NODES; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		struct cons_node_status *n = &st->nodes[st->n_nodes++];
+		n->id = s->id;
+		snprintf(n->raft_address, sizeof n->raft_address, "%s",
+			 s->address);
+		snprintf(n->client_address, sizeof n->client_address, "%s",
+			 cons__fsm_member_addr(&c->fsm, s->id));
+		n->role = role_of(s->role);
+		if (s->id == c->id) {
+			n->reachable = 1;
+		} else if (st->is_leader) {
+			n->reachable = c->progress[i].id == s->id &&
+				       now - c->progress[i].seen_ms <
+					   2 * (uint64_t)election;
+		} else {
+			/* A follower knows only the leader is alive. */
+			n->reachable = s->id == leader;
+		}
+	}
+}
+
+/* ----------------------------------------------------------- membership */
+
+struct change_req {
+	struct raft_change req;
+	struct cons_propose member; /* the SetMember proposal */
+	struct cons_change *user;
+	struct cons *c;
+	uint64_t id;
+	int role;
+	char raft_address[64];
+	int step; /* 0: SetMember, 1: add, 2: assign */
+	struct raft_transfer transfer;
+};
+
+static void change_done(struct change_req *w, int status)
+{
+	struct cons_change *user = w->user;
+	free(w);
+	user->cb(user, status);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	struct change_req *w = req->data;
+	int rv;
+	if (status != 0) {
+		change_done(w, cons__translate(status));
+		return;
+	}
+	if (w->step == 1 && w->role != CONS_ROLE_SPARE) {
+		/* Added as a spare: now promote (libraft catches it up
+		 * first, then commits the new role). */
+		w->step = 2;
+		rv = raft_assign(&w->c->raft, &w->req, w->id,
+				 w->role == CONS_ROLE_STANDBY ? RAFT_STANDBY
+							      : RAFT_VOTER,
+				 change_cb);
+		if (rv != 0) {
+			change_done(w, cons__translate(rv));
+		}
+		return;
+	}
+	change_done(w, 0);
+}
+
+static void member_cb(struct cons_propose *req, int status,
+		      const struct q_result *results, size_t n)
+{
+	struct change_req *w = req->data;
+	int rv;
+	(void)results;
+	(void)n;
+	if (status != 0) {
+		change_done(w, status);
+		return;
+	}
+	w->step = 1;
+	rv = raft_add(&w->c->raft, &w->req, w->id, w->raft_address, change_cb);
+	if (rv != 0) {
+		change_done(w, cons__translate(rv));
+	}
+}
+
+int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
+	     const char *raft_address, const char *client_address, int role,
+	     cons_change_cb cb)
+{
+	struct change_req *w;
+	Raftmq__Log__V1__SetMember m;
+	int rv;
+	if (id == 0 || raft_address == NULL || client_address == NULL ||
+	    strlen(raft_address) >= sizeof w->raft_address ||
+	    strlen(client_address) >= 64) {
+		return CONS_EINVAL;
+	}
+	if (c->raft.configuration_uncommitted_index != 0) {
+		return CONS_EBUSY;
+	}
+	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+		if (c->raft.configuration.servers[i].id == id) {
+			return CONS_EBADID;
+		}
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		return CONS_ENOMEM;
+	}
+	w->user = req;
+	w->c = c;
+	w->id = id;
+	w->role = role;
+	snprintf(w->raft_address, sizeof w->raft_address, "%s", raft_address);
+	w->req.data = w;
+	w->member.data = w;
+	req->cb = cb;
+	req->priv = w;
+	raftmq__log__v1__set_member__init(&m);
+	m.id = id;
+	m.client_address = (char *)(uintptr_t)client_address;
+	rv = propose(c, &w->member, NULL, 0, &m, member_cb);
+	if (rv != 0) {
+		free(w);
+		return rv;
+	}
+	return 0;
+}
+
+int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
+		cons_change_cb cb)
+{
+	struct change_req *w = calloc(1, sizeof *w);
+	int rv;
+	if (w == NULL) {
+		return CONS_ENOMEM;
+	}
+	w->user = req;
+	w->c = c;
+	w->id = id;
+	w->step = 3;
+	w->req.data = w;
+	req->cb = cb;
+	req->priv = w;
+	rv = raft_remove(&c->raft, &w->req, id, change_cb);
+	if (rv != 0) {
+		free(w);
+		return cons__translate(rv);
+	}
+	return 0;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+	struct change_req *w = req->data;
+	change_done(w, raft_state(&w->c->raft) == RAFT_LEADER
+			   ? CONS_ELEADERSHIPLOST
+			   : 0);
+}
+
+int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
+		  cons_change_cb cb)
+{
+	struct change_req *w = calloc(1, sizeof *w);
+	int rv;
+	if (w == NULL) {
+		return CONS_ENOMEM;
+	}
+	w->user = req;
+	w->c = c;
+	w->id = id;
+	w->transfer.data = w;
+	req->cb = cb;
+	req->priv = w;
+	rv = raft_transfer(&c->raft, &w->transfer, id, transfer_cb);
+	if (rv != 0) {
+		free(w);
+		return cons__translate(rv);
+	}
+	return 0;
+}

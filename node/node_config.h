@@ -1,0 +1,98 @@
+/* raftmqd's configuration: an INI file (libinih) and command-line flags that
+ * override it. Every flag is named after its config key ("--data-dir" for
+ * key "data_dir" in section [node]), and `raftmqd --help` lists them all from
+ * the same table, so the two cannot drift apart.
+ *
+ * Pure: parsing and validation touch no sockets and start nothing, so they
+ * are unit-tested (tests/unit/node/test_config.c). */
+#ifndef RAFTMQ_NODE_CONFIG_H
+#define RAFTMQ_NODE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define NODE_MAX_MEMBERS 16
+#define NODE_ADDR_MAX 64
+
+struct node_member {
+	uint64_t id;
+	char raft_address[NODE_ADDR_MAX];   /* "host:port" */
+	char client_address[NODE_ADDR_MAX]; /* "host:port" */
+};
+
+enum node_log_level {
+	NODE_LOG_ERROR = 0,
+	NODE_LOG_WARN = 1,
+	NODE_LOG_INFO = 2,
+	NODE_LOG_DEBUG = 3,
+};
+
+struct node_config {
+	/* [node] */
+	uint64_t id;                       /* required, > 0 */
+	char data_dir[4096];               /* required */
+	char raft_address[NODE_ADDR_MAX];  /* required: "host:port" */
+	char client_address[NODE_ADDR_MAX]; /* required: "host:port" */
+	char http_address[NODE_ADDR_MAX];  /* "" = no HTTP endpoint */
+	int log_level;                     /* enum node_log_level; default info */
+
+	/* [cluster] members = "1@127.0.0.1:7101@127.0.0.1:7001,2@...": the
+	 * initial members (id@raft_address@client_address). Empty: this node
+	 * joins an existing cluster (added with `raftmq cluster add`). */
+	struct node_member members[NODE_MAX_MEMBERS];
+	size_t n_members;
+
+	/* [raft] (0 = libraft/consensus default) */
+	unsigned election_timeout_ms;  /* default 1000 */
+	unsigned heartbeat_timeout_ms; /* default 100 */
+	unsigned snapshot_threshold;   /* entries; default 65536 */
+	unsigned snapshot_trailing;    /* entries; default 8192 */
+	unsigned max_inflight_entries; /* default 256 */
+
+	/* [limits] */
+	uint64_t memory_limit;    /* bytes of queue state before publishes are
+				     refused (RESOURCE_LIMIT); default 40% of
+				     RAM; accepts suffixes k, M, G and % */
+	uint64_t max_frame_bytes; /* default 8 MiB */
+	uint64_t max_message_bytes; /* body limit; default 4 MiB */
+	unsigned max_connections; /* default 10000 */
+	uint64_t max_client_output_bytes; /* stop reading a client whose
+					     unsent output exceeds this;
+					     default 16 MiB */
+
+	/* [batching] */
+	unsigned max_batch_commands; /* commands per log entry; default 4096 */
+	uint64_t max_batch_bytes;    /* bytes per log entry; default 1 MiB */
+	unsigned max_inflight_batches; /* entries in flight; default 16 */
+};
+
+/* Fills *c with defaults (everything but the required keys). */
+void node_config_defaults(struct node_config *c);
+
+/* Reads an INI file into *c (on top of what is there). Returns 0, or -1 and
+ * writes "FILE:LINE: what is wrong" into err. */
+int node_config_load_file(struct node_config *c, const char *path, char *err,
+			  size_t errlen);
+
+/* Applies "--key=value" / "--key value" flags from argv[first..argc).
+ * `--config FILE` is read first wherever it appears, then the other flags
+ * override it. Returns 0; 1 if --help or --version was handled (printed to
+ * out); -1 with a sentence in err on a bad flag or value. */
+int node_config_parse_args(struct node_config *c, int argc, char **argv,
+			   FILE *out, char *err, size_t errlen);
+
+/* Checks required keys and consistency (this node among the members when
+ * members are given, addresses parse, unique ids/addresses). Returns 0 or
+ * -1 with a sentence in err. */
+int node_config_validate(const struct node_config *c, char *err,
+			 size_t errlen);
+
+/* Parses "host:port" (IPv4 or a name that is "localhost"); returns 0 or -1. */
+int node_config_split_address(const char *addr, char *host, size_t hostlen,
+			      unsigned *port);
+
+/* Prints the help text (every key, its flag, default and meaning). */
+void node_config_usage(FILE *out);
+
+#endif /* RAFTMQ_NODE_CONFIG_H */
