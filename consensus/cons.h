@@ -31,17 +31,17 @@ struct cons;
 /* Error codes (0 is success). */
 enum {
 	CONS_ENOMEM = 1,
-	CONS_ENOTLEADER = 2,     /* this node does not lead */
+	CONS_ENOTLEADER = 2,	  /* this node does not lead */
 	CONS_ELEADERSHIPLOST = 3, /* outcome unknown */
 	CONS_ESHUTDOWN = 4,
-	CONS_EBUSY = 5,          /* a membership change is in progress */
-	CONS_EBADID = 6,         /* unknown or invalid member id */
-	CONS_EIO = 7,            /* disk or network setup failed */
+	CONS_EBUSY = 5,	 /* a membership change is in progress */
+	CONS_EBADID = 6, /* unknown or invalid member id */
+	CONS_EIO = 7,	 /* disk or network setup failed */
 	CONS_EINVAL = 8,
-	CONS_ETOOBIG = 9,        /* the entry would be over the size limit */
-	CONS_ECORRUPT = 10,      /* data dir or snapshot unreadable */
-	CONS_ENOSPACE = 11,      /* disk full */
-	CONS_ENOLEADER = 12,     /* no known leader */
+	CONS_ETOOBIG = 9,    /* the entry would be over the size limit */
+	CONS_ECORRUPT = 10,  /* data dir or snapshot unreadable */
+	CONS_ENOSPACE = 11,  /* disk full */
+	CONS_ENOLEADER = 12, /* no known leader */
 };
 
 const char *cons_strerror(int code);
@@ -59,10 +59,10 @@ struct cons_member {
 };
 
 struct cons_config {
-	uint64_t id;                 /* this node, > 0 */
-	const char *raft_address;    /* this node's "host:port" (borrowed) */
-	const char *client_address;  /* this node's client "host:port" */
-	const char *data_dir;        /* created if missing (borrowed) */
+	uint64_t id;		    /* this node, > 0 */
+	const char *raft_address;   /* this node's "host:port" (borrowed) */
+	const char *client_address; /* this node's client "host:port" */
+	const char *data_dir;	    /* created if missing (borrowed) */
 	/* Initial members, used to bootstrap a pristine data dir when this node
 	 * is one of them. Empty: join an existing cluster (cluster add). */
 	const struct cons_member *members;
@@ -72,8 +72,8 @@ struct cons_config {
 	unsigned snapshot_threshold;   /* entries; 0 = default */
 	unsigned snapshot_trailing;    /* entries; 0 = default */
 	unsigned max_inflight_entries; /* 0 = default */
-	size_t max_body;               /* bodies larger are refused; 0 = any */
-	uint64_t hash_seed;            /* for queue/ hash tables */
+	size_t max_body;	       /* bodies larger are refused; 0 = any */
+	uint64_t hash_seed;	       /* for queue/ hash tables */
 };
 
 /* Creates the node (opens the data dir, bootstraps it if pristine and this
@@ -140,8 +140,8 @@ struct cons_node_status {
 	uint64_t id;
 	char raft_address[64];
 	char client_address[64];
-	int role;       /* enum cons_role */
-	int reachable;  /* as seen from here (leader: recent replication) */
+	int role;      /* enum cons_role */
+	int reachable; /* as seen from here (leader: recent replication) */
 };
 
 #define CONS_MAX_NODES 16
@@ -149,15 +149,16 @@ struct cons_node_status {
 struct cons_status {
 	uint64_t id;
 	int is_leader;
-	const char *state; /* "follower", "candidate", "leader", "unavailable" */
+	const char
+		*state; /* "follower", "candidate", "leader", "unavailable" */
 	uint64_t leader_id; /* 0 = unknown */
 	char leader_client_address[64];
 	uint64_t term, commit_index, applied_index, last_index;
-	uint64_t snapshot_index;  /* last snapshot taken or installed */
-	uint64_t snapshot_bytes;  /* its size */
-	uint64_t log_entries;     /* last_index - snapshot_index */
-	uint64_t elections;       /* times this node became candidate */
-	uint64_t leader_changes;  /* times the known leader changed */
+	uint64_t snapshot_index; /* last snapshot taken or installed */
+	uint64_t snapshot_bytes; /* its size */
+	uint64_t log_entries;	 /* last_index - snapshot_index */
+	uint64_t elections;	 /* times this node became candidate */
+	uint64_t leader_changes; /* times the known leader changed */
 	uint64_t entries_proposed, commands_proposed;
 	size_t n_nodes;
 	struct cons_node_status nodes[CONS_MAX_NODES];

@@ -347,7 +347,7 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		raftmq__log__v1__command__init(&member_cmd);
 		member_cmd.kind_case = KIND(SET_MEMBER);
 		member_cmd.set_member =
-		    (Raftmq__Log__V1__SetMember *)(uintptr_t)member;
+			(Raftmq__Log__V1__SetMember *)(uintptr_t)member;
 		ptrs[n] = &member_cmd;
 	}
 	raftmq__log__v1__log_entry__init(&e);
@@ -361,12 +361,24 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		e.proposal_seq = by->seq;
 	}
 	len = raftmq__log__v1__log_entry__get_packed_size(&e);
-	out->base = raft_malloc(len > 0 ? len : 1);
+	/* raft_uv wants entry buffers in multiples of 8 bytes: an 8-byte
+	 * header with the LogEntry's length, the LogEntry, zero padding. */
+	out->len = (CONS_ENTRY_HEADER + len + 7) & ~(size_t)7;
+	out->base = raft_malloc(out->len);
 	if (out->base == NULL) {
 		rv = CONS_ENOMEM;
 		goto out;
 	}
-	out->len = raftmq__log__v1__log_entry__pack(&e, out->base);
+	memset(out->base, 0, out->len);
+	{
+		unsigned char *h = out->base;
+		h[0] = (unsigned char)len;
+		h[1] = (unsigned char)(len >> 8);
+		h[2] = (unsigned char)(len >> 16);
+		h[3] = (unsigned char)(len >> 24);
+	}
+	raftmq__log__v1__log_entry__pack(
+		&e, (uint8_t *)out->base + CONS_ENTRY_HEADER);
 out:
 	if (slots != &one) {
 		free(slots);
@@ -382,8 +394,19 @@ out:
 Raftmq__Log__V1__LogEntry *cons__entry_decode(struct cons_arena *a,
 					      const void *buf, size_t len)
 {
-	Raftmq__Log__V1__LogEntry *e =
-	    raftmq__log__v1__log_entry__unpack(&a->pb, len, buf);
+	const unsigned char *h = buf;
+	Raftmq__Log__V1__LogEntry *e;
+	size_t n;
+	if (len < CONS_ENTRY_HEADER) {
+		return NULL;
+	}
+	n = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 |
+	    (size_t)h[3] << 24;
+	if (n > len - CONS_ENTRY_HEADER || h[4] || h[5] || h[6] || h[7]) {
+		return NULL;
+	}
+	e = raftmq__log__v1__log_entry__unpack(&a->pb, n,
+					       h + CONS_ENTRY_HEADER);
 	if (e == NULL) {
 		return NULL;
 	}
@@ -494,7 +517,7 @@ int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
 			c->u.publish.msg_id_len = p->msg_id.len;
 		}
 		c->u.publish.body =
-		    p->body.data != NULL ? (const void *)p->body.data : "";
+			p->body.data != NULL ? (const void *)p->body.data : "";
 		c->u.publish.body_len = p->body.len;
 		c->u.publish.delay_ms = p->delay_ms;
 		c->u.publish.ttl_ms = p->ttl_ms;

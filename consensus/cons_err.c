@@ -3,20 +3,20 @@
 #include "cons_int.h"
 
 static const char *const errors[] = {
-    [0] = "success",
-    [CONS_ENOMEM] = "out of memory",
-    [CONS_ENOTLEADER] = "this node is not the leader",
-    [CONS_ELEADERSHIPLOST] =
-	"leadership lost before the entry committed: outcome unknown",
-    [CONS_ESHUTDOWN] = "the node is shutting down",
-    [CONS_EBUSY] = "a membership change is already in progress",
-    [CONS_EBADID] = "unknown, duplicate or invalid member",
-    [CONS_EIO] = "disk or network error",
-    [CONS_EINVAL] = "invalid argument",
-    [CONS_ETOOBIG] = "entry too large",
-    [CONS_ECORRUPT] = "corrupt data dir or snapshot",
-    [CONS_ENOSPACE] = "not enough disk space",
-    [CONS_ENOLEADER] = "no leader is known",
+	[0] = "success",
+	[CONS_ENOMEM] = "out of memory",
+	[CONS_ENOTLEADER] = "this node is not the leader",
+	[CONS_ELEADERSHIPLOST] =
+		"leadership lost before the entry committed: outcome unknown",
+	[CONS_ESHUTDOWN] = "the node is shutting down",
+	[CONS_EBUSY] = "a membership change is already in progress",
+	[CONS_EBADID] = "unknown, duplicate or invalid member",
+	[CONS_EIO] = "disk or network error",
+	[CONS_EINVAL] = "invalid argument",
+	[CONS_ETOOBIG] = "entry too large",
+	[CONS_ECORRUPT] = "corrupt data dir or snapshot",
+	[CONS_ENOSPACE] = "not enough disk space",
+	[CONS_ENOLEADER] = "no leader is known",
 };
 
 const char *cons_strerror(int code)

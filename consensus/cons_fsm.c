@@ -53,10 +53,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	for (i = 0; i < e->n_commands; i++) {
 		struct q_cmd cmd;
 		struct q_result r;
-		int rv = cons__entry_command(e->commands[i], f->last_stamp, &cmd);
+		int rv = cons__entry_command(e->commands[i], f->last_stamp,
+					     &cmd);
 		if (rv == 1) {
 			const Raftmq__Log__V1__SetMember *m =
-			    e->commands[i]->set_member;
+				e->commands[i]->set_member;
 			cons__fsm_set_member(f, m->id, m->client_address);
 			memset(&r, 0, sizeof r);
 		} else if (rv != 0) {

@@ -24,6 +24,11 @@ void cons__arena_close(struct cons_arena *a);
 
 /* ------------------------------------------------------------------ entry */
 
+/* An entry buffer is an 8-byte header (u32 little-endian length of the
+ * LogEntry, 4 zero bytes reserved), the LogEntry, then zeros up to a
+ * multiple of 8 bytes (raft_uv refuses other lengths). */
+#define CONS_ENTRY_HEADER 8
+
 /* Who proposed an entry (LogEntry.proposer_*). */
 struct cons_proposer {
 	uint64_t id, boot, seq;
@@ -56,17 +61,17 @@ struct cons_member_addr {
 };
 
 struct cons_fsm {
-	struct raft_fsm fsm;      /* vtable; fsm.data = this */
-	struct cons *owner;       /* the node (for its pending proposals) */
-	struct q_state *state;    /* owned */
+	struct raft_fsm fsm;   /* vtable; fsm.data = this */
+	struct cons *owner;    /* the node (for its pending proposals) */
+	struct q_state *state; /* owned */
 	struct q_options qopts;
 	const struct q_sink *sink; /* borrowed */
 	struct cons_arena arena;
 	struct cons_member_addr members[CONS_MAX_NODES];
 	size_t n_members;
-	uint64_t last_stamp;      /* max leader stamp applied */
-	uint64_t snapshot_bytes;  /* size of the last snapshot taken/loaded */
-	uint64_t snapshot_index;  /* raft index it covers (as far as known) */
+	uint64_t last_stamp;	 /* max leader stamp applied */
+	uint64_t snapshot_bytes; /* size of the last snapshot taken/loaded */
+	uint64_t snapshot_index; /* raft index it covers (as far as known) */
 	uint64_t applied_entries, applied_commands;
 };
 
@@ -107,15 +112,15 @@ struct cons {
 	char raft_address[64];
 	char client_address[64];
 	char data_dir[4096];
-	uv_check_t check;          /* notices role/leader changes */
+	uv_check_t check; /* notices role/leader changes */
 	void (*watch_cb)(void *data);
 	void *watch_data;
 	int last_state;
 	uint64_t last_term, last_leader;
-	uint64_t epoch;            /* term in which we became leader, or 0 */
+	uint64_t epoch; /* term in which we became leader, or 0 */
 	uint64_t elections, leader_changes;
 	uint64_t entries_proposed, commands_proposed;
-	struct cons_proposer me;   /* id, boot nonce, last proposal seq */
+	struct cons_proposer me;     /* id, boot nonce, last proposal seq */
 	struct cons_pending pending; /* list head of proposals in flight */
 	/* reachability as seen by the leader: when match index last moved */
 	struct {

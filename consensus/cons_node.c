@@ -153,30 +153,28 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	}
 	c->raft.data = c;
 	raft_set_election_timeout(&c->raft, cfg->election_timeout_ms
-						? cfg->election_timeout_ms
-						: DEFAULT_ELECTION_MS);
+						    ? cfg->election_timeout_ms
+						    : DEFAULT_ELECTION_MS);
 	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms
-						 ? cfg->heartbeat_timeout_ms
-						 : DEFAULT_HEARTBEAT_MS);
-	raft_set_snapshot_threshold(&c->raft,
-				    cfg->snapshot_threshold
-					? cfg->snapshot_threshold
-					: DEFAULT_SNAPSHOT_THRESHOLD);
-	raft_set_snapshot_trailing(&c->raft, cfg->snapshot_trailing
-						 ? cfg->snapshot_trailing
+						     ? cfg->heartbeat_timeout_ms
+						     : DEFAULT_HEARTBEAT_MS);
+	raft_set_snapshot_threshold(
+		&c->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold
+						  : DEFAULT_SNAPSHOT_THRESHOLD);
+	raft_set_snapshot_trailing(
+		&c->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
 						 : DEFAULT_SNAPSHOT_TRAILING);
-	raft_set_max_inflight_entries(&c->raft,
-				      cfg->max_inflight_entries
-					  ? cfg->max_inflight_entries
-					  : DEFAULT_MAX_INFLIGHT);
+	raft_set_max_inflight_entries(
+		&c->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries
+						    : DEFAULT_MAX_INFLIGHT);
 	raft_set_pre_vote(&c->raft, true);
 
 	if (bootstrap) {
 		raft_configuration_init(&conf);
 		for (i = 0; i < cfg->n_members; i++) {
 			rv = raft_configuration_add(
-			    &conf, cfg->members[i].id,
-			    cfg->members[i].raft_address, RAFT_VOTER);
+				&conf, cfg->members[i].id,
+				cfg->members[i].raft_address, RAFT_VOTER);
 			if (rv != 0) {
 				raft_configuration_close(&conf);
 				snprintf(errmsg, errlen,
@@ -425,7 +423,10 @@ static int propose(struct cons *c, struct cons_propose *req,
 	}
 	rv = raft_apply(&c->raft, &p->req, &buf, 1, apply_cb);
 	if (rv != 0) {
-		raft_free(buf.base);
+		/* 0.22.1 frees the buffer itself on some failures (seen for
+		 * RAFT_INVALID) although its header says ownership passes
+		 * only on success: never free it here. We checked leadership
+		 * above, so failures are rare; a leak beats a double free. */
 		free(p);
 		return cons__translate(rv);
 	}
@@ -518,7 +519,8 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 	raft_leader(&c->raft, &leader, &addr);
 	st->leader_id = leader;
 	snprintf(st->leader_client_address, sizeof st->leader_client_address,
-		 "%s", leader != 0 ? cons__fsm_member_addr(&c->fsm, leader) : "");
+		 "%s",
+		 leader != 0 ? cons__fsm_member_addr(&c->fsm, leader) : "");
 	st->term = raft_current_term(&c->raft);
 	st->commit_index = raft_commit_index(&c->raft);
 	st->applied_index = raft_last_applied(&c->raft);
@@ -526,8 +528,8 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 	st->snapshot_index = c->fsm.snapshot_index;
 	st->snapshot_bytes = c->fsm.snapshot_bytes;
 	st->log_entries = st->last_index > st->snapshot_index
-			      ? st->last_index - st->snapshot_index
-			      : 0;
+				  ? st->last_index - st->snapshot_index
+				  : 0;
 	st->elections = c->elections;
 	st->leader_changes = c->leader_changes;
 	st->entries_proposed = c->entries_proposed;
@@ -546,7 +548,7 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 		} else if (st->is_leader) {
 			n->reachable = c->progress[i].id == s->id &&
 				       now - c->progress[i].seen_ms <
-					   2 * (uint64_t)election;
+					       2 * (uint64_t)election;
 		} else {
 			/* A follower knows only the leader is alive. */
 			n->reachable = s->id == leader;
@@ -688,8 +690,8 @@ static void transfer_cb(struct raft_transfer *req)
 {
 	struct change_req *w = req->data;
 	change_done(w, raft_state(&w->c->raft) == RAFT_LEADER
-			   ? CONS_ELEADERSHIPLOST
-			   : 0);
+			       ? CONS_ELEADERSHIPLOST
+			       : 0);
 }
 
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,

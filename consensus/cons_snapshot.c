@@ -109,7 +109,8 @@ int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
 		goto out;
 	}
 	if (XXH3_64bits(p + 8 + hlen, h->state_bytes) != h->state_xxh3) {
-		snprintf(errmsg, errlen, "snapshot checksum mismatch (corrupt)");
+		snprintf(errmsg, errlen,
+			 "snapshot checksum mismatch (corrupt)");
 		goto out;
 	}
 	s = q_state_new(&f->qopts);

@@ -95,4 +95,11 @@ int node_config_split_address(const char *addr, char *host, size_t hostlen,
 /* Prints the help text (every key, its flag, default and meaning). */
 void node_config_usage(FILE *out);
 
+/* Walks the option table, for tests and docs checks: for i below the number
+ * of options sets *section ("node"), *key ("data_dir") and *def (the default
+ * as written in a file; NULL for a required key) to static strings and
+ * returns 0; past the end returns -1. */
+int node_config_option(size_t i, const char **section, const char **key,
+		       const char **def);
+
 #endif /* RAFTMQ_NODE_CONFIG_H */

@@ -1,0 +1,414 @@
+/* One client connection: framing, input and output buffers, backpressure.
+ *
+ * Input: bytes are appended to `in`; every complete frame (4-byte
+ * big-endian length + Envelope) is decoded and dispatched. A length over
+ * max_frame_bytes cannot be skipped safely (the stream may be garbage), so
+ * it is answered with FRAME_TOO_LARGE and the connection closed. A frame
+ * that does not decode is answered with MALFORMED; the stream is still in
+ * step, so the connection stays.
+ *
+ * Output: frames are encoded into `out` during a loop iteration and written
+ * with one uv_write at its end (node_session_flush_all), so a burst of
+ * confirms or deliveries costs one syscall. A client that does not read
+ * (unsent output over max_client_output_bytes) is not read from either
+ * until it catches up: it cannot grow the node's memory without bound.
+ *
+ * Lifetime: the server holds one reference, every request in flight
+ * another; the memory goes when the connection is closed and the last
+ * reference dropped. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node_int.h"
+#include "node_log.h"
+
+int node_buf_reserve(struct node_buf *b, size_t extra)
+{
+	size_t cap;
+	char *p;
+	if (b->len + extra <= b->cap) {
+		return 0;
+	}
+	cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + extra) {
+		cap *= 2;
+	}
+	p = realloc(b->base, cap);
+	if (p == NULL) {
+		return -1;
+	}
+	b->base = p;
+	b->cap = cap;
+	return 0;
+}
+
+void node_buf_free(struct node_buf *b)
+{
+	free(b->base);
+	b->base = NULL;
+	b->len = b->cap = 0;
+}
+
+static void session_free(struct node_session *s)
+{
+	struct node_consumer *c;
+	struct node_early *e;
+	while ((c = s->consumers) != NULL) {
+		s->consumers = c->next;
+		free(c);
+	}
+	while ((e = s->early) != NULL) {
+		s->early = e->next;
+		node_buf_free(&e->frame_body);
+		free(e);
+	}
+	free(s->in);
+	node_buf_free(&s->out);
+	free(s);
+}
+
+void node_session_ref(struct node_session *s)
+{
+	s->refs++;
+}
+
+void node_session_unref(struct node_session *s)
+{
+	if (--s->refs == 0) {
+		session_free(s);
+	}
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+	struct node_session *s = h->data;
+	s->closed = true;
+	node_session_unref(s);
+}
+
+static void fetch_timer_closed(uv_handle_t *h)
+{
+	struct node_fetch *f = h->data;
+	struct node_session *s = f->s;
+	size_t i;
+	for (i = 0; i < f->n_got; i++) {
+		raftmq__client__v1__delivery__free_unpacked(f->got[i], NULL);
+	}
+	free(f->got);
+	free(f);
+	node_session_unref(s);
+}
+
+void node_session_close(struct node_session *s)
+{
+	struct node_server *srv = s->srv;
+	struct node_fetch *f;
+	if (s->closing) {
+		return;
+	}
+	s->closing = true;
+	s->prev->next = s->next;
+	s->next->prev = s->prev;
+	srv->n_sessions--;
+	while ((f = s->fetches) != NULL) {
+		s->fetches = f->next;
+		uv_close((uv_handle_t *)&f->timer, fetch_timer_closed);
+	}
+	/* Its consumers' unacked messages go back at once (DESIGN 2). Only
+	 * the leader that served it can say so; after a leader change the
+	 * new leader's DETACH_STALE does it. */
+	if (s->had_consumers && srv->leader && s->epoch == srv->epoch &&
+	    !srv->stopping) {
+		struct q_cmd *cmd;
+		struct node_req *r =
+			node_batch_add(srv, NULL, 0, 0, NULL, 1, &cmd);
+		if (r != NULL) {
+			cmd->type = Q_CMD_SESSION_GONE;
+			cmd->u.session.session.node_id = srv->cfg.id;
+			cmd->u.session.session.epoch = s->epoch;
+			cmd->u.session.session.session_id = s->id;
+		}
+	}
+	/* Best effort: an error frame written just before closing (frame too
+	 * large, too many connections) should reach the client. */
+	if (s->out.len > 0 && s->writing == 0) {
+		uv_buf_t b = uv_buf_init(s->out.base, (unsigned)s->out.len);
+		(void)uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+	}
+	uv_close((uv_handle_t *)&s->tcp, closed_cb);
+}
+
+struct node_session *node_session_find(struct node_server *srv, uint64_t id)
+{
+	struct node_session *s;
+	for (s = srv->sessions.next; s != &srv->sessions; s = s->next) {
+		if (s->id == id) {
+			return s;
+		}
+	}
+	return NULL;
+}
+
+struct node_consumer *node_session_consumer(struct node_session *s,
+					    q_consumer_id id)
+{
+	struct node_consumer *c;
+	for (c = s->consumers; c != NULL; c = c->next) {
+		if (c->id == id) {
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ output */
+
+void node_session_send(struct node_session *s, const Envelope *env)
+{
+	size_t n = raftmq__client__v1__envelope__get_packed_size(env);
+	unsigned char *p;
+	if (s->closing) {
+		return;
+	}
+	if (node_buf_reserve(&s->out, 4 + n) != 0) {
+		NODE_ERROR("session %llu: out of memory for output; closing",
+			   (unsigned long long)s->id);
+		node_session_close(s);
+		return;
+	}
+	p = (unsigned char *)s->out.base + s->out.len;
+	p[0] = (unsigned char)(n >> 24);
+	p[1] = (unsigned char)(n >> 16);
+	p[2] = (unsigned char)(n >> 8);
+	p[3] = (unsigned char)n;
+	raftmq__client__v1__envelope__pack(env, p + 4);
+	s->out.len += 4 + n;
+	s->srv->frames_out++;
+	if (!s->dirty) {
+		s->dirty = true;
+		s->dirty_next = s->srv->dirty;
+		s->srv->dirty = s;
+		node_session_ref(s);
+	}
+}
+
+struct write_req {
+	uv_write_t req;
+	struct node_session *s;
+	struct node_buf buf;
+};
+
+static void start_reading(struct node_session *s);
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct write_req *w = req->data;
+	struct node_session *s = w->s;
+	s->writing -= w->buf.len;
+	node_buf_free(&w->buf);
+	free(w);
+	if (status != 0 && !s->closing) {
+		NODE_DEBUG("session %llu: write failed: %s",
+			   (unsigned long long)s->id, uv_strerror(status));
+		node_session_close(s);
+	} else if (!s->closing && !s->reading &&
+		   s->writing <= s->srv->cfg.max_client_output_bytes / 2) {
+		start_reading(s); /* caught up: listen again */
+	}
+	node_session_unref(s);
+}
+
+static void flush(struct node_session *s)
+{
+	struct write_req *w;
+	uv_buf_t b;
+	int rv;
+	if (s->closing || s->out.len == 0) {
+		return;
+	}
+	w = malloc(sizeof *w);
+	if (w == NULL) {
+		node_session_close(s);
+		return;
+	}
+	/* Hand the buffer to the write; start a new one for what follows. */
+	w->buf = s->out;
+	memset(&s->out, 0, sizeof s->out);
+	w->s = s;
+	w->req.data = w;
+	b = uv_buf_init(w->buf.base, (unsigned)w->buf.len);
+	rv = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
+	if (rv != 0) {
+		node_buf_free(&w->buf);
+		free(w);
+		node_session_close(s);
+		return;
+	}
+	node_session_ref(s);
+	s->writing += w->buf.len;
+	s->srv->bytes_out += w->buf.len;
+	/* Backpressure: stop reading from a client that does not read. */
+	if (s->writing > s->srv->cfg.max_client_output_bytes && s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = false;
+		NODE_DEBUG("session %llu: %zu bytes unsent, pausing its input",
+			   (unsigned long long)s->id, s->writing);
+	}
+}
+
+void node_session_flush_all(struct node_server *srv)
+{
+	while (srv->dirty != NULL) {
+		struct node_session *s = srv->dirty;
+		srv->dirty = s->dirty_next;
+		s->dirty = false;
+		flush(s);
+		node_session_unref(s);
+	}
+}
+
+/* ------------------------------------------------------------------- input */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct node_session *s = h->data;
+	size_t want = suggested < 65536 ? 65536 : suggested;
+	(void)suggested;
+	if (s->in_cap - s->in_len < want) {
+		size_t cap = s->in_cap ? s->in_cap : 65536;
+		char *p;
+		while (cap - s->in_len < want) {
+			cap *= 2;
+		}
+		p = realloc(s->in, cap);
+		if (p == NULL) {
+			buf->base = NULL;
+			buf->len = 0;
+			return;
+		}
+		s->in = p;
+		s->in_cap = cap;
+	}
+	buf->base = s->in + s->in_len;
+	buf->len = s->in_cap - s->in_len;
+}
+
+static void process_frames(struct node_session *s)
+{
+	struct node_server *srv = s->srv;
+	size_t off = 0;
+	node_session_ref(s);
+	while (!s->closing && s->in_len - off >= 4) {
+		const unsigned char *p = (const unsigned char *)s->in + off;
+		uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+			     (uint32_t)p[2] << 8 | (uint32_t)p[3];
+		Envelope *env;
+		if (n > srv->cfg.max_frame_bytes) {
+			node_error(
+				s, 0,
+				RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE,
+				"frame of %u bytes is over the limit of %llu "
+				"bytes; closing the connection",
+				n,
+				(unsigned long long)srv->cfg.max_frame_bytes);
+			node_session_close(s);
+			break;
+		}
+		if (s->in_len - off - 4 < n) {
+			break; /* incomplete */
+		}
+		srv->frames_in++;
+		env = raftmq__client__v1__envelope__unpack(NULL, n, p + 4);
+		off += 4 + (size_t)n;
+		if (env == NULL) {
+			node_error(
+				s, 0,
+				RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
+				"frame of %u bytes is not a valid Envelope", n);
+			continue;
+		}
+		node_dispatch(s, env); /* takes env */
+	}
+	if (off > 0 && !s->closing) {
+		memmove(s->in, s->in + off, s->in_len - off);
+		s->in_len -= off;
+	}
+	node_session_unref(s);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct node_session *s = stream->data;
+	(void)buf;
+	if (nread < 0) {
+		if (nread != UV_EOF) {
+			NODE_DEBUG("session %llu: read: %s",
+				   (unsigned long long)s->id,
+				   uv_strerror((int)nread));
+		}
+		node_session_close(s);
+		return;
+	}
+	if (nread == 0) {
+		return;
+	}
+	if (buf->base == NULL) {
+		NODE_ERROR("session %llu: out of memory for input; closing",
+			   (unsigned long long)s->id);
+		node_session_close(s);
+		return;
+	}
+	s->in_len += (size_t)nread;
+	s->srv->bytes_in += (uint64_t)nread;
+	process_frames(s);
+}
+
+static void start_reading(struct node_session *s)
+{
+	if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0) {
+		s->reading = true;
+	}
+}
+
+void node_session_accept(struct node_server *srv)
+{
+	struct node_session *s = calloc(1, sizeof *s);
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (s == NULL) {
+		return;
+	}
+	s->srv = srv;
+	s->refs = 1;
+	uv_tcp_init(srv->loop, &s->tcp);
+	s->tcp.data = s;
+	if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) !=
+	    0) {
+		s->closing = true;
+		uv_close((uv_handle_t *)&s->tcp, closed_cb);
+		return;
+	}
+	uv_tcp_nodelay(&s->tcp, 1);
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+	    ss.ss_family == AF_INET) {
+		uv_ip4_name((struct sockaddr_in *)&ss, s->peer, sizeof s->peer);
+	}
+	s->id = ++srv->next_session_id;
+	s->next = &srv->sessions;
+	s->prev = srv->sessions.prev;
+	srv->sessions.prev->next = s;
+	srv->sessions.prev = s;
+	srv->n_sessions++;
+	srv->connections_total++;
+	if (srv->n_sessions > srv->cfg.max_connections) {
+		srv->connections_refused++;
+		node_error(
+			s, 0,
+			RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_RESOURCE_LIMIT,
+			"too many connections (max_connections = %u)",
+			srv->cfg.max_connections);
+		node_session_close(s);
+		return;
+	}
+	start_reading(s);
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env python3
+"""Embeds a file as a C string: embed.py INPUT OUTPUT_C OUTPUT_H SYMBOL."""
+import sys
+
+src, out_c, out_h, sym = sys.argv[1:5]
+data = open(src, "rb").read()
+with open(out_h, "w") as h:
+    h.write("/* Generated from %s by embed.py; do not edit. */\n" % src.split("/")[-1])
+    h.write("#ifndef RAFTMQ_%s_H\n#define RAFTMQ_%s_H\n" % (sym.upper(), sym.upper()))
+    h.write("extern const char %s[];\n#endif\n" % sym)
+with open(out_c, "w") as c:
+    c.write("/* Generated from %s by embed.py; do not edit. */\n" % src.split("/")[-1])
+    c.write('#include "%s"\n' % out_h.split("/")[-1])
+    c.write("const char %s[] =\n" % sym)
+    for line in data.decode("utf-8").splitlines(True):
+        esc = line.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        c.write('\t"%s"\n' % esc)
+    c.write("\t;\n")
