@@ -12,7 +12,7 @@ PKGS=(
 	build-essential pkg-config meson ninja-build
 	libuv1-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 	libcriterion-dev libinih-dev libmicrohttpd-dev libxxhash-dev
-	python3 python3-protobuf clang-format
+	python3 python3-protobuf python3-pytest clang-format curl
 )
 BACKPORTS_PKGS=(libraft-dev)
 

@@ -30,12 +30,12 @@ enum node_log_level {
 
 struct node_config {
 	/* [node] */
-	uint64_t id;                       /* required, > 0 */
-	char data_dir[4096];               /* required */
-	char raft_address[NODE_ADDR_MAX];  /* required: "host:port" */
+	uint64_t id;			    /* required, > 0 */
+	char data_dir[4096];		    /* required */
+	char raft_address[NODE_ADDR_MAX];   /* required: "host:port" */
 	char client_address[NODE_ADDR_MAX]; /* required: "host:port" */
-	char http_address[NODE_ADDR_MAX];  /* "" = no HTTP endpoint */
-	int log_level;                     /* enum node_log_level; default info */
+	char http_address[NODE_ADDR_MAX];   /* "" = no HTTP endpoint */
+	int log_level; /* enum node_log_level; default info */
 
 	/* [cluster] members = "1@127.0.0.1:7101@127.0.0.1:7001,2@...": the
 	 * initial members (id@raft_address@client_address). Empty: this node
@@ -51,12 +51,12 @@ struct node_config {
 	unsigned max_inflight_entries; /* default 256 */
 
 	/* [limits] */
-	uint64_t memory_limit;    /* bytes of queue state before publishes are
-				     refused (RESOURCE_LIMIT); default 40% of
-				     RAM; accepts suffixes k, M, G and % */
-	uint64_t max_frame_bytes; /* default 8 MiB */
+	uint64_t memory_limit;	    /* bytes of queue state before publishes are
+				       refused (RESOURCE_LIMIT); default 40% of
+				       RAM; accepts suffixes k, M, G and % */
+	uint64_t max_frame_bytes;   /* default 8 MiB */
 	uint64_t max_message_bytes; /* body limit; default 4 MiB */
-	unsigned max_connections; /* default 10000 */
+	unsigned max_connections;   /* default 10000 */
 	uint64_t max_client_output_bytes; /* stop reading a client whose
 					     unsent output exceeds this;
 					     default 16 MiB */
@@ -85,8 +85,7 @@ int node_config_parse_args(struct node_config *c, int argc, char **argv,
 /* Checks required keys and consistency (this node among the members when
  * members are given, addresses parse, unique ids/addresses). Returns 0 or
  * -1 with a sentence in err. */
-int node_config_validate(const struct node_config *c, char *err,
-			 size_t errlen);
+int node_config_validate(const struct node_config *c, char *err, size_t errlen);
 
 /* Parses "host:port" (IPv4 or a name that is "localhost"); returns 0 or -1. */
 int node_config_split_address(const char *addr, char *host, size_t hostlen,

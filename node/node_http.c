@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "node_int.h"
 #include "node_log.h"
@@ -350,7 +351,22 @@ static int json_topic_cb(void *data, const struct q_topic_info *i)
 	return 0;
 }
 
-static void status_json(struct node_server *srv, struct out *o)
+/* XXH3 of the queue state's deterministic dump: replicas at the same
+ * applied index must report the same digest (tests compare them). */
+static void put_digest(struct node_server *srv, struct out *o)
+{
+	void *buf;
+	size_t len;
+	if (q_state_dump_buf(cons_state(srv->cons), &buf, &len) != 0) {
+		put(o, ",\"state_digest\":null");
+		return;
+	}
+	put(o, ",\"state_digest\":\"%016llx\",\"state_bytes\":%zu",
+	    (unsigned long long)XXH3_64bits(buf, len), len);
+	free(buf);
+}
+
+static void status_json(struct node_server *srv, struct out *o, bool digest)
 {
 	struct cons_status st;
 	struct q_totals t;
@@ -404,7 +420,11 @@ static void status_json(struct node_server *srv, struct out *o)
 	put(o, "],\"topics\":[");
 	c.first = 1;
 	q_state_foreach_topic(cons_state(srv->cons), json_topic_cb, &c);
-	put(o, "]}\n");
+	put(o, "]");
+	if (digest) {
+		put_digest(srv, o);
+	}
+	put(o, "}\n");
 }
 
 /* ---------------------------------------------------------------- handler */
@@ -470,7 +490,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
 			"text/plain", &o);
 	}
 	if (strcmp(url, "/v1/status") == 0) {
-		status_json(srv, &o);
+		const char *d = MHD_lookup_connection_value(
+		    conn, MHD_GET_ARGUMENT_KIND, "digest");
+		status_json(srv, &o, d != NULL && strcmp(d, "1") == 0);
 		return respond(conn, MHD_HTTP_OK, "application/json", &o);
 	}
 	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {

@@ -1,0 +1,406 @@
+"""The raftmq client: connection, framing, redirects, retries."""
+import collections
+import importlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+
+def load_proto():
+    """Imports client_pb2, generating it with protoc if it is not on the path.
+
+    The build puts a generated client_pb2.py next to this package (meson
+    target 'python-proto'); when running from a source tree without it, the
+    module is generated once into a cache directory from proto/client.proto.
+    """
+    try:
+        return importlib.import_module("client_pb2")
+    except ImportError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    proto_dir = os.environ.get("RAFTMQ_PROTO_DIR",
+                               os.path.join(here, "..", "..", "..", "proto"))
+    proto = os.path.join(proto_dir, "client.proto")
+    if not os.path.exists(proto):
+        raise ImportError("client_pb2 not found and no %s to generate it "
+                          "from (set RAFTMQ_PROTO_DIR)" % proto)
+    cache = os.path.join(tempfile.gettempdir(),
+                         "raftmq-py-%d" % os.getuid())
+    os.makedirs(cache, exist_ok=True)
+    out = os.path.join(cache, "client_pb2.py")
+    if (not os.path.exists(out) or
+            os.path.getmtime(out) < os.path.getmtime(proto)):
+        subprocess.run(["protoc", "--proto_path=" + proto_dir,
+                        "--python_out=" + cache, proto], check=True)
+    sys.path.insert(0, cache)
+    return importlib.import_module("client_pb2")
+
+
+pb = load_proto()
+
+# Codes that mean "try again" for a request whose outcome is safe to retry.
+_RETRY = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE,
+          pb.ERROR_CODE_UNKNOWN_OUTCOME, pb.ERROR_CODE_TIMEOUT}
+# Codes that mean the request was not acted on at all: safe for anything.
+_REDIRECT = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE}
+
+
+class Error(Exception):
+    """An error answered by the broker: .code (pb.ErrorCode) and .message."""
+
+    def __init__(self, code, message, leader=""):
+        super().__init__("%s: %s" % (pb.ErrorCode.Name(code), message))
+        self.code = code
+        self.message = message
+        self.leader = leader
+
+
+class ConnectionLost(Exception):
+    """The connection broke and could not be re-established in time."""
+
+
+Delivery = collections.namedtuple(
+    "Delivery", "consumer_id queue tag msg_id body delivery_count "
+    "redelivered published_ms dead_letter_reason dead_letter_queue")
+
+
+def _delivery(d):
+    return Delivery(d.consumer_id, d.queue, d.tag, d.msg_id, d.body,
+                    d.delivery_count, d.redelivered, d.published_ms,
+                    d.dead_letter_reason, d.dead_letter_queue)
+
+
+class Client:
+    """A blocking connection to a raftmq cluster (one thread at a time)."""
+
+    def __init__(self, addresses, timeout=10.0, name="raftmq-python",
+                 token=""):
+        if isinstance(addresses, str):
+            addresses = [a for a in addresses.split(",") if a]
+        if not addresses:
+            raise ValueError("no cluster address given")
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self.name = name
+        self.token = token
+        self.sock = None
+        self.buf = b""
+        self.corr = 0
+        self.node_id = 0
+        self.address = None
+        self.deliveries = collections.deque()
+        self.gone = []       # ConsumerGone pushes
+        self.errors = []     # Error pushes not tied to a request
+        self._id_prefix = uuid.uuid4().hex[:8]
+        self._id_counter = 0
+        self._connect_any(time.monotonic() + timeout)
+
+    # ------------------------------------------------------------ plumbing
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _open(self, address, deadline):
+        host, port = address.rsplit(":", 1)
+        left = max(0.05, deadline - time.monotonic())
+        s = socket.create_connection((host, int(port)), timeout=left)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.close()
+        self.sock = s
+        self.buf = b""
+        self.address = address
+        e = self._roundtrip(deadline, hello=pb.Hello(
+            client_name=self.name, protocol_version=1,
+            auth_token=self.token))
+        if e.WhichOneof("body") == "error":
+            raise Error(e.error.code, e.error.message)
+        self.node_id = e.hello_result.node_id
+        return e.hello_result
+
+    def _connect_any(self, deadline, prefer=None):
+        order = ([prefer] if prefer else []) + self.addresses
+        last = None
+        delay = 0.05
+        while True:
+            for a in order:
+                try:
+                    self._open(a, deadline)
+                    return
+                except (OSError, EOFError, ConnectionLost, Error) as e:
+                    last = e
+                if time.monotonic() >= deadline:
+                    break
+            if time.monotonic() >= deadline:
+                raise ConnectionLost("cannot reach any of %s: %s" %
+                                     (",".join(self.addresses), last))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            order = self.addresses
+
+    def _send(self, **body):
+        self.corr += 1
+        env = pb.Envelope(version=1, correlation_id=self.corr, **body)
+        data = env.SerializeToString()
+        try:
+            self.sock.sendall(struct.pack(">I", len(data)) + data)
+        except OSError as e:
+            raise EOFError(str(e))
+        return self.corr
+
+    def _recv(self, deadline):
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack(">I", self.buf[:4])
+                if len(self.buf) >= 4 + n:
+                    env = pb.Envelope()
+                    env.ParseFromString(self.buf[4:4 + n])
+                    self.buf = self.buf[4 + n:]
+                    return env
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer from %s" % self.address)
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(1 << 16)
+            except socket.timeout:
+                raise TimeoutError("no answer from %s" % self.address)
+            except OSError as e:
+                raise EOFError(str(e))
+            if not data:
+                raise EOFError("connection closed by %s" % self.address)
+            self.buf += data
+
+    def _keep(self, env):
+        kind = env.WhichOneof("body")
+        if kind == "delivery":
+            self.deliveries.append(_delivery(env.delivery))
+        elif kind == "consumer_gone":
+            self.gone.append(env.consumer_gone)
+        elif kind == "error":
+            self.errors.append(env.error)
+
+    def _roundtrip(self, deadline, **body):
+        corr = self._send(**body)
+        while True:
+            env = self._recv(deadline)
+            if env.correlation_id == corr and \
+                    env.WhichOneof("body") not in ("delivery",
+                                                   "consumer_gone"):
+                return env
+            self._keep(env)
+
+    def call(self, retry=True, timeout=None, **body):
+        """Sends one request; returns the result message or raises Error.
+
+        With retry=True (the default), NOT_LEADER redirects, UNAVAILABLE,
+        UNKNOWN_OUTCOME and broken connections are retried until the
+        timeout: only for requests that are safe to repeat. With
+        retry="redirect", only answers saying nothing was done (NOT_LEADER,
+        UNAVAILABLE) are retried; with retry=False nothing is.
+        """
+        codes = _RETRY if retry is True else \
+            _REDIRECT if retry == "redirect" else set()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        delay = 0.05
+        while True:
+            try:
+                if self.sock is None:
+                    self._connect_any(deadline)
+                env = self._roundtrip(deadline, **body)
+            except (EOFError, OSError, TimeoutError) as e:
+                self.close()
+                if retry is not True or time.monotonic() >= deadline:
+                    raise ConnectionLost(str(e))
+                continue
+            if env.WhichOneof("body") != "error":
+                return getattr(env, env.WhichOneof("body"))
+            err = env.error
+            if err.code not in codes or time.monotonic() >= deadline:
+                raise Error(err.code, err.message,
+                            err.leader_client_address)
+            if err.code == pb.ERROR_CODE_NOT_LEADER and \
+                    err.leader_client_address:
+                try:
+                    self._connect_any(deadline,
+                                      prefer=err.leader_client_address)
+                except ConnectionLost:
+                    pass
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def new_msg_id(self):
+        self._id_counter += 1
+        return ("%s-%d" % (self._id_prefix, self._id_counter)).encode()
+
+    # ----------------------------------------------------------------- api
+
+    def publish(self, queue=None, body=b"", msg_id=None, topic=None,
+                delay_ms=0, ttl_ms=0, timeout=None):
+        """Publishes one message and waits for its confirm: (seq, dup).
+
+        Every publish carries a message id (one is made up if not given)
+        and retries reuse it, so a retry after a failover is deduplicated.
+        """
+        if msg_id is None:
+            msg_id = self.new_msg_id()
+        if isinstance(msg_id, str):
+            msg_id = msg_id.encode()
+        if isinstance(body, str):
+            body = body.encode()
+        p = pb.Publish(msg_id=msg_id, body=body, delay_ms=delay_ms,
+                       ttl_ms=ttl_ms)
+        if topic is not None:
+            p.topic = topic
+        else:
+            p.queue = queue
+        r = self.call(publish=p, timeout=timeout)
+        return r.seq, r.duplicate
+
+    def publish_batch(self, queue, bodies, msg_ids=None, timeout=None):
+        """Publishes several messages in one request: [(code, seq, dup)]."""
+        if msg_ids is None:
+            msg_ids = [self.new_msg_id() for _ in bodies]
+        items = [pb.Publish(queue=queue, body=b, msg_id=i)
+                 for b, i in zip(bodies, msg_ids)]
+        r = self.call(publish_batch=pb.PublishBatch(items=items),
+                      timeout=timeout)
+        return [(x.code, x.seq, x.duplicate) for x in r.results]
+
+    @staticmethod
+    def _settings(**kw):
+        s = pb.QueueSettings()
+        names = {"dead_letter": "dead_letter_queue"}
+        for k, v in kw.items():
+            if v is None:
+                continue
+            if k == "overflow" and isinstance(v, str):
+                v = {"reject-publish": pb.OVERFLOW_REJECT_PUBLISH,
+                     "drop-head": pb.OVERFLOW_DROP_HEAD}[v]
+            setattr(s, names.get(k, k), v)
+        return s
+
+    def create_queue(self, name, **settings):
+        self.call(create_queue=pb.CreateQueue(
+            name=name, settings=self._settings(**settings)))
+
+    def configure_queue(self, name, **settings):
+        self.call(configure_queue=pb.ConfigureQueue(
+            name=name, settings=self._settings(**settings)))
+
+    def delete_queue(self, name):
+        self.call(delete_queue=pb.DeleteQueue(name=name))
+
+    def purge_queue(self, name):
+        return self.call(purge_queue=pb.PurgeQueue(name=name)).purged
+
+    def create_topic(self, name, dedup_window_ms=None):
+        t = pb.CreateTopic(name=name)
+        if dedup_window_ms is not None:
+            t.dedup_window_ms = dedup_window_ms
+        self.call(create_topic=t)
+
+    def delete_topic(self, name):
+        self.call(delete_topic=pb.DeleteTopic(name=name))
+
+    def subscribe(self, topic, subscription, **settings):
+        return self.call(subscribe=pb.Subscribe(
+            topic=topic, subscription=subscription,
+            settings=self._settings(**settings))).queue
+
+    def unsubscribe(self, topic, subscription):
+        self.call(unsubscribe=pb.Unsubscribe(topic=topic,
+                                             subscription=subscription))
+
+    def queue_info(self, name):
+        return self.call(queue_info=pb.QueueInfo(name=name)).queue
+
+    def queue_list(self):
+        return list(self.call(queue_list=pb.QueueList()).queues)
+
+    def topic_list(self):
+        return list(self.call(topic_list=pb.TopicList()).topics)
+
+    def cluster_status(self):
+        """This node's view of the cluster (any node answers)."""
+        return self.call(cluster_status=pb.ClusterStatus(), retry="redirect")
+
+    def cluster_add(self, node_id, raft_address, client_address, role=0):
+        self.call(cluster_add=pb.ClusterAdd(
+            id=node_id, raft_address=raft_address,
+            client_address=client_address, role=role), retry="redirect")
+
+    def cluster_remove(self, node_id):
+        self.call(cluster_remove=pb.ClusterRemove(id=node_id), retry="redirect")
+
+    def cluster_transfer(self, node_id=0):
+        self.call(cluster_transfer=pb.ClusterTransfer(id=node_id),
+                  retry="redirect")
+
+    # ----------------------------------------------------------- consuming
+
+    def consume(self, queue, prefetch=100, credit=None):
+        """Attaches a push consumer; returns its id. Deliveries are read
+        with next_delivery(). The consumer lives as long as the
+        connection: after a reconnect, consume again."""
+        c = pb.Consume(queue=queue, prefetch=prefetch)
+        if credit is not None:
+            c.credit = credit
+        return self.call(consume=c, retry="redirect").consumer_id
+
+    def next_delivery(self, timeout=2.0):
+        """The next pushed delivery, or None after `timeout` seconds."""
+        if self.deliveries:
+            return self.deliveries.popleft()
+        deadline = time.monotonic() + timeout
+        while not self.deliveries:
+            try:
+                self._keep(self._recv(deadline))
+            except TimeoutError:
+                return None
+            except (EOFError, OSError) as e:
+                self.close()
+                raise ConnectionLost(str(e))
+        return self.deliveries.popleft()
+
+    def fetch(self, queue, max_messages=1, wait_ms=0):
+        """Pulls up to max_messages (waiting up to wait_ms for them)."""
+        r = self.call(fetch=pb.Fetch(queue=queue, max_messages=max_messages,
+                                     wait_ms=wait_ms), retry="redirect",
+                      timeout=self.timeout + wait_ms / 1000.0)
+        return r.consumer_id, [_delivery(d) for d in r.deliveries]
+
+    def _tags(self, kind, msg):
+        r = self.call(retry="redirect", **{kind: msg})
+        return r.done, r.unknown
+
+    def ack(self, consumer_id, tags):
+        return self._tags("ack", pb.Ack(consumer_id=consumer_id, tags=tags))
+
+    def nack(self, consumer_id, tags, delay_ms=0):
+        return self._tags("nack", pb.Nack(consumer_id=consumer_id,
+                                          tags=tags, delay_ms=delay_ms))
+
+    def release(self, consumer_id, tags):
+        return self._tags("release", pb.Release(consumer_id=consumer_id,
+                                                tags=tags))
+
+    def extend(self, consumer_id, tags, ms=0):
+        return self._tags("extend", pb.Extend(consumer_id=consumer_id,
+                                              tags=tags, ms=ms))
+
+    def cancel(self, consumer_id):
+        self.call(cancel=pb.Cancel(consumer_id=consumer_id), retry="redirect")
