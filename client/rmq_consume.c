@@ -1,0 +1,583 @@
+/*
+ * Consuming: push consumers (Consume + Delivery pushes), pulls (Fetch), and
+ * ack / nack / release / extend of delivery tags.
+ *
+ * A consumer is a struct raftmq_consumer in conn->consumers, matched to
+ * incoming pushes by the correlation id of the Consume that attached it.
+ * Deliveries are copied out of the envelope into one allocation each and
+ * queued in conn->dq until raftmq_next()/raftmq_poll() hand them out.
+ *
+ * Failover: a consumer belongs to the server session of one connection. When
+ * the engine reconnects (rmq_conn.c replay_all) every live consumer goes back
+ * to ATTACHING with id 0, its queued deliveries are dropped (the server has
+ * requeued them), and the next pump sends a new Consume. Tag operations check
+ * that their consumer id is still live here before sending, and a tag
+ * operation in flight during a reconnect fails with RAFTMQ_ESTALE: the tags
+ * of a previous session are void.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmq_int.h"
+
+int rmq__delivery_copy(const rmq_delivery_msg *m, struct raftmq_delivery *d)
+{
+	size_t qlen = strlen(m->queue) + 1;
+	size_t dlen = strlen(m->dead_letter_queue) + 1;
+	char *mem;
+	char *p;
+
+	memset(d, 0, sizeof(*d));
+	mem = malloc(qlen + dlen + m->msg_id.len + 1 + m->body.len + 1);
+	if (mem == NULL) {
+		return RAFTMQ_ENOMEM;
+	}
+	p = mem;
+	memcpy(p, m->queue, qlen);
+	d->queue = p;
+	p += qlen;
+	memcpy(p, m->dead_letter_queue, dlen);
+	d->dead_letter_queue = p;
+	p += dlen;
+	if (m->msg_id.len > 0) {
+		memcpy(p, m->msg_id.data, m->msg_id.len);
+	}
+	p[m->msg_id.len] = '\0';
+	d->msg_id = p;
+	d->msg_id_len = m->msg_id.len;
+	p += m->msg_id.len + 1;
+	if (m->body.len > 0) {
+		memcpy(p, m->body.data, m->body.len);
+	}
+	p[m->body.len] = '\0';
+	d->body = p;
+	d->body_len = m->body.len;
+	d->consumer_id = m->consumer_id;
+	d->tag = m->tag;
+	d->delivery_count = m->delivery_count;
+	d->redelivered = m->redelivered;
+	d->published_ms = m->published_ms;
+	d->dead_letter_reason =
+		(enum raftmq_dead_letter_reason)m->dead_letter_reason;
+	d->priv = mem;
+	return 0;
+}
+
+void raftmq_delivery_free(struct raftmq_delivery *d)
+{
+	if (d == NULL) {
+		return;
+	}
+	free(d->priv);
+	memset(d, 0, sizeof(*d));
+}
+
+void raftmq_deliveries_free(struct raftmq_delivery *d, size_t n)
+{
+	size_t i;
+
+	if (d == NULL) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		raftmq_delivery_free(&d[i]);
+	}
+	free(d);
+}
+
+void rmq__dq_drop(struct raftmq *conn, const struct raftmq_consumer *c)
+{
+	struct rmq_dnode **pp = &conn->dq;
+	struct rmq_dnode *n;
+
+	conn->dq_tail = NULL;
+	while ((n = *pp) != NULL) {
+		if (c == NULL || n->consumer == c) {
+			*pp = n->next;
+			raftmq_delivery_free(&n->d);
+			free(n);
+			continue;
+		}
+		conn->dq_tail = n;
+		pp = &n->next;
+	}
+}
+
+void rmq__consumer_free(struct raftmq_consumer *c)
+{
+	free(c->queue);
+	free(c);
+}
+
+static void consumer_gone(struct raftmq *conn, struct raftmq_consumer *c,
+			  int err, const char *why)
+{
+	c->state = RMQ_CONSUMER_GONE;
+	c->err = err;
+	snprintf(c->errmsg, sizeof(c->errmsg),
+		 "consumer of \"%.40s\" gone: %.100s", c->queue,
+		 why != NULL && why[0] != '\0' ? why : "removed");
+	rmq__dq_drop(conn, c);
+}
+
+int rmq__consumer_send(struct raftmq *conn, struct raftmq_consumer *c)
+{
+	Raftmq__Client__V1__Consume cm = RAFTMQ__CLIENT__V1__CONSUME__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	int rv;
+
+	if (c->retry_at > rmq__now_ms()) {
+		return 0;
+	}
+	cm.queue = c->queue;
+	cm.prefetch = c->prefetch;
+	env.body_case = RMQ_BODY(CONSUME);
+	env.consume = &cm;
+	c->corr = rmq__corr(conn);
+	c->sent = true;
+	rv = rmq__send(conn, &env, c->corr);
+	if (rv != 0) {
+		consumer_gone(conn, c, rv, conn->errmsg);
+	}
+	return rv;
+}
+
+static void enqueue(struct raftmq *conn, struct raftmq_consumer *c,
+		    const rmq_delivery_msg *m)
+{
+	struct rmq_dnode *n = calloc(1, sizeof(*n));
+
+	if (n == NULL || rmq__delivery_copy(m, &n->d) != 0) {
+		/* Dropped: the ack deadline will requeue it. */
+		free(n);
+		return;
+	}
+	n->consumer = c;
+	if (conn->dq_tail != NULL) {
+		conn->dq_tail->next = n;
+	} else {
+		conn->dq = n;
+	}
+	conn->dq_tail = n;
+}
+
+void rmq__consumer_on_frame(struct raftmq *conn, struct raftmq_consumer *c,
+			    rmq_env *env)
+{
+	switch (env->body_case) {
+	case RMQ_BODY(CONSUME_RESULT):
+		if (c->state == RMQ_CONSUMER_ATTACHING) {
+			c->id = env->consume_result->consumer_id;
+			c->state = RMQ_CONSUMER_ATTACHED;
+			c->attempts = 0;
+			conn->failures = 0;
+		}
+		break;
+	case RMQ_BODY(DELIVERY):
+		if (c->state != RMQ_CONSUMER_GONE) {
+			enqueue(conn, c, env->delivery);
+		}
+		break;
+	case RMQ_BODY(CONSUMER_GONE):
+		consumer_gone(conn, c, RAFTMQ_ECONSUMER_GONE,
+			      env->consumer_gone->message);
+		break;
+	case RMQ_BODY(ERROR):
+		if (c->state != RMQ_CONSUMER_ATTACHING) {
+			break;
+		}
+		switch (rmq__classify(conn, env->error, true)) {
+		case RMQ_ACT_FAILOVER:
+			c->sent = false;
+			break;
+		case RMQ_ACT_RETRY:
+			c->sent = false;
+			c->attempts++;
+			c->retry_at = rmq__now_ms() +
+				      rmq__backoff_ms(conn, c->attempts);
+			break;
+		case RMQ_ACT_FAIL:
+			consumer_gone(conn, c, (int)env->error->code,
+				      env->error->message);
+			break;
+		}
+		break;
+	default:
+		break;
+	}
+	rmq__env_free(env);
+}
+
+static void consumer_unlink(struct raftmq *conn, struct raftmq_consumer *c)
+{
+	struct raftmq_consumer **pp = &conn->consumers;
+
+	while (*pp != NULL && *pp != c) {
+		pp = &(*pp)->next;
+	}
+	if (*pp == c) {
+		*pp = c->next;
+	}
+	rmq__dq_drop(conn, c);
+}
+
+int raftmq_consume(struct raftmq *conn, const char *queue, uint32_t prefetch,
+		   struct raftmq_consumer **out)
+{
+	uint64_t deadline = rmq__deadline(conn->request_timeout_ms);
+	struct raftmq_consumer *c;
+	int rv;
+
+	*out = NULL;
+	if (queue == NULL || queue[0] == '\0') {
+		return rmq__fail(conn, RAFTMQ_EINVAL, "empty queue name");
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->queue = strdup(queue)) == NULL) {
+		free(c);
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
+	c->prefetch = prefetch;
+	c->state = RMQ_CONSUMER_ATTACHING;
+	c->next = conn->consumers;
+	conn->consumers = c;
+	conn->errmsg[0] = '\0';
+	while (c->state == RMQ_CONSUMER_ATTACHING) {
+		rv = rmq__pump(conn, deadline);
+		if (rv != 0 && c->state == RMQ_CONSUMER_ATTACHING) {
+			consumer_unlink(conn, c);
+			rmq__consumer_free(c);
+			return rv == RAFTMQ_ETIMEOUT
+				       ? rmq__fail(conn, rv,
+						   "consume: no answer in time")
+				       : rv;
+		}
+	}
+	if (c->state == RMQ_CONSUMER_GONE) {
+		rv = rmq__fail(conn, c->err, "%s", c->errmsg);
+		consumer_unlink(conn, c);
+		rmq__consumer_free(c);
+		return rv;
+	}
+	*out = c;
+	return 0;
+}
+
+uint64_t raftmq_consumer_id(const struct raftmq_consumer *c)
+{
+	return c->state == RMQ_CONSUMER_ATTACHED ? c->id : 0;
+}
+
+/* Moves the first queued delivery of c (any if NULL) into *out. */
+static bool dq_pop(struct raftmq *conn, const struct raftmq_consumer *c,
+		   struct raftmq_delivery *out)
+{
+	struct rmq_dnode **pp = &conn->dq;
+	struct rmq_dnode *prev = NULL;
+	struct rmq_dnode *n;
+
+	for (; (n = *pp) != NULL; prev = n, pp = &n->next) {
+		if (c != NULL && n->consumer != c) {
+			continue;
+		}
+		*pp = n->next;
+		if (conn->dq_tail == n) {
+			conn->dq_tail = prev;
+		}
+		*out = n->d;
+		free(n);
+		return true;
+	}
+	return false;
+}
+
+static bool any_consumer(const struct raftmq *conn)
+{
+	const struct raftmq_consumer *c;
+
+	for (c = conn->consumers; c != NULL; c = c->next) {
+		if (c->state != RMQ_CONSUMER_GONE) {
+			return true;
+		}
+	}
+	return false;
+}
+
+int raftmq_next(struct raftmq *conn, struct raftmq_consumer *c, int timeout_ms,
+		struct raftmq_delivery *out)
+{
+	uint64_t deadline = timeout_ms < 0
+				    ? RMQ_NO_DEADLINE
+				    : rmq__deadline((uint64_t)timeout_ms);
+	int rv;
+
+	for (;;) {
+		if (dq_pop(conn, c, out)) {
+			return 0;
+		}
+		if (c != NULL && c->state == RMQ_CONSUMER_GONE) {
+			return rmq__fail(
+				conn,
+				c->err != 0 ? c->err : RAFTMQ_ECONSUMER_GONE,
+				"%s", c->errmsg);
+		}
+		if (c == NULL && !any_consumer(conn)) {
+			return rmq__fail(conn, RAFTMQ_ENOPENDING,
+					 "no consumer on this connection");
+		}
+		rv = rmq__pump(conn, deadline);
+		if (rv != 0) {
+			if (dq_pop(conn, c, out)) {
+				return 0;
+			}
+			if (rv == RAFTMQ_ETIMEOUT) {
+				return rmq__fail(conn, rv,
+						 "no delivery within %d ms",
+						 timeout_ms);
+			}
+			return rv;
+		}
+	}
+}
+
+int raftmq_poll(struct raftmq *conn, int timeout_ms, raftmq_delivery_cb cb,
+		void *data)
+{
+	struct raftmq_delivery d;
+	int rv;
+
+	rv = raftmq_next(conn, NULL, timeout_ms, &d);
+	if (rv != 0) {
+		return rv;
+	}
+	do {
+		cb(conn, &d, data);
+		raftmq_delivery_free(&d);
+	} while (dq_pop(conn, NULL, &d));
+	return 0;
+}
+
+static bool consumer_live(const struct raftmq *conn, uint64_t id)
+{
+	const struct raftmq_consumer *c;
+	size_t i;
+
+	for (c = conn->consumers; c != NULL; c = c->next) {
+		if (c->state == RMQ_CONSUMER_ATTACHED && c->id == id) {
+			return true;
+		}
+	}
+	for (i = 0; i < conn->n_pull; i++) {
+		if (conn->pull_ids[i] == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum tags_op { OP_ACK, OP_NACK, OP_RELEASE, OP_EXTEND };
+
+static int tags_call(struct raftmq *conn, enum tags_op op, uint64_t consumer_id,
+		     const uint64_t *tags, size_t n, uint64_t param,
+		     struct raftmq_tags_result *res)
+{
+	Raftmq__Client__V1__Ack ack = RAFTMQ__CLIENT__V1__ACK__INIT;
+	Raftmq__Client__V1__Nack nack = RAFTMQ__CLIENT__V1__NACK__INIT;
+	Raftmq__Client__V1__Release rel = RAFTMQ__CLIENT__V1__RELEASE__INIT;
+	Raftmq__Client__V1__Extend ext = RAFTMQ__CLIENT__V1__EXTEND__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	Raftmq__Client__V1__TagsResult *r;
+	rmq_env *resp;
+	int expect = 0;
+	int rv;
+
+	if (tags == NULL || n == 0) {
+		return rmq__fail(conn, RAFTMQ_EINVAL, "empty tag list");
+	}
+	if (!consumer_live(conn, consumer_id)) {
+		return rmq__fail(conn, RAFTMQ_ESTALE,
+				 "consumer %llu is not attached on this "
+				 "connection any more (re-attached after "
+				 "failover, or removed); its delivery tags "
+				 "are void",
+				 (unsigned long long)consumer_id);
+	}
+	switch (op) {
+	case OP_ACK:
+		ack.consumer_id = consumer_id;
+		ack.n_tags = n;
+		ack.tags = (uint64_t *)tags;
+		env.body_case = RMQ_BODY(ACK);
+		env.ack = &ack;
+		expect = RMQ_BODY(ACK_RESULT);
+		break;
+	case OP_NACK:
+		nack.consumer_id = consumer_id;
+		nack.n_tags = n;
+		nack.tags = (uint64_t *)tags;
+		nack.delay_ms = param;
+		env.body_case = RMQ_BODY(NACK);
+		env.nack = &nack;
+		expect = RMQ_BODY(NACK_RESULT);
+		break;
+	case OP_RELEASE:
+		rel.consumer_id = consumer_id;
+		rel.n_tags = n;
+		rel.tags = (uint64_t *)tags;
+		env.body_case = RMQ_BODY(RELEASE);
+		env.release = &rel;
+		expect = RMQ_BODY(RELEASE_RESULT);
+		break;
+	case OP_EXTEND:
+		ext.consumer_id = consumer_id;
+		ext.n_tags = n;
+		ext.tags = (uint64_t *)tags;
+		ext.ms = param;
+		env.body_case = RMQ_BODY(EXTEND);
+		env.extend = &ext;
+		expect = RMQ_BODY(EXTEND_RESULT);
+		break;
+	}
+	rv = rmq__call_expect(conn, &env, RMQ_REPLAY_STALE, false, 0, expect,
+			      &resp);
+	if (rv != 0) {
+		return rv;
+	}
+	/* All four results share the TagsResult type. */
+	r = resp->ack_result;
+	if (res != NULL) {
+		res->done = r->done;
+		res->unknown = r->unknown;
+	}
+	rmq__env_free(resp);
+	return 0;
+}
+
+int raftmq_ack(struct raftmq *conn, uint64_t consumer_id, const uint64_t *tags,
+	       size_t n, struct raftmq_tags_result *res)
+{
+	return tags_call(conn, OP_ACK, consumer_id, tags, n, 0, res);
+}
+
+int raftmq_nack(struct raftmq *conn, uint64_t consumer_id, const uint64_t *tags,
+		size_t n, uint64_t delay_ms, struct raftmq_tags_result *res)
+{
+	return tags_call(conn, OP_NACK, consumer_id, tags, n, delay_ms, res);
+}
+
+int raftmq_release(struct raftmq *conn, uint64_t consumer_id,
+		   const uint64_t *tags, size_t n,
+		   struct raftmq_tags_result *res)
+{
+	return tags_call(conn, OP_RELEASE, consumer_id, tags, n, 0, res);
+}
+
+int raftmq_extend(struct raftmq *conn, uint64_t consumer_id,
+		  const uint64_t *tags, size_t n, uint64_t ms,
+		  struct raftmq_tags_result *res)
+{
+	return tags_call(conn, OP_EXTEND, consumer_id, tags, n, ms, res);
+}
+
+int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c)
+{
+	Raftmq__Client__V1__Cancel cm = RAFTMQ__CLIENT__V1__CANCEL__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	bool attached = c->state == RMQ_CONSUMER_ATTACHED;
+	rmq_env *resp;
+	int rv = 0;
+
+	/* GONE first: a reconnect during the call must not re-attach it,
+	 * and its late deliveries are dropped (the server requeues them). */
+	c->state = RMQ_CONSUMER_GONE;
+	rmq__dq_drop(conn, c);
+	if (attached && conn->fd >= 0 && !conn->broken) {
+		cm.consumer_id = c->id;
+		env.body_case = RMQ_BODY(CANCEL);
+		env.cancel = &cm;
+		rv = rmq__call_expect(conn, &env, RMQ_REPLAY_STALE, false, 0,
+				      RMQ_BODY(CANCEL_RESULT), &resp);
+		if (rv == 0) {
+			rmq__env_free(resp);
+		}
+		if (rv == RAFTMQ_ESTALE || rv == RAFTMQ_EUNKNOWN_CONSUMER) {
+			rv = 0; /* the session that held it is gone */
+		}
+	}
+	consumer_unlink(conn, c);
+	rmq__consumer_free(c);
+	return rv;
+}
+
+static int remember_pull(struct raftmq *conn, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < conn->n_pull; i++) {
+		if (conn->pull_ids[i] == id) {
+			return 0;
+		}
+	}
+	if (conn->n_pull == conn->cap_pull) {
+		size_t cap = conn->cap_pull > 0 ? conn->cap_pull * 2 : 4;
+		uint64_t *p = realloc(conn->pull_ids, cap * sizeof(*p));
+
+		if (p == NULL) {
+			return RAFTMQ_ENOMEM;
+		}
+		conn->pull_ids = p;
+		conn->cap_pull = cap;
+	}
+	conn->pull_ids[conn->n_pull++] = id;
+	return 0;
+}
+
+int raftmq_fetch(struct raftmq *conn, const char *queue, uint32_t max_messages,
+		 uint64_t wait_ms, struct raftmq_delivery **out, size_t *n)
+{
+	Raftmq__Client__V1__Fetch fm = RAFTMQ__CLIENT__V1__FETCH__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	Raftmq__Client__V1__FetchResult *r;
+	struct raftmq_delivery *arr = NULL;
+	rmq_env *resp;
+	size_t i;
+	int rv;
+
+	*out = NULL;
+	*n = 0;
+	if (queue == NULL || queue[0] == '\0') {
+		return rmq__fail(conn, RAFTMQ_EINVAL, "empty queue name");
+	}
+	fm.source_case = RAFTMQ__CLIENT__V1__FETCH__SOURCE_QUEUE;
+	fm.queue = (char *)queue;
+	fm.max_messages = max_messages;
+	fm.wait_ms = wait_ms;
+	env.body_case = RMQ_BODY(FETCH);
+	env.fetch = &fm;
+	rv = rmq__call_expect(conn, &env, RMQ_REPLAY_RESEND, true, wait_ms,
+			      RMQ_BODY(FETCH_RESULT), &resp);
+	if (rv != 0) {
+		return rv;
+	}
+	r = resp->fetch_result;
+	rv = remember_pull(conn, r->consumer_id);
+	if (rv == 0 && r->n_deliveries > 0) {
+		arr = calloc(r->n_deliveries, sizeof(*arr));
+		rv = arr == NULL ? RAFTMQ_ENOMEM : 0;
+	}
+	for (i = 0; rv == 0 && i < r->n_deliveries; i++) {
+		rv = rmq__delivery_copy(r->deliveries[i], &arr[i]);
+	}
+	if (rv != 0) {
+		raftmq_deliveries_free(arr, r->n_deliveries);
+		rmq__env_free(resp);
+		return rmq__fail(conn, rv,
+				 "out of memory (fetched messages will be "
+				 "redelivered after their ack timeout)");
+	}
+	*out = arr;
+	*n = r->n_deliveries;
+	rmq__env_free(resp);
+	return 0;
+}
