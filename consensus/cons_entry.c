@@ -152,6 +152,20 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 {
 	Command *pc = &sl->cmd;
 	union cmd_body *b = &sl->body;
+	/* Never write what no replica could apply (cons__entry_command
+	 * refuses it, and a committed entry that cannot be applied stops
+	 * every node): check the values decoding checks. */
+	if (((c->type == Q_CMD_CREATE_QUEUE ||
+	      c->type == Q_CMD_CONFIGURE_QUEUE) &&
+	     c->u.queue.settings.overflow > Q_OVERFLOW_DROP_HEAD) ||
+	    (c->type == Q_CMD_CONFIGURE_QUEUE &&
+	     (c->u.queue.mask & ~(uint32_t)Q_SET_ALL) != 0) ||
+	    (c->type == Q_CMD_SUBSCRIBE &&
+	     c->u.topic.settings.overflow > Q_OVERFLOW_DROP_HEAD) ||
+	    (c->type == Q_CMD_PUBLISH &&
+	     (c->u.publish.queue == NULL) == (c->u.publish.topic == NULL))) {
+		return CONS_EINVAL;
+	}
 	raftmq__log__v1__command__init(pc);
 	switch (c->type) {
 	case Q_CMD_TICK:
@@ -317,21 +331,31 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 }
 
 int cons__entry_encode(const struct q_cmd *cmds, size_t n,
-		       const Raftmq__Log__V1__SetMember *member,
-		       uint64_t leader_time_ms, const struct cons_proposer *by,
-		       struct raft_buffer *out)
+		       const Raftmq__Log__V1__SetMember *members,
+		       size_t n_members, uint64_t leader_time_ms,
+		       const struct cons_proposer *by, struct raft_buffer *out)
 {
 	Raftmq__Log__V1__LogEntry e;
 	struct cmd_slot one, *slots = &one;
 	Command *ptrs_one[1], **ptrs = ptrs_one;
-	Command member_cmd;
-	size_t total = n + (member != NULL), i, len;
+	Command *member_cmds = NULL;
+	size_t total = n + n_members, i, len;
 	int rv = 0;
 
 	if (total > 1) {
-		slots = malloc(n * sizeof *slots);
+		slots = n > 0 ? malloc(n * sizeof *slots) : NULL;
 		ptrs = malloc(total * sizeof *ptrs);
-		if ((n > 0 && slots == NULL) || ptrs == NULL) {
+		member_cmds = n_members > 0
+				      ? malloc(n_members * sizeof *member_cmds)
+				      : NULL;
+		if ((n > 0 && slots == NULL) || ptrs == NULL ||
+		    (n_members > 0 && member_cmds == NULL)) {
+			rv = CONS_ENOMEM;
+			goto out;
+		}
+	} else if (n_members == 1) {
+		member_cmds = malloc(sizeof *member_cmds);
+		if (member_cmds == NULL) {
 			rv = CONS_ENOMEM;
 			goto out;
 		}
@@ -343,12 +367,12 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		}
 		ptrs[i] = &slots[i].cmd;
 	}
-	if (member != NULL) {
-		raftmq__log__v1__command__init(&member_cmd);
-		member_cmd.kind_case = KIND(SET_MEMBER);
-		member_cmd.set_member =
-			(Raftmq__Log__V1__SetMember *)(uintptr_t)member;
-		ptrs[n] = &member_cmd;
+	for (i = 0; i < n_members; i++) {
+		raftmq__log__v1__command__init(&member_cmds[i]);
+		member_cmds[i].kind_case = KIND(SET_MEMBER);
+		member_cmds[i].set_member =
+			(Raftmq__Log__V1__SetMember *)(uintptr_t)&members[i];
+		ptrs[n + i] = &member_cmds[i];
 	}
 	raftmq__log__v1__log_entry__init(&e);
 	e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1;
@@ -380,6 +404,7 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 	raftmq__log__v1__log_entry__pack(
 		&e, (uint8_t *)out->base + CONS_ENTRY_HEADER);
 out:
+	free(member_cmds);
 	if (slots != &one) {
 		free(slots);
 	}

@@ -53,7 +53,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	for (i = 0; i < e->n_commands; i++) {
 		struct q_cmd cmd;
 		struct q_result r;
-		int rv = cons__entry_command(e->commands[i], f->last_stamp,
+		/* The entry's own stamp: q_state keeps the maximum itself, and
+		 * a replica restored from a snapshot must see the same value
+		 * as one that applied every entry (last_stamp also counts
+		 * SetMember entries, which never reach q_state). */
+		int rv = cons__entry_command(e->commands[i], e->leader_time_ms,
 					     &cmd);
 		if (rv == 1) {
 			const Raftmq__Log__V1__SetMember *m =

@@ -34,12 +34,13 @@ struct cons_proposer {
 	uint64_t id, boot, seq;
 };
 
-/* Encodes cmds (and an optional SetMember) as one LogEntry into a
+/* Encodes cmds (then members[0..n_members) as SetMember commands) as one
+ * LogEntry into a
  * raft_malloc()ed buffer. */
 int cons__entry_encode(const struct q_cmd *cmds, size_t n,
-		       const Raftmq__Log__V1__SetMember *member,
-		       uint64_t leader_time_ms, const struct cons_proposer *by,
-		       struct raft_buffer *out);
+		       const Raftmq__Log__V1__SetMember *members,
+		       size_t n_members, uint64_t leader_time_ms,
+		       const struct cons_proposer *by, struct raft_buffer *out);
 
 /* Decodes a LogEntry (allocations from the arena). Returns NULL if the
  * bytes are malformed or of an unknown format. */
@@ -120,8 +121,9 @@ struct cons {
 	uint64_t epoch; /* term in which we became leader, or 0 */
 	uint64_t elections, leader_changes;
 	uint64_t entries_proposed, commands_proposed;
-	struct cons_proposer me;     /* id, boot nonce, last proposal seq */
-	struct cons_pending pending; /* list head of proposals in flight */
+	struct cons_proposer me;      /* id, boot nonce, last proposal seq */
+	struct cons_pending pending;  /* list head of proposals in flight */
+	struct cons_propose announce; /* members announced on election */
 	/* reachability as seen by the leader: when match index last moved */
 	struct {
 		uint64_t id, match;

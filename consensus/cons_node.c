@@ -255,6 +255,41 @@ static void update_progress(struct cons *c, uint64_t now)
 	}
 }
 
+static void announce_cb(struct cons_propose *req, int status,
+			const struct q_result *results, size_t n)
+{
+	(void)req;
+	(void)status;
+	(void)results;
+	(void)n;
+}
+
+static int propose(struct cons *c, struct cons_propose *req,
+		   const struct q_cmd *cmds, size_t n,
+		   const Raftmq__Log__V1__SetMember *members, size_t n_members,
+		   cons_propose_cb cb);
+
+/* A new leader writes every client address it knows into the log, so that
+ * a node that joins later (with no --members of its own) learns them from
+ * the log or from a snapshot and can redirect its clients. */
+static void announce_members(struct cons *c)
+{
+	Raftmq__Log__V1__SetMember m[CONS_MAX_NODES];
+	size_t i, n = 0;
+	for (i = 0; i < c->fsm.n_members; i++) {
+		if (c->fsm.members[i].client_address[0] == '\0') {
+			continue;
+		}
+		raftmq__log__v1__set_member__init(&m[n]);
+		m[n].id = c->fsm.members[i].id;
+		m[n].client_address = c->fsm.members[i].client_address;
+		n++;
+	}
+	if (n > 0) {
+		(void)propose(c, &c->announce, NULL, 0, m, n, announce_cb);
+	}
+}
+
 static void check_cb(uv_check_t *h)
 {
 	struct cons *c = h->data;
@@ -282,6 +317,7 @@ static void check_cb(uv_check_t *h)
 	}
 	if (state == RAFT_LEADER && c->last_state != RAFT_LEADER) {
 		c->epoch = term;
+		announce_members(c);
 	} else if (state != RAFT_LEADER) {
 		c->epoch = 0;
 	}
@@ -387,11 +423,12 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 
 static int propose(struct cons *c, struct cons_propose *req,
 		   const struct q_cmd *cmds, size_t n,
-		   const Raftmq__Log__V1__SetMember *member, cons_propose_cb cb)
+		   const Raftmq__Log__V1__SetMember *members, size_t n_members,
+		   cons_propose_cb cb)
 {
 	struct cons_pending *p;
 	struct raft_buffer buf;
-	size_t slots = n + (member != NULL);
+	size_t slots = n + n_members;
 	int rv;
 
 	if (c->closing) {
@@ -414,8 +451,8 @@ static int propose(struct cons *c, struct cons_propose *req,
 	req->priv = p;
 	{
 		struct cons_proposer by = c->me;
-		rv = cons__entry_encode(cmds, n, member, cons_clock_ms(c), &by,
-					&buf);
+		rv = cons__entry_encode(cmds, n, members, n_members,
+					cons_clock_ms(c), &by, &buf);
 	}
 	if (rv != 0) {
 		free(p);
@@ -445,7 +482,7 @@ int cons_propose(struct cons *c, struct cons_propose *req,
 	if (n == 0) {
 		return CONS_EINVAL;
 	}
-	return propose(c, req, cmds, n, NULL, cb);
+	return propose(c, req, cmds, n, NULL, 0, cb);
 }
 
 struct barrier_req {
@@ -655,7 +692,7 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 	raftmq__log__v1__set_member__init(&m);
 	m.id = id;
 	m.client_address = (char *)(uintptr_t)client_address;
-	rv = propose(c, &w->member, NULL, 0, &m, member_cb);
+	rv = propose(c, &w->member, NULL, 0, &m, 1, member_cb);
 	if (rv != 0) {
 		free(w);
 		return rv;

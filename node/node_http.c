@@ -22,6 +22,7 @@ struct node_http {
 	struct MHD_Daemon *d;
 	uv_poll_t poll;
 	uv_timer_t timer;
+	int open_handles;
 };
 
 /* --------------------------------------------------------------- text out */
@@ -491,7 +492,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn,
 	}
 	if (strcmp(url, "/v1/status") == 0) {
 		const char *d = MHD_lookup_connection_value(
-		    conn, MHD_GET_ARGUMENT_KIND, "digest");
+			conn, MHD_GET_ARGUMENT_KIND, "digest");
 		status_json(srv, &o, d != NULL && strcmp(d, "1") == 0);
 		return respond(conn, MHD_HTTP_OK, "application/json", &o);
 	}
@@ -589,10 +590,12 @@ int node_http_start(struct node_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* Both handles live inside h: free it after the second close callback
+ * (libuv does not promise their order). */
 static void http_closed(uv_handle_t *handle)
 {
 	struct node_http *h = handle->data;
-	if (handle == (uv_handle_t *)&h->timer) {
+	if (--h->open_handles == 0) {
 		MHD_stop_daemon(h->d);
 		free(h);
 	}
@@ -605,6 +608,7 @@ void node_http_stop(struct node_server *srv)
 		return;
 	}
 	srv->http = NULL;
+	h->open_handles = 2;
 	uv_close((uv_handle_t *)&h->poll, http_closed);
 	uv_close((uv_handle_t *)&h->timer, http_closed);
 }

@@ -131,6 +131,7 @@ struct node_server {
 	struct q_sink sink;
 	uv_tcp_t listener;
 	uv_check_t check;  /* end of each loop iteration: flush */
+	uv_idle_t idle;	   /* active while output or a batch waits */
 	uv_timer_t ticker; /* leader: timers due? propose TICK */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
@@ -179,6 +180,10 @@ struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 				size_t n, struct q_cmd **cmds);
 /* Proposes what is batched (called at the end of each loop iteration). */
 void node_batch_flush(struct node_server *srv);
+/* Makes sure pending output and batches are flushed before the loop next
+ * blocks (libraft fires callbacks from its own prepare/check handles, after
+ * ours may have run). */
+void node_server_wake(struct node_server *srv);
 /* The memory alarm: true when publishes must be refused. */
 bool node_memory_alarm(const struct node_server *srv);
 

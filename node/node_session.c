@@ -189,6 +189,7 @@ void node_session_send(struct node_session *s, const Envelope *env)
 		s->dirty_next = s->srv->dirty;
 		s->srv->dirty = s;
 		node_session_ref(s);
+		node_server_wake(s->srv);
 	}
 }
 

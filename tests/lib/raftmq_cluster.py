@@ -69,7 +69,10 @@ class Node:
 
     def start(self, members=None):
         if members is None:
-            members = self.cluster.members()
+            # Initial members bootstrap from the list; a node added later
+            # joins with none (raftmq cluster add).
+            members = (self.cluster.members()
+                       if self in self.cluster.initial else "")
         args = [raftmqd_path(), "--id", str(self.id),
                 "--data-dir", self.data_dir,
                 "--raft-address", self.raft_address,

@@ -115,6 +115,9 @@ class Client:
 
     def _open(self, address, deadline):
         host, port = address.rsplit(":", 1)
+        # One unresponsive node (paused, partitioned) must not use up the
+        # whole deadline: give each address a couple of seconds at most.
+        deadline = min(deadline, time.monotonic() + 2.0)
         left = max(0.05, deadline - time.monotonic())
         s = socket.create_connection((host, int(port)), timeout=left)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

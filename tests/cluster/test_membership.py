@@ -1,0 +1,199 @@
+"""Membership changes while traffic flows: add a 4th node, remove one.
+
+Scenario: on a 3-node cluster a publisher streams confirmed publishes
+(each with its own msg_id, reused by the client on retries). A 4th node is
+started with no initial members (it joins instead of bootstrapping) and
+added through the leader with cluster_add; the test waits until the
+cluster status lists 4 voters and node 4 reports the same applied index
+and state digest as the others (the publisher paused for that
+comparison only). Then one of the original followers is removed with
+cluster_remove while the publisher streams again; the remaining nodes list
+3 voters and the removed node is stopped (SIGTERM, exit 0). The queue is
+drained: every confirmed message id is consumed exactly once, and nothing
+appears that was not published. Finally a client that knows only node 4
+is served by it (redirected to the leader when node 4 follows): node 4
+must know the leader's client address although it joined without the
+initial member list.
+"""
+import threading
+import time
+
+import raftmq
+from raftmq_cluster import Node
+
+
+def voters(client):
+    st = client.cluster_status()
+    return sorted(n.id for n in st.nodes
+                  if n.role == raftmq.pb.NODE_ROLE_VOTER), st
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = pred()
+        if ok:
+            return last
+        time.sleep(0.05)
+    raise AssertionError("timed out after %.1f s waiting for %s: %s"
+                         % (timeout, what, last))
+
+
+def add_node(cluster, node_id):
+    """Starts a node that joins (no --members) and registers it in the
+    harness so that it is cleaned up and checked for crashes."""
+    n = Node(cluster, node_id)
+    cluster.nodes.append(n)
+    n.start(members="")
+    return n
+
+
+class Publisher(threading.Thread):
+    """Publishes "p-<i>" until stopped; records what was attempted and
+    what was confirmed. pause()/resume() hold it between publishes."""
+
+    def __init__(self, cluster, queue):
+        super().__init__(daemon=True)
+        self.client = raftmq.Client(cluster.addresses(), timeout=20)
+        self.queue = queue
+        self.attempted = set()
+        self.confirmed = set()
+        self.failed = []
+        self.stopping = threading.Event()
+        self.running = threading.Event()
+        self.running.set()
+        self.idle = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.stopping.is_set():
+            if not self.running.is_set():
+                self.idle.set()
+                self.running.wait(0.05)
+                continue
+            self.idle.clear()
+            mid = b"p-%d" % i
+            self.attempted.add(mid)
+            try:
+                self.client.publish(self.queue, b"body-" + mid, msg_id=mid)
+                self.confirmed.add(mid)
+            except (raftmq.Error, raftmq.ConnectionLost) as e:
+                self.failed.append((mid, e))
+            i += 1
+        self.client.close()
+
+    def pause(self):
+        self.running.clear()
+        assert self.idle.wait(25), "publisher did not pause"
+
+    def resume(self):
+        self.running.set()
+
+    def stop(self):
+        self.stopping.set()
+        self.running.set()
+        self.join(timeout=30)
+        assert not self.is_alive(), "publisher stuck"
+
+
+def test_add_and_remove_while_publishing(cluster):
+    lead = cluster.wait_leader()
+    admin = raftmq.Client(lead.client_address)
+    admin.create_queue("m")
+    pub = Publisher(cluster, "m")
+    pub.start()
+    time.sleep(0.5)
+
+    # -- add node 4 while the publisher streams
+    n4 = add_node(cluster, 4)
+    t0 = time.monotonic()
+    admin.cluster_add(4, n4.raft_address, n4.client_address)
+    def four_voters():
+        ids, st = voters(admin)
+        return ids == [1, 2, 3, 4], st
+    wait_for(four_voters, 20, "4 voters")
+    print("node 4 is a voter after %.2f s" % (time.monotonic() - t0))
+    n_added = len(pub.confirmed)
+    time.sleep(0.5)
+    pub.pause()
+    cluster.wait_converged(timeout=20)
+    st4 = n4.status()
+    assert st4["leader_id"] == cluster.leader().id
+    assert sorted(x["id"] for x in st4["nodes"]) == [1, 2, 3, 4]
+    assert n4.http("/healthz/ready")[0] == 200
+    assert raftmq.Client(n4.client_address).cluster_status().node_id == 4
+    pub.resume()
+    time.sleep(0.5)
+
+    # -- remove one of the original followers while traffic flows
+    lead = cluster.wait_leader()
+    gone = next(n for n in cluster.initial if n.id != lead.id)
+    admin = raftmq.Client(lead.client_address)
+    admin.cluster_remove(gone.id)
+    rest = sorted(n.id for n in cluster.nodes if n.id != gone.id)
+    def removed():
+        ids, st = voters(admin)
+        return ids == rest and len(st.nodes) == 3, st
+    wait_for(removed, 20, "node %d removed" % gone.id)
+    time.sleep(0.5)
+    rc = gone.stop(timeout=20)
+    assert rc == 0, "removed node %d exited with %r" % (gone.id, rc)
+    time.sleep(0.5)
+    pub.stop()
+    assert len(pub.confirmed) > n_added, "no publish confirmed after the add"
+    assert cluster.leader() is not None
+
+    remaining = [n for n in cluster.nodes if n.id != gone.id]
+    cluster.wait_converged(timeout=20, nodes=remaining)
+
+    for n in remaining:
+        st = n.status()
+        assert sorted(x["id"] for x in st["nodes"]) == rest, (n.id, st)
+
+    # -- drain: every confirmed id exactly once
+    con = raftmq.Client(cluster.addresses(
+        [n for n in cluster.initial if n.id != gone.id]))
+    info = con.queue_info("m")
+    assert info.unacked == 0 and info.ready == info.published
+    cid = con.consume("m", prefetch=500)
+    seen = []
+    while True:
+        d = con.next_delivery(timeout=5 if len(seen) < info.ready else 0.5)
+        if d is None:
+            break
+        assert d.body == b"body-" + d.msg_id, d
+        seen.append(d.msg_id)
+        assert con.ack(cid, [d.tag]) == (1, 0)
+    assert len(seen) == info.ready
+    dupes = len(seen) - len(set(seen))
+    assert dupes == 0, "%d duplicated deliveries" % dupes
+    lost = pub.confirmed - set(seen)
+    assert not lost, "confirmed but not consumed: %s" % sorted(lost)[:20]
+    unexpected = set(seen) - pub.attempted
+    assert not unexpected, sorted(unexpected)[:20]
+    # anything beyond the confirmed ones is a publish whose outcome the
+    # client could not learn (it raised)
+    extra = set(seen) - pub.confirmed
+    assert extra <= {m for m, _ in pub.failed}, sorted(extra)[:20]
+    print("published %d confirmed, %d failed, %d consumed" %
+          (len(pub.confirmed), len(pub.failed), len(seen)))
+    after = con.queue_info("m")
+    assert (after.ready, after.unacked) == (0, 0)
+    cluster.wait_converged(timeout=20, nodes=remaining)
+
+    # -- node 4 serves clients like any member: a client that knows only
+    # node 4 is redirected to the leader (node 4 must know its client
+    # address) and can read and publish
+    st4 = n4.status()
+    lead = cluster.wait_leader()
+    if lead.id != 4:
+        assert st4["leader_client_address"] == lead.client_address, st4
+    con.close()  # its consumer would take the next message
+    c4 = raftmq.Client(n4.client_address, timeout=5)
+    wait_for(lambda: (c4.queue_info("m").consumers == 0, None), 10,
+             "the closed consumer to go")
+    assert c4.queue_info("m").ready == 0
+    seq, dup = c4.publish("m", b"via node 4")
+    assert not dup
+    assert c4.queue_info("m").ready == 1
