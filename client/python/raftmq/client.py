@@ -35,8 +35,13 @@ def load_proto():
     out = os.path.join(cache, "client_pb2.py")
     if (not os.path.exists(out) or
             os.path.getmtime(out) < os.path.getmtime(proto)):
+        # Generate aside and rename, so concurrent imports never see a
+        # half-written module.
+        tmp = tempfile.mkdtemp(dir=cache)
         subprocess.run(["protoc", "--proto_path=" + proto_dir,
-                        "--python_out=" + cache, proto], check=True)
+                        "--python_out=" + tmp, proto], check=True)
+        os.replace(os.path.join(tmp, "client_pb2.py"), out)
+        os.rmdir(tmp)
     sys.path.insert(0, cache)
     return importlib.import_module("client_pb2")
 
