@@ -144,8 +144,11 @@ def test_full_restart_keeps_state(cluster):
     # only the new leaders' few entries applied on top.
     assert after["state_bytes"] == before["state_bytes"], (before, after)
     assert after["messages"] == before["messages"]
+    # Each leadership (up to one per stop as leadership is handed over,
+    # and one after the start) appends at most a libraft barrier, the
+    # node's barrier, the members' addresses and a DETACH_STALE.
     assert before["applied_index"] < after["applied_index"] <= \
-        before["applied_index"] + 8, (before, after)
+        before["applied_index"] + 4 * 4, (before, after)
     if digest != before["state_digest"]:
         print("digest %s before the restart, %s after (clock advanced)"
               % (before["state_digest"], digest))
