@@ -700,16 +700,18 @@ static void publish_cmd(struct q_cmd *cmd, const Raftmq__Client__V1__Publish *p)
 
 static bool memory_ok(struct node_session *s, uint64_t corr)
 {
+	struct q_totals t;
 	if (!node_memory_alarm(s->srv)) {
 		return true;
 	}
+	q_state_totals(cons_state(s->srv->cons), &t);
 	s->srv->publishes_refused_memory++;
-	node_error(
-		s, corr, EC(RESOURCE_LIMIT),
-		"memory alarm: the node holds %s of queue state, at or over "
-		"its memory_limit of %llu bytes; publishes are refused until "
-		"consumers drain the queues",
-		"more", (unsigned long long)s->srv->cfg.memory_limit);
+	node_error(s, corr, EC(RESOURCE_LIMIT),
+		   "memory alarm: the queues hold %llu bytes, at or over this "
+		   "node's memory_limit of %llu bytes; publishes are refused "
+		   "until consumers drain the queues",
+		   (unsigned long long)t.alloc_bytes,
+		   (unsigned long long)s->srv->cfg.memory_limit);
 	return false;
 }
 
@@ -1402,6 +1404,7 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 	c = node_session_consumer(s, d->consumer);
 	if (c != NULL && c->pull) {
 		struct node_fetch *f = fetch_find(s, c->id, 0);
+		struct q_cmd *cmd;
 		if (f != NULL) {
 			struct node_buf b = {NULL, 0, 0};
 			if (pack_delivery(&m, &b) == 0) {
@@ -1410,6 +1413,28 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 			node_buf_free(&b);
 			return;
 		}
+		/* Delivered after its fetch was answered (credit still left
+		 * before the withdrawal applied): nobody waits for it, so
+		 * give it back at once rather than let it sit until its ack
+		 * deadline. */
+		{
+			q_seq *tag = malloc(sizeof *tag);
+			struct node_req *r =
+				tag != NULL ? node_batch_add(srv, NULL, 0, 0,
+							     NULL, 1, &cmd)
+					    : NULL;
+			if (r == NULL) {
+				free(tag);
+				return; /* its ack deadline returns it */
+			}
+			*tag = d->seq;
+			r->owned = tag; /* commands may move; the tag may not */
+			cmd->type = Q_CMD_RELEASE;
+			cmd->u.tags.consumer = d->consumer;
+			cmd->u.tags.tags = tag;
+			cmd->u.tags.n_tags = 1;
+		}
+		return;
 	}
 	if (c != NULL) {
 		Envelope e;

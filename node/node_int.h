@@ -40,6 +40,7 @@ struct node_req {
 	Envelope *env;	   /* owned until the batch is answered */
 	uint64_t t0_ns;	   /* arrival, for confirm latency */
 	uint64_t fetch_id; /* Fetch: the pending fetch it serves */
+	void *owned;	   /* malloc()ed data its commands point to */
 };
 
 /* A batch of commands proposed as one log entry (group commit). */

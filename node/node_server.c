@@ -84,6 +84,7 @@ static void batch_free(struct node_batch *b)
 		if (r->session != NULL) {
 			node_session_unref(r->session);
 		}
+		free(r->owned);
 	}
 	free(b->cmds);
 	free(b->reqs);
