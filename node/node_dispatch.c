@@ -889,7 +889,15 @@ void node_dispatch(struct node_session *s, Envelope *env)
 		cmd->u.attach.session.node_id = srv->cfg.id;
 		cmd->u.attach.session.epoch = srv->epoch;
 		cmd->u.attach.session.session_id = s->id;
-		cmd->u.attach.prefetch = env->consume->prefetch;
+		/* "Unlimited" is capped: a consumer that stops reading must
+		 * not make this node buffer every message of the queue in its
+		 * output (input from it stops at max_client_output_bytes,
+		 * deliveries do not). */
+		cmd->u.attach.prefetch =
+			env->consume->prefetch == 0 || env->consume->prefetch >
+							       NODE_MAX_PREFETCH
+				? NODE_MAX_PREFETCH
+				: env->consume->prefetch;
 		cmd->u.attach.credit = env->consume->_credit_case != 0
 					       ? env->consume->credit
 					       : Q_CREDIT_UNLIMITED;
@@ -915,7 +923,11 @@ void node_dispatch(struct node_session *s, Envelope *env)
 		}
 		cmd->type = Q_CMD_CREDIT;
 		cmd->u.consumer.consumer = env->credit->consumer_id;
-		cmd->u.consumer.prefetch = env->credit->prefetch;
+		cmd->u.consumer.prefetch =
+			env->credit->prefetch == 0 || env->credit->prefetch >
+							      NODE_MAX_PREFETCH
+				? NODE_MAX_PREFETCH
+				: env->credit->prefetch;
 		cmd->u.consumer.credit = env->credit->credit;
 		return;
 	case BODY(FETCH):

@@ -15,6 +15,9 @@
 
 typedef Raftmq__Client__V1__Envelope Envelope;
 
+/* The largest prefetch a push consumer gets; 0 ("unlimited") means this. */
+#define NODE_MAX_PREFETCH 65536
+
 struct node_server;
 struct node_session;
 
