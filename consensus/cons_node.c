@@ -656,6 +656,25 @@ static void member_cb(struct cons_propose *req, int status,
 	}
 }
 
+/* A membership request wrapper, or NULL. */
+static struct change_req *change_new(struct cons *c, struct cons_change *req,
+				     uint64_t id, cons_change_cb cb)
+{
+	struct change_req *w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		return NULL;
+	}
+	w->user = req;
+	w->c = c;
+	w->id = id;
+	w->req.data = w;
+	w->transfer.data = w;
+	w->member.data = w;
+	req->cb = cb;
+	req->priv = w;
+	return w;
+}
+
 int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 	     const char *raft_address, const char *client_address, int role,
 	     cons_change_cb cb)
@@ -676,19 +695,12 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 			return CONS_EBADID;
 		}
 	}
-	w = calloc(1, sizeof *w);
+	w = change_new(c, req, id, cb);
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
-	w->user = req;
-	w->c = c;
-	w->id = id;
 	w->role = role;
 	snprintf(w->raft_address, sizeof w->raft_address, "%s", raft_address);
-	w->req.data = w;
-	w->member.data = w;
-	req->cb = cb;
-	req->priv = w;
 	raftmq__log__v1__set_member__init(&m);
 	m.id = id;
 	m.client_address = (char *)(uintptr_t)client_address;
@@ -703,18 +715,11 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
 		cons_change_cb cb)
 {
-	struct change_req *w = calloc(1, sizeof *w);
+	struct change_req *w = change_new(c, req, id, cb);
 	int rv;
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
-	w->user = req;
-	w->c = c;
-	w->id = id;
-	w->step = 3;
-	w->req.data = w;
-	req->cb = cb;
-	req->priv = w;
 	rv = raft_remove(&c->raft, &w->req, id, change_cb);
 	if (rv != 0) {
 		free(w);
@@ -734,17 +739,11 @@ static void transfer_cb(struct raft_transfer *req)
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb)
 {
-	struct change_req *w = calloc(1, sizeof *w);
+	struct change_req *w = change_new(c, req, id, cb);
 	int rv;
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
-	w->user = req;
-	w->c = c;
-	w->id = id;
-	w->transfer.data = w;
-	req->cb = cb;
-	req->priv = w;
 	rv = raft_transfer(&c->raft, &w->transfer, id, transfer_cb);
 	if (rv != 0) {
 		free(w);
