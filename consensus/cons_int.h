@@ -124,6 +124,9 @@ struct cons {
 	struct cons_proposer me;      /* id, boot nonce, last proposal seq */
 	struct cons_pending pending;  /* list head of proposals in flight */
 	struct cons_propose announce; /* members announced on election */
+	struct raft_barrier idle_barrier; /* keeps progress moving when idle */
+	int idle_barrier_pending;
+	uint64_t idle_last_index, idle_since_ms;
 	/* reachability as seen by the leader: when match index last moved */
 	struct {
 		uint64_t id, match;

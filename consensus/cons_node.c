@@ -247,8 +247,10 @@ static void update_progress(struct cons *c, uint64_t now)
 		if (raft_match_index(&c->raft, id, &match) != 0) {
 			continue;
 		}
-		if (match != c->progress[i].match ||
-		    match == raft_last_index(&c->raft)) {
+		/* Only progress counts: a dead follower that had every entry
+		 * would otherwise look alive forever on an idle cluster. The
+		 * leader's idle barriers (below) keep live ones moving. */
+		if (match != c->progress[i].match) {
 			c->progress[i].match = match;
 			c->progress[i].seen_ms = now;
 		}
@@ -290,6 +292,13 @@ static void announce_members(struct cons *c)
 	}
 }
 
+static void idle_barrier_cb(struct raft_barrier *req, int status)
+{
+	struct cons *c = req->data;
+	(void)status;
+	c->idle_barrier_pending = 0;
+}
+
 static void check_cb(uv_check_t *h)
 {
 	struct cons *c = h->data;
@@ -303,7 +312,24 @@ static void check_cb(uv_check_t *h)
 	}
 	raft_leader(&c->raft, &leader, &addr);
 	if (state == RAFT_LEADER) {
-		update_progress(c, uv_now(c->loop));
+		uint64_t now = uv_now(c->loop);
+		update_progress(c, now);
+		/* On an idle cluster, append a barrier every half election
+		 * timeout so followers' match indexes move and reachability
+		 * (cons_status) reflects who is really there. */
+		if (raft_last_index(&c->raft) != c->idle_last_index) {
+			c->idle_last_index = raft_last_index(&c->raft);
+			c->idle_since_ms = now;
+		} else if (now - c->idle_since_ms >
+				   c->raft.election_timeout / 2 &&
+			   !c->idle_barrier_pending) {
+			c->idle_barrier.data = c;
+			if (raft_barrier(&c->raft, &c->idle_barrier,
+					 idle_barrier_cb) == 0) {
+				c->idle_barrier_pending = 1;
+			}
+			c->idle_since_ms = now;
+		}
 	}
 	if (state == c->last_state && term == c->last_term &&
 	    leader == c->last_leader) {

@@ -12,7 +12,8 @@ PKGS=(
 	build-essential pkg-config meson ninja-build
 	libuv1-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 	libcriterion-dev libinih-dev libmicrohttpd-dev libxxhash-dev
-	python3 python3-protobuf python3-pytest clang-format curl
+	python3 python3-protobuf python3-pytest python3-yaml clang-format curl
+	chromium chromium-driver
 )
 BACKPORTS_PKGS=(libraft-dev)
 

@@ -402,7 +402,7 @@ static void status_json(struct node_server *srv, struct out *o, bool digest)
 	    (unsigned long long)t.alloc_bytes,
 	    (unsigned long long)srv->cfg.memory_limit,
 	    (unsigned long long)t.messages, srv->n_sessions,
-	    (unsigned long long)(uv_now(srv->loop)));
+	    (unsigned long long)(uv_now(srv->loop) - srv->started_loop_ms));
 	for (i = 0; i < st.n_nodes; i++) {
 		const struct cons_node_status *n = &st.nodes[i];
 		put(o, "%s{\"id\":%llu,\"raft_address\":", i ? "," : "",
@@ -542,16 +542,13 @@ static void rearm(struct node_http *h)
 int node_http_start(struct node_server *srv, char *err, size_t errlen)
 {
 	struct node_http *h;
-	char host[NODE_ADDR_MAX];
-	unsigned port;
 	struct sockaddr_in sa;
 	const union MHD_DaemonInfo *info;
 
-	if (node_config_split_address(srv->cfg.http_address, host, sizeof host,
-				      &port) != 0 ||
-	    uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
-			(int)port, &sa) != 0) {
-		snprintf(err, errlen, "bad http address %s",
+	if (node_resolve(srv->cfg.http_address, &sa) != 0) {
+		snprintf(err, errlen,
+			 "bad http address %s (not an IPv4 address or a name "
+			 "that resolves to one)",
 			 srv->cfg.http_address);
 		return -1;
 	}
@@ -562,8 +559,8 @@ int node_http_start(struct node_server *srv, char *err, size_t errlen)
 	}
 	h->srv = srv;
 	h->d = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-		handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+		MHD_USE_EPOLL | MHD_USE_ERROR_LOG, ntohs(sa.sin_port), NULL,
+		NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 		MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT,
 		256u, MHD_OPTION_END);
 	if (h->d == NULL) {

@@ -167,6 +167,7 @@ struct node_server {
 	uint64_t publishes_refused_memory;
 	uint64_t batches_proposed, commands_batched;
 	uint64_t started_ms;
+	uint64_t started_loop_ms; /* uv_now() at start, for uptime */
 	struct node_hist confirm;
 };
 
@@ -190,6 +191,10 @@ void node_batch_flush(struct node_server *srv);
 void node_server_wake(struct node_server *srv);
 /* The memory alarm: true when publishes must be refused. */
 bool node_memory_alarm(const struct node_server *srv);
+
+/* Resolves "host:port" (an IPv4 literal or a name) to an IPv4 address to
+ * bind; 0 or -1. Names are looked up once, at start. */
+int node_resolve(const char *addr, struct sockaddr_in *sa);
 
 /* node_session.c */
 void node_session_accept(struct node_server *srv);

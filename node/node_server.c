@@ -16,6 +16,8 @@
  * leadership and the clients reconnect to the new leader. */
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "node_int.h"
@@ -384,17 +386,34 @@ static void listener_cb(uv_stream_t *server, int status)
 	node_session_accept(srv);
 }
 
+int node_resolve(const char *addr, struct sockaddr_in *sa)
+{
+	char host[NODE_ADDR_MAX], portstr[16];
+	unsigned port;
+	struct addrinfo hints, *res = NULL;
+	if (node_config_split_address(addr, host, sizeof host, &port) != 0) {
+		return -1;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(portstr, sizeof portstr, "%u", port);
+	if (getaddrinfo(host, portstr, &hints, &res) != 0 || res == NULL) {
+		return -1;
+	}
+	memcpy(sa, res->ai_addr, sizeof *sa);
+	freeaddrinfo(res);
+	return 0;
+}
+
 static int listen_on(struct node_server *srv, char *err, size_t errlen)
 {
-	char host[NODE_ADDR_MAX];
-	unsigned port;
 	struct sockaddr_in sa;
 	int rv;
-	if (node_config_split_address(srv->cfg.client_address, host,
-				      sizeof host, &port) != 0 ||
-	    uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
-			(int)port, &sa) != 0) {
-		snprintf(err, errlen, "bad client address %s",
+	if (node_resolve(srv->cfg.client_address, &sa) != 0) {
+		snprintf(err, errlen,
+			 "bad client address %s (not an IPv4 address or a "
+			 "name that resolves to one)",
 			 srv->cfg.client_address);
 		return -1;
 	}
@@ -433,6 +452,7 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	srv->cfg = *cfg;
 	srv->sessions.next = srv->sessions.prev = &srv->sessions;
 	srv->started_ms = wall_ms();
+	srv->started_loop_ms = uv_now(loop);
 	node_log_ctx.id = cfg->id;
 	node_log_ctx.level = cfg->log_level;
 

@@ -7,6 +7,7 @@
 2. Consumers hold unacked deliveries when the leader is killed: the new
    leader releases them (DETACH_STALE after its barrier) and they are
    delivered again, with their delivery counts carried over."""
+import os
 import threading
 import time
 
@@ -70,7 +71,10 @@ def test_kill_leader_while_publishing(cluster):
     after = len(confirmed)
     print("failover %.2f s; confirmed %d before the kill, %d in all; "
           "%d publishes failed" % (failover, before, after, len(errors)))
-    assert failover < 3.0, "new leader after %.2f s" % failover
+    # 3 s in the plain build; a sanitizer build on 2 cores is several
+    # times slower, and a timing bound there measures the sanitizer.
+    bound = 10.0 if os.environ.get("RAFTMQ_SANITIZE") == "1" else 3.0
+    assert failover < bound, "new leader after %.2f s" % failover
     assert after > before, "no publish confirmed after the failover"
     t1 = time.monotonic()
     got = drain(cluster.addresses(), "stream")

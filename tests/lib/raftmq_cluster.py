@@ -230,7 +230,8 @@ class Cluster:
 
     def crashes(self):
         """Nodes that died on their own (not killed by the test)."""
-        return [n.id for n in self.nodes
+        return ["node %d (exit %s)" % (n.id, n.proc.returncode)
+                for n in self.nodes
                 if n.proc is not None and n.proc.poll() is not None and
                 n.proc.returncode not in (0, -signal.SIGKILL,
                                           -signal.SIGTERM)]
