@@ -121,6 +121,21 @@ int cli_lib_fail_msg(int rv, const char *msg, const char *action,
  */
 struct raftmq *cli_connect(const struct raftmq_options *opts, int *rc);
 
+/* The body of a command on an open connection: calls the library with the
+ * positional arguments `args` and its own data `ctx`, reports the outcome
+ * (result or cli_lib_fail()) and returns the exit code. */
+typedef int cli_conn_fn(struct raftmq *conn, char **args, void *ctx);
+
+/* Connects (cli_connect(NULL, ...)), runs `fn`, closes the connection and
+ * returns the exit code of `fn`, or that of the connect failure. */
+int cli_with_conn(cli_conn_fn *fn, char **args, void *ctx);
+
+/* cli_parse() of a command with at most CLI_MAX_ARGS positional arguments,
+ * then cli_with_conn(): the whole of a command that checks nothing more. */
+#define CLI_MAX_ARGS 4
+int cli_run(const struct cli_cmd *cmd, int argc, char **argv,
+	    const struct cli_opt *opts, cli_conn_fn *fn, void *ctx);
+
 /* ---- output ------------------------------------------------------------ */
 
 /* Minimal streaming JSON writer: keys are NULL inside arrays. */

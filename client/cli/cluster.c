@@ -149,132 +149,139 @@ static void json_status(const struct raftmq_cluster_status *st)
 	putchar('\n');
 }
 
-static int cluster_status(int argc, char **argv)
+static int cluster_status_run(struct raftmq *conn, char **args, void *ctx)
 {
 	struct raftmq_cluster_status st;
-	bool json = false;
-	const struct cli_opt opts[] = {
-		{"json", CLI_FLAG, &json, NULL},
-		{NULL, CLI_FLAG, NULL, NULL},
-	};
-	struct raftmq *conn;
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&status_cmd, argc, argv, opts, NULL, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)args;
 	memset(&st, 0, sizeof(st));
 	rv = raftmq_cluster_status(conn, &st);
 	if (rv != 0) {
-		rc = cli_lib_fail(conn, rv, "get the cluster status", NULL,
-				  NULL);
-		raftmq_close(conn);
-		return rc;
+		return cli_lib_fail(conn, rv, "get the cluster status", NULL,
+				    NULL);
 	}
-	if (json) {
+	if (*(const bool *)ctx) {
 		json_status(&st);
 	} else {
 		print_status(&st);
 	}
 	raftmq_cluster_status_free(&st);
-	raftmq_close(conn);
+	return CLI_EXIT_OK;
+}
+
+static int cluster_status(int argc, char **argv)
+{
+	bool json = false;
+	const struct cli_opt opts[] = {
+		{"json", CLI_FLAG, &json, NULL},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+
+	return cli_run(&status_cmd, argc, argv, opts, cluster_status_run,
+		       &json);
+}
+
+/* What cluster add, remove and transfer checked before connecting. */
+struct node_cmd {
+	uint64_t id;
+	const char *role_s;
+	enum raftmq_role role;
+	int nargs;
+};
+
+static int cluster_add_run(struct raftmq *conn, char **args, void *ctx)
+{
+	const struct node_cmd *c = ctx;
+	char action[300];
+	int rv;
+
+	rv = raftmq_cluster_add(conn, c->id, args[1], args[2], c->role);
+	if (rv != 0) {
+		snprintf(action, sizeof(action), "add node %llu",
+			 (unsigned long long)c->id);
+		return cli_lib_fail(conn, rv, action, NULL, NULL);
+	}
+	printf("added node %llu (%s) as %s\n", (unsigned long long)c->id,
+	       args[2], c->role_s);
 	return CLI_EXIT_OK;
 }
 
 static int cluster_add(int argc, char **argv)
 {
-	const char *role_s = "voter";
+	struct node_cmd c = {.role_s = "voter"};
 	const struct cli_opt opts[] = {
-		{"role", CLI_STR, &role_s, NULL},
+		{"role", CLI_STR, &c.role_s, NULL},
 		{NULL, CLI_FLAG, NULL, NULL},
 	};
-	enum raftmq_role role;
-	struct raftmq *conn;
-	char action[300];
 	char *args[3];
-	uint64_t id;
-	int nargs;
 	int rc;
-	int rv;
 
-	rc = cli_parse(&add_cmd, argc, argv, opts, args, &nargs);
+	rc = cli_parse(&add_cmd, argc, argv, opts, args, &c.nargs);
 	if (rc >= 0) {
 		return rc;
 	}
-	rc = parse_id(add_cmd.path, args[0], &id);
+	rc = parse_id(add_cmd.path, args[0], &c.id);
 	if (rc >= 0) {
 		return rc;
 	}
-	if (strcmp(role_s, "voter") == 0) {
-		role = RAFTMQ_ROLE_VOTER;
-	} else if (strcmp(role_s, "standby") == 0) {
-		role = RAFTMQ_ROLE_STANDBY;
-	} else if (strcmp(role_s, "spare") == 0) {
-		role = RAFTMQ_ROLE_SPARE;
+	if (strcmp(c.role_s, "voter") == 0) {
+		c.role = RAFTMQ_ROLE_VOTER;
+	} else if (strcmp(c.role_s, "standby") == 0) {
+		c.role = RAFTMQ_ROLE_STANDBY;
+	} else if (strcmp(c.role_s, "spare") == 0) {
+		c.role = RAFTMQ_ROLE_SPARE;
 	} else {
 		return cli_usage(add_cmd.path,
 				 "--role must be voter, standby or spare, not "
 				 "\"%s\"",
-				 role_s);
+				 c.role_s);
 	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
+	return cli_with_conn(cluster_add_run, args, &c);
+}
+
+static int cluster_remove_run(struct raftmq *conn, char **args, void *ctx)
+{
+	const struct node_cmd *c = ctx;
+	char action[300];
+	int rv;
+
+	(void)args;
+	rv = raftmq_cluster_remove(conn, c->id);
+	if (rv != 0) {
+		snprintf(action, sizeof(action), "remove node %llu",
+			 (unsigned long long)c->id);
+		return cli_lib_fail(conn, rv, action, NULL, NULL);
+	}
+	printf("removed node %llu\n", (unsigned long long)c->id);
+	return CLI_EXIT_OK;
+}
+
+/* Parses a command whose positional arguments are at most one node ID. */
+static int parse_node(const struct cli_cmd *cmd, int argc, char **argv,
+		      struct node_cmd *c)
+{
+	char *args[1];
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = cli_parse(cmd, argc, argv, NULL, args, &c->nargs);
+	if (rc >= 0 || c->nargs == 0) {
 		return rc;
 	}
-	rv = raftmq_cluster_add(conn, id, args[1], args[2], role);
-	if (rv != 0) {
-		snprintf(action, sizeof(action), "add node %llu",
-			 (unsigned long long)id);
-		rc = cli_lib_fail(conn, rv, action, NULL, NULL);
-	} else {
-		printf("added node %llu (%s) as %s\n", (unsigned long long)id,
-		       args[2], role_s);
-		rc = CLI_EXIT_OK;
-	}
-	raftmq_close(conn);
-	return rc;
+	return parse_id(cmd->path, args[0], &c->id);
 }
 
 static int cluster_remove(int argc, char **argv)
 {
-	struct raftmq *conn;
-	char action[300];
-	char *args[1];
-	uint64_t id;
-	int nargs;
+	struct node_cmd c;
 	int rc;
-	int rv;
 
-	rc = cli_parse(&remove_cmd, argc, argv, NULL, args, &nargs);
+	rc = parse_node(&remove_cmd, argc, argv, &c);
 	if (rc >= 0) {
 		return rc;
 	}
-	rc = parse_id(remove_cmd.path, args[0], &id);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
-	rv = raftmq_cluster_remove(conn, id);
-	if (rv != 0) {
-		snprintf(action, sizeof(action), "remove node %llu",
-			 (unsigned long long)id);
-		rc = cli_lib_fail(conn, rv, action, NULL, NULL);
-	} else {
-		printf("removed node %llu\n", (unsigned long long)id);
-		rc = CLI_EXIT_OK;
-	}
-	raftmq_close(conn);
-	return rc;
+	return cli_with_conn(cluster_remove_run, NULL, &c);
 }
 
 /*
@@ -303,51 +310,43 @@ static uint64_t new_leader(struct raftmq *conn, uint64_t old)
 	return 0;
 }
 
-static int cluster_transfer(int argc, char **argv)
+static int cluster_transfer_run(struct raftmq *conn, char **args, void *ctx)
 {
-	struct raftmq *conn;
+	const struct node_cmd *c = ctx;
 	uint64_t leader = 0;
 	uint64_t old;
-	uint64_t id = 0;
-	char *args[1];
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&transfer_cmd, argc, argv, NULL, args, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	if (nargs == 1) {
-		rc = parse_id(transfer_cmd.path, args[0], &id);
-		if (rc >= 0) {
-			return rc;
-		}
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)args;
 	old = raftmq_node_id(conn);
-	rv = raftmq_cluster_transfer(conn, id, &leader);
+	rv = raftmq_cluster_transfer(conn, c->id, &leader);
 	if (rv == 0 && leader == 0) {
 		leader = new_leader(conn, old);
 	}
 	if (rv != 0) {
-		rc = cli_lib_fail(conn, rv, "transfer the leadership", NULL,
-				  NULL);
-	} else {
-		if (leader != 0) {
-			printf("leadership transferred to node %llu\n",
-			       (unsigned long long)leader);
-		} else {
-			printf("leadership transfer started (new leader not "
-			       "known yet)\n");
-		}
-		rc = CLI_EXIT_OK;
+		return cli_lib_fail(conn, rv, "transfer the leadership", NULL,
+				    NULL);
 	}
-	raftmq_close(conn);
-	return rc;
+	if (leader != 0) {
+		printf("leadership transferred to node %llu\n",
+		       (unsigned long long)leader);
+	} else {
+		printf("leadership transfer started (new leader not known "
+		       "yet)\n");
+	}
+	return CLI_EXIT_OK;
+}
+
+static int cluster_transfer(int argc, char **argv)
+{
+	struct node_cmd c;
+	int rc;
+
+	rc = parse_node(&transfer_cmd, argc, argv, &c);
+	if (rc >= 0) {
+		return rc;
+	}
+	return cli_with_conn(cluster_transfer_run, NULL, &c);
 }
 
 int cli_cluster_main(int argc, char **argv)
@@ -486,29 +485,15 @@ static void stats_json(const struct raftmq_queue_status *qs, size_t n,
 	putchar('\n');
 }
 
-int cli_stats_main(int argc, char **argv)
+static int stats_run(struct raftmq *conn, char **args, void *ctx)
 {
 	struct raftmq_queue_status *qs = NULL;
 	struct raftmq_topic_status *ts = NULL;
-	bool json = false;
-	const struct cli_opt opts[] = {
-		{"json", CLI_FLAG, &json, NULL},
-		{NULL, CLI_FLAG, NULL, NULL},
-	};
-	struct raftmq *conn;
 	size_t n = 0, nt = 0;
-	int nargs;
 	int rc;
 	int rv;
 
-	rc = cli_parse(&stats_cmd, argc, argv, opts, NULL, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)args;
 	rv = raftmq_queue_list(conn, &qs, &n);
 	if (rv == 0) {
 		rv = raftmq_topic_list(conn, &ts, &nt);
@@ -516,7 +501,7 @@ int cli_stats_main(int argc, char **argv)
 	if (rv != 0) {
 		rc = cli_lib_fail(conn, rv, "get the statistics", NULL, NULL);
 	} else {
-		if (json) {
+		if (*(const bool *)ctx) {
 			stats_json(qs, n, ts, nt);
 		} else {
 			stats_table(qs, n, ts, nt);
@@ -525,6 +510,16 @@ int cli_stats_main(int argc, char **argv)
 	}
 	raftmq_queue_status_free(qs, n);
 	raftmq_topic_status_free(ts, nt);
-	raftmq_close(conn);
 	return rc;
+}
+
+int cli_stats_main(int argc, char **argv)
+{
+	bool json = false;
+	const struct cli_opt opts[] = {
+		{"json", CLI_FLAG, &json, NULL},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+
+	return cli_run(&stats_cmd, argc, argv, opts, stats_run, &json);
 }

@@ -232,6 +232,28 @@ static int read_file(const char *path, char **out, size_t *len)
 	return -1;
 }
 
+/* Publishes the one message `ctx`, with its id, to its queue or topic. */
+static int publish_one(struct raftmq *conn, char **args, void *ctx)
+{
+	const struct raftmq_message *m = ctx;
+	const char *kind = m->queue != NULL ? "queue" : "topic";
+	const char *name = m->queue != NULL ? m->queue : m->topic;
+	char action[300];
+	uint64_t seq = 0;
+	bool dup = false;
+	int rv;
+
+	(void)args;
+	rv = raftmq_publish(conn, m, &seq, &dup);
+	if (rv != 0) {
+		snprintf(action, sizeof(action), "publish to %s \"%s\"", kind,
+			 name);
+		return cli_lib_fail(conn, rv, action, kind, name);
+	}
+	print_confirm(m->msg_id, m->msg_id_len, seq, dup);
+	return CLI_EXIT_OK;
+}
+
 int cli_publish_main(int argc, char **argv)
 {
 	const char *queue = NULL, *topic = NULL, *id = NULL, *body = NULL,
@@ -255,17 +277,12 @@ int cli_publish_main(int argc, char **argv)
 	const char *cmd = publish_cmd.path;
 	struct raftmq_message m;
 	const char *kind, *name;
-	char action[300];
 	char gen_id[RAFTMQ_MSG_ID_SIZE];
 	char prefix_buf[RAFTMQ_MSG_ID_SIZE];
-	struct raftmq *conn;
 	char *data = NULL;
 	size_t data_len = 0;
-	uint64_t seq = 0;
-	bool dup = false;
 	int nargs;
 	int rc;
-	int rv;
 
 	rc = cli_parse(&publish_cmd, argc, argv, opts, NULL, &nargs);
 	if (rc >= 0) {
@@ -335,21 +352,7 @@ int cli_publish_main(int argc, char **argv)
 	}
 	m.msg_id = id;
 	m.msg_id_len = strlen(id);
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		free(data);
-		return rc;
-	}
-	rv = raftmq_publish(conn, &m, &seq, &dup);
-	if (rv != 0) {
-		snprintf(action, sizeof(action), "publish to %s \"%s\"", kind,
-			 name);
-		rc = cli_lib_fail(conn, rv, action, kind, name);
-	} else {
-		print_confirm(id, strlen(id), seq, dup);
-		rc = CLI_EXIT_OK;
-	}
-	raftmq_close(conn);
+	rc = cli_with_conn(publish_one, NULL, &m);
 	free(data);
 	return rc;
 }

@@ -112,81 +112,77 @@ static int parse_settings(const struct cli_cmd *cmd, int argc, char **argv,
 	return cli_settings(&so, cmd->path, st);
 }
 
+struct queue_set {
+	bool configure;
+	struct raftmq_queue_settings st;
+};
+
+static int queue_set_run(struct raftmq *conn, char **args, void *ctx)
+{
+	const struct queue_set *c = ctx;
+	char action[300];
+	int rv;
+
+	rv = c->configure ? raftmq_queue_configure(conn, args[0], &c->st)
+			  : raftmq_queue_create(conn, args[0], &c->st);
+	if (rv != 0) {
+		snprintf(action, sizeof(action), "%s queue \"%s\"",
+			 c->configure ? "configure" : "create", args[0]);
+		return cli_lib_fail(conn, rv, action, "queue", args[0]);
+	}
+	printf("%s queue \"%s\"\n", c->configure ? "configured" : "created",
+	       args[0]);
+	return CLI_EXIT_OK;
+}
+
 static int queue_create(int argc, char **argv, bool configure)
 {
 	const struct cli_cmd *cmd = configure ? &configure_cmd : &create_cmd;
-	struct raftmq_queue_settings st;
-	struct raftmq *conn;
+	struct queue_set c = {.configure = configure};
 	char *args[1];
-	char action[300];
 	int nargs;
 	int rc;
-	int rv;
 
-	rc = parse_settings(cmd, argc, argv, args, &nargs, &st);
+	rc = parse_settings(cmd, argc, argv, args, &nargs, &c.st);
 	if (rc >= 0) {
 		return rc;
 	}
-	if (configure && st.has == 0) {
+	if (configure && c.st.has == 0) {
 		return cli_usage(cmd->path,
 				 "nothing to change: give at least "
 				 "one queue option");
 	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
-	rv = configure ? raftmq_queue_configure(conn, args[0], &st)
-		       : raftmq_queue_create(conn, args[0], &st);
-	if (rv != 0) {
-		snprintf(action, sizeof(action), "%s queue \"%s\"",
-			 configure ? "configure" : "create", args[0]);
-		rc = cli_lib_fail(conn, rv, action, "queue", args[0]);
-	} else {
-		printf("%s queue \"%s\"\n",
-		       configure ? "configured" : "created", args[0]);
-		rc = CLI_EXIT_OK;
-	}
-	raftmq_close(conn);
-	return rc;
+	return cli_with_conn(queue_set_run, args, &c);
 }
 
-static int queue_delete_purge(int argc, char **argv, bool purge)
+static int queue_delete_run(struct raftmq *conn, char **args, void *ctx)
 {
-	const struct cli_cmd *cmd = purge ? &purge_cmd : &delete_cmd;
-	struct raftmq *conn;
 	char action[300];
 	uint64_t purged = 0;
-	char *args[1];
-	int nargs;
-	int rc;
+	bool purge = *(const bool *)ctx;
 	int rv;
 
-	rc = cli_parse(cmd, argc, argv, NULL, args, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
 	rv = purge ? raftmq_queue_purge(conn, args[0], &purged)
 		   : raftmq_queue_delete(conn, args[0]);
 	if (rv != 0) {
 		snprintf(action, sizeof(action), "%s queue \"%s\"",
 			 purge ? "purge" : "delete", args[0]);
-		rc = cli_lib_fail(conn, rv, action, "queue", args[0]);
-	} else if (purge) {
+		return cli_lib_fail(conn, rv, action, "queue", args[0]);
+	}
+	if (purge) {
 		printf("purged %llu message%s from queue \"%s\"\n",
 		       (unsigned long long)purged, purged == 1 ? "" : "s",
 		       args[0]);
-		rc = CLI_EXIT_OK;
 	} else {
 		printf("deleted queue \"%s\"\n", args[0]);
-		rc = CLI_EXIT_OK;
 	}
-	raftmq_close(conn);
-	return rc;
+	return CLI_EXIT_OK;
+}
+
+static int queue_delete_purge(int argc, char **argv, bool purge)
+{
+	return cli_run(purge ? &purge_cmd : &delete_cmd, argc, argv, NULL,
+		       queue_delete_run, &purge);
 }
 
 static const char *or_dash(const char *s)
@@ -268,37 +264,18 @@ static void print_info(const struct raftmq_queue_status *q)
 	cli_table_free(&t);
 }
 
-static int queue_info(int argc, char **argv)
+static int queue_info_run(struct raftmq *conn, char **args, void *ctx)
 {
 	struct raftmq_queue_status *q;
-	bool json = false;
-	const struct cli_opt opts[] = {
-		{"json", CLI_FLAG, &json, NULL},
-		{NULL, CLI_FLAG, NULL, NULL},
-	};
-	struct raftmq *conn;
 	char action[300];
-	char *args[1];
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&info_cmd, argc, argv, opts, args, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
 	rv = raftmq_queue_info(conn, args[0], &q);
 	if (rv != 0) {
 		snprintf(action, sizeof(action), "get queue \"%s\"", args[0]);
-		rc = cli_lib_fail(conn, rv, action, "queue", args[0]);
-		raftmq_close(conn);
-		return rc;
+		return cli_lib_fail(conn, rv, action, "queue", args[0]);
 	}
-	if (json) {
+	if (*(const bool *)ctx) {
 		struct cli_json j;
 
 		cli_json_init(&j, stdout);
@@ -310,41 +287,34 @@ static int queue_info(int argc, char **argv)
 		print_info(q);
 	}
 	raftmq_queue_status_free(q, 1);
-	raftmq_close(conn);
 	return CLI_EXIT_OK;
 }
 
-static int queue_list(int argc, char **argv)
+static int queue_info(int argc, char **argv)
 {
-	static const bool right[] = {false, true, true, true, true,
-				     true,  true, true, false};
-	struct raftmq_queue_status *qs = NULL;
 	bool json = false;
 	const struct cli_opt opts[] = {
 		{"json", CLI_FLAG, &json, NULL},
 		{NULL, CLI_FLAG, NULL, NULL},
 	};
-	struct raftmq *conn;
+
+	return cli_run(&info_cmd, argc, argv, opts, queue_info_run, &json);
+}
+
+static int queue_list_run(struct raftmq *conn, char **args, void *ctx)
+{
+	static const bool right[] = {false, true, true, true, true,
+				     true,  true, true, false};
+	struct raftmq_queue_status *qs = NULL;
 	size_t n = 0;
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&list_cmd, argc, argv, opts, NULL, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)args;
 	rv = raftmq_queue_list(conn, &qs, &n);
 	if (rv != 0) {
-		rc = cli_lib_fail(conn, rv, "list queues", NULL, NULL);
-		raftmq_close(conn);
-		return rc;
+		return cli_lib_fail(conn, rv, "list queues", NULL, NULL);
 	}
-	if (json) {
+	if (*(const bool *)ctx) {
 		struct cli_json j;
 
 		cli_json_init(&j, stdout);
@@ -391,8 +361,18 @@ static int queue_list(int argc, char **argv)
 		cli_table_free(&t);
 	}
 	raftmq_queue_status_free(qs, n);
-	raftmq_close(conn);
 	return CLI_EXIT_OK;
+}
+
+static int queue_list(int argc, char **argv)
+{
+	bool json = false;
+	const struct cli_opt opts[] = {
+		{"json", CLI_FLAG, &json, NULL},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+
+	return cli_run(&list_cmd, argc, argv, opts, queue_list_run, &json);
 }
 
 static int q_create(int argc, char **argv)
@@ -489,92 +469,67 @@ static const struct cli_cmd tlist_cmd = {
 	"table), or with\n--json a JSON array of objects.\n",
 	0, 0};
 
-static int topic_create(int argc, char **argv)
+struct topic_window {
+	uint64_t ms;
+	bool given;
+};
+
+static int topic_create_run(struct raftmq *conn, char **args, void *ctx)
 {
-	uint64_t window = 0;
-	bool has_window = false;
-	const struct cli_opt opts[] = {
-		{"dedup-window", CLI_U64, &window, &has_window},
-		{NULL, CLI_FLAG, NULL, NULL},
-	};
-	struct raftmq *conn;
+	const struct topic_window *w = ctx;
 	char action[300];
-	char *args[1];
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&tcreate_cmd, argc, argv, opts, args, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
-	rv = raftmq_topic_create(conn, args[0], has_window ? &window : NULL);
+	rv = raftmq_topic_create(conn, args[0], w->given ? &w->ms : NULL);
 	if (rv != 0) {
 		snprintf(action, sizeof(action), "create topic \"%s\"",
 			 args[0]);
-		rc = cli_lib_fail(conn, rv, action, "topic", args[0]);
-	} else {
-		printf("created topic \"%s\"\n", args[0]);
-		rc = CLI_EXIT_OK;
+		return cli_lib_fail(conn, rv, action, "topic", args[0]);
 	}
-	raftmq_close(conn);
-	return rc;
+	printf("created topic \"%s\"\n", args[0]);
+	return CLI_EXIT_OK;
 }
 
-static int topic_delete(int argc, char **argv)
+static int topic_create(int argc, char **argv)
 {
-	struct raftmq *conn;
+	struct topic_window w = {0, false};
+	const struct cli_opt opts[] = {
+		{"dedup-window", CLI_U64, &w.ms, &w.given},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+
+	return cli_run(&tcreate_cmd, argc, argv, opts, topic_create_run, &w);
+}
+
+static int topic_delete_run(struct raftmq *conn, char **args, void *ctx)
+{
 	char action[300];
-	char *args[1];
-	int nargs;
-	int rc;
 	int rv;
 
-	rc = cli_parse(&tdelete_cmd, argc, argv, NULL, args, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)ctx;
 	rv = raftmq_topic_delete(conn, args[0]);
 	if (rv != 0) {
 		snprintf(action, sizeof(action), "delete topic \"%s\"",
 			 args[0]);
-		rc = cli_lib_fail(conn, rv, action, "topic", args[0]);
-	} else {
-		printf("deleted topic \"%s\"\n", args[0]);
-		rc = CLI_EXIT_OK;
+		return cli_lib_fail(conn, rv, action, "topic", args[0]);
 	}
-	raftmq_close(conn);
-	return rc;
+	printf("deleted topic \"%s\"\n", args[0]);
+	return CLI_EXIT_OK;
 }
 
-static int topic_subscribe(int argc, char **argv)
+static int topic_delete(int argc, char **argv)
 {
-	struct raftmq_queue_settings st;
-	struct raftmq *conn;
+	return cli_run(&tdelete_cmd, argc, argv, NULL, topic_delete_run, NULL);
+}
+
+static int topic_subscribe_run(struct raftmq *conn, char **args, void *ctx)
+{
 	char *queue = NULL;
 	char action[300];
-	char *args[2];
-	int nargs;
 	int rc;
 	int rv;
 
-	rc = parse_settings(&subscribe_cmd, argc, argv, args, &nargs, &st);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
-	rv = raftmq_subscribe(conn, args[0], args[1], &st, &queue);
+	rv = raftmq_subscribe(conn, args[0], args[1], ctx, &queue);
 	if (rv != 0) {
 		snprintf(action, sizeof(action),
 			 "subscribe \"%s\" to topic \"%s\"", args[1], args[0]);
@@ -588,40 +543,44 @@ static int topic_subscribe(int argc, char **argv)
 		rc = CLI_EXIT_OK;
 	}
 	free(queue);
-	raftmq_close(conn);
 	return rc;
 }
 
-static int topic_unsubscribe(int argc, char **argv)
+static int topic_subscribe(int argc, char **argv)
 {
-	struct raftmq *conn;
-	char action[300];
+	struct raftmq_queue_settings st;
 	char *args[2];
 	int nargs;
 	int rc;
-	int rv;
 
-	rc = cli_parse(&unsubscribe_cmd, argc, argv, NULL, args, &nargs);
+	rc = parse_settings(&subscribe_cmd, argc, argv, args, &nargs, &st);
 	if (rc >= 0) {
 		return rc;
 	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	return cli_with_conn(topic_subscribe_run, args, &st);
+}
+
+static int topic_unsubscribe_run(struct raftmq *conn, char **args, void *ctx)
+{
+	char action[300];
+	int rv;
+
+	(void)ctx;
 	rv = raftmq_unsubscribe(conn, args[0], args[1]);
 	if (rv != 0) {
 		snprintf(action, sizeof(action),
 			 "unsubscribe \"%s\" from topic \"%s\"", args[1],
 			 args[0]);
-		rc = cli_lib_fail(conn, rv, action, NULL, NULL);
-	} else {
-		printf("unsubscribed \"%s\" from topic \"%s\"\n", args[1],
-		       args[0]);
-		rc = CLI_EXIT_OK;
+		return cli_lib_fail(conn, rv, action, NULL, NULL);
 	}
-	raftmq_close(conn);
-	return rc;
+	printf("unsubscribed \"%s\" from topic \"%s\"\n", args[1], args[0]);
+	return CLI_EXIT_OK;
+}
+
+static int topic_unsubscribe(int argc, char **argv)
+{
+	return cli_run(&unsubscribe_cmd, argc, argv, NULL,
+		       topic_unsubscribe_run, NULL);
 }
 
 /* The subscription queues of `topic` among the queues `qs`, as "a,b". */
@@ -646,30 +605,16 @@ static void sub_queues(const char *topic, const struct raftmq_queue_status *qs,
 	}
 }
 
-static int topic_list(int argc, char **argv)
+static int topic_list_run(struct raftmq *conn, char **args, void *ctx)
 {
 	static const bool right[] = {false, true, true, true, true, false};
 	struct raftmq_topic_status *ts = NULL;
 	struct raftmq_queue_status *qs = NULL;
-	bool json = false;
-	const struct cli_opt opts[] = {
-		{"json", CLI_FLAG, &json, NULL},
-		{NULL, CLI_FLAG, NULL, NULL},
-	};
-	struct raftmq *conn;
 	size_t n = 0, nq = 0;
-	int nargs;
 	int rc;
 	int rv;
 
-	rc = cli_parse(&tlist_cmd, argc, argv, opts, NULL, &nargs);
-	if (rc >= 0) {
-		return rc;
-	}
-	conn = cli_connect(NULL, &rc);
-	if (conn == NULL) {
-		return rc;
-	}
+	(void)args;
 	rv = raftmq_topic_list(conn, &ts, &n);
 	if (rv == 0) {
 		/* Topic status has counts only; the names of the subscription
@@ -679,10 +624,9 @@ static int topic_list(int argc, char **argv)
 	if (rv != 0) {
 		rc = cli_lib_fail(conn, rv, "list topics", NULL, NULL);
 		raftmq_topic_status_free(ts, n);
-		raftmq_close(conn);
 		return rc;
 	}
-	if (json) {
+	if (*(const bool *)ctx) {
 		struct cli_json j;
 
 		cli_json_init(&j, stdout);
@@ -739,8 +683,18 @@ static int topic_list(int argc, char **argv)
 	}
 	raftmq_topic_status_free(ts, n);
 	raftmq_queue_status_free(qs, nq);
-	raftmq_close(conn);
 	return CLI_EXIT_OK;
+}
+
+static int topic_list(int argc, char **argv)
+{
+	bool json = false;
+	const struct cli_opt opts[] = {
+		{"json", CLI_FLAG, &json, NULL},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+
+	return cli_run(&tlist_cmd, argc, argv, opts, topic_list_run, &json);
 }
 
 int cli_topic_main(int argc, char **argv)

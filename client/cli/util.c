@@ -213,6 +213,34 @@ struct raftmq *cli_connect(const struct raftmq_options *opts, int *rc)
 	return conn;
 }
 
+int cli_with_conn(cli_conn_fn *fn, char **args, void *ctx)
+{
+	struct raftmq *conn;
+	int rc;
+
+	conn = cli_connect(NULL, &rc);
+	if (conn == NULL) {
+		return rc;
+	}
+	rc = fn(conn, args, ctx);
+	raftmq_close(conn);
+	return rc;
+}
+
+int cli_run(const struct cli_cmd *cmd, int argc, char **argv,
+	    const struct cli_opt *opts, cli_conn_fn *fn, void *ctx)
+{
+	char *args[CLI_MAX_ARGS] = {NULL};
+	int nargs;
+	int rc;
+
+	rc = cli_parse(cmd, argc, argv, opts, args, &nargs);
+	if (rc >= 0) {
+		return rc;
+	}
+	return cli_with_conn(fn, args, ctx);
+}
+
 /* ---- option parsing ---------------------------------------------------- */
 
 int cli_parse_u64(const char *s, uint64_t *out)
