@@ -122,9 +122,14 @@ typedef void (*raftmq_confirm_cb)(struct raftmq *conn,
 
 /* Connection options. All-zero means every default. */
 struct raftmq_options {
-	const char *client_name;     /* borrowed (copied); NULL = "libraftmq" */
-	const char *auth_token;	     /* borrowed (copied); NULL = none */
-	unsigned connect_timeout_ms; /* per address attempt; 0 = 2000 */
+	const char *client_name; /* borrowed (copied); NULL = "libraftmq" */
+	const char *auth_token;	 /* borrowed (copied); NULL = none */
+	/* Per connection attempt (TCP connect + Hello); 0 = 2000. An
+	 * attempt is never cut short by a call's own timeout, so a call made
+	 * while reconnecting may return up to this much after its timeout.
+	 * Reconnect backoff (25 ms doubling to 1 s) carries over between
+	 * calls. */
+	unsigned connect_timeout_ms;
 	unsigned request_timeout_ms; /* per call incl. retries; 0 = 10000 */
 	size_t max_frame_bytes;	     /* largest frame accepted; 0 = 8 MiB */
 	unsigned window; /* pipelined publishes in flight; 0 = 256 */

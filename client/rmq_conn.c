@@ -416,8 +416,7 @@ static int await_hello(struct raftmq *conn, uint64_t corr, uint64_t deadline,
 
 /* Connects to host:port and says Hello. */
 static int connect_hello(struct raftmq *conn, const char *host,
-			 const char *port, uint64_t deadline, bool *fatal,
-			 char **leader_addr)
+			 const char *port, bool *fatal, char **leader_addr)
 {
 	Raftmq__Client__V1__Hello hello = RAFTMQ__CLIENT__V1__HELLO__INIT;
 	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
@@ -430,10 +429,6 @@ static int connect_hello(struct raftmq *conn, const char *host,
 	*fatal = false;
 	*leader_addr = NULL;
 	tmo = conn->connect_timeout_ms;
-	if (deadline != RMQ_NO_DEADLINE &&
-	    deadline - rmq__now_ms() < (uint64_t)tmo) {
-		tmo = (unsigned)(deadline - rmq__now_ms());
-	}
 	rv = rmq__net_connect(host, port, tmo, &conn->fd, err, sizeof(err));
 	if (rv != 0) {
 		return rmq__fail(conn, rv, "%s", err);
@@ -453,9 +448,6 @@ static int connect_hello(struct raftmq *conn, const char *host,
 		return rv != 0 ? rv : RAFTMQ_ECONNECT;
 	}
 	hello_deadline = rmq__deadline(conn->connect_timeout_ms);
-	if (hello_deadline > deadline) {
-		hello_deadline = deadline;
-	}
 	rv = await_hello(conn, corr, hello_deadline, fatal, leader_addr);
 	if (rv != 0) {
 		char msg[sizeof(conn->errmsg)];
@@ -510,47 +502,75 @@ static void replay_all(struct raftmq *conn)
 	conn->n_pull = 0;
 }
 
+/* Sets when the next connection attempt may start: at once for a fresh
+ * leader hint (unless hints keep failing), else after the backoff for the
+ * failures so far. */
+static void schedule_attempt(struct raftmq *conn)
+{
+	bool to_hint = conn->hint.host != NULL;
+
+	conn->attempt_at = rmq__now_ms();
+	if (conn->failures > 0 && (!to_hint || conn->failures > 2)) {
+		conn->attempt_at += rmq__backoff_ms(conn, conn->failures);
+	}
+}
+
 /*
  * Drops the current connection and establishes a new one, preferring the
  * leader hint. Returns 0, RAFTMQ_ECONNECT once the deadline passed, or a
  * fatal Hello refusal (authentication, version).
+ *
+ * The backoff lives in the connection (conn->attempt_at), not in one call:
+ * a caller with a short deadline (raftmq_next(conn, c, 100, ...)) that
+ * returns ECONNECT and calls again continues the same schedule. Each
+ * attempt runs to its end (connect_timeout_ms at most), even past the
+ * caller's deadline: cutting the Hello wait to what is left of a short
+ * deadline would make every attempt fail once the backoff is as long as
+ * the deadline, and the connection would never come back.
  */
 static int reconnect(struct raftmq *conn, uint64_t deadline)
 {
-	char last[sizeof(conn->errmsg)];
-	unsigned hops = 0;
-	bool was_connected = conn->fd >= 0;
 	char *leader_addr = NULL;
 	bool fatal;
 	int rv;
 
-	close_fd(conn);
-	conn->broken = false;
-	snprintf(last, sizeof(last), "%s",
-		 conn->errmsg[0] != '\0' ? conn->errmsg : "not connected");
-	if (was_connected && conn->hint.host == NULL && conn->failures == 0) {
-		conn->failures = 1; /* back off before hitting a node again */
+	if (!conn->reconnecting || conn->fd >= 0) {
+		bool was_connected = conn->fd >= 0;
+
+		close_fd(conn);
+		snprintf(conn->last_failure, sizeof(conn->last_failure), "%s",
+			 conn->errmsg[0] != '\0' ? conn->errmsg
+						 : "not connected");
+		if (was_connected && conn->hint.host == NULL &&
+		    conn->failures == 0) {
+			/* Back off before hitting a node again. */
+			conn->failures = 1;
+		}
+		conn->hops = 0;
+		conn->reconnecting = true;
+		schedule_attempt(conn);
 	}
+	conn->broken = false;
 	for (;;) {
 		struct rmq_addr a;
-		bool from_hint = conn->hint.host != NULL;
 		uint64_t now = rmq__now_ms();
 
-		if (now >= deadline) {
-			return rmq__fail(conn, RAFTMQ_ECONNECT,
-					 "no node of the cluster reachable "
-					 "(last: %s)",
-					 last);
-		}
-		if (conn->failures > 0 && (!from_hint || conn->failures > 2)) {
-			uint64_t wait = rmq__backoff_ms(conn, conn->failures);
+		if (conn->attempt_at > now) {
+			uint64_t until = conn->attempt_at < deadline
+						 ? conn->attempt_at
+						 : deadline;
 
-			if (wait > deadline - now) {
-				wait = deadline - now;
+			if (until > now) {
+				poll(NULL, 0, (int)(until - now));
 			}
-			poll(NULL, 0, (int)wait);
+			if (conn->attempt_at > until) {
+				return rmq__fail(conn, RAFTMQ_ECONNECT,
+						 "no node of the cluster "
+						 "reachable yet (last: %s)",
+						 conn->last_failure);
+			}
 		}
-		if (from_hint) {
+		if (conn->hint.host != NULL) {
 			a = conn->hint;
 			conn->hint.host = NULL;
 			conn->hint.port = NULL;
@@ -566,30 +586,39 @@ static int reconnect(struct raftmq *conn, uint64_t deadline)
 						 "out of memory");
 			}
 		}
-		rv = connect_hello(conn, a.host, a.port, deadline, &fatal,
-				   &leader_addr);
+		rv = connect_hello(conn, a.host, a.port, &fatal, &leader_addr);
 		free(a.host);
 		free(a.port);
 		if (rv != 0) {
 			if (fatal) {
 				return rv;
 			}
-			memcpy(last, conn->errmsg, sizeof(last));
+			memcpy(conn->last_failure, conn->errmsg,
+			       sizeof(conn->last_failure));
 			conn->failures++;
+			schedule_attempt(conn);
+			if (rmq__now_ms() >= deadline) {
+				return rmq__fail(conn, RAFTMQ_ECONNECT,
+						 "no node of the cluster "
+						 "reachable (last: %s)",
+						 conn->last_failure);
+			}
 			continue;
 		}
 		if (conn->leader_id != 0 && conn->leader_id != conn->node_id &&
-		    leader_addr != NULL && hops < 3) {
+		    leader_addr != NULL && conn->hops < 3) {
 			/* A follower: go to the leader it names. */
 			set_hint(conn, leader_addr);
 			free(leader_addr);
 			close_fd(conn);
-			hops++;
+			conn->hops++;
+			schedule_attempt(conn);
 			continue;
 		}
 		free(leader_addr);
 		break;
 	}
+	conn->reconnecting = false;
 	replay_all(conn);
 	return 0;
 }

@@ -199,11 +199,15 @@ struct raftmq {
 	raftmq_confirm_cb confirm_cb;
 	void *confirm_data;
 
-	int fd;		      /* -1 when not connected */
-	bool broken;	      /* reconnect before the next I/O */
-	struct rmq_addr hint; /* owned; leader to try first (host NULL) */
-	unsigned failures;    /* consecutive failures, drives the backoff */
-	uint64_t rng;	      /* backoff jitter */
+	int fd;			/* -1 when not connected */
+	bool broken;		/* reconnect before the next I/O */
+	struct rmq_addr hint;	/* owned; leader to try first (host NULL) */
+	unsigned failures;	/* consecutive failures, drives the backoff */
+	bool reconnecting;	/* between losing a connection and a new one */
+	uint64_t attempt_at;	/* reconnecting: next attempt not before */
+	unsigned hops;		/* reconnecting: redirects followed so far */
+	char last_failure[256]; /* reconnecting: why the last attempt failed */
+	uint64_t rng;		/* backoff jitter */
 	uint64_t node_id;
 	uint64_t leader_id;
 	size_t server_max_frame;

@@ -60,11 +60,6 @@ def test_orders(cluster):
     assert sum(n > 0 for n in per_worker) >= 2, per_worker
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug in libraftmq (issue 4 note): after a leader failover the "
-    "workers' consumers are sometimes not re-attached (the broker then "
-    "shows the orders ready with 0 consumers), so the run times out; "
-    "passes in about 2 of 3 runs"))
 def test_orders_survives_leader_failover(cluster):
     """The leader dies mid-run: the library fails over and re-attaches the
     consumers, redelivered orders are counted once, and every order still

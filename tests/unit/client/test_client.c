@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 
@@ -590,6 +591,82 @@ Test(client_conn, consume_reattach)
 	raftmq_delivery_free(&d);
 	cr_assert_eq(raftmq_next(c, k, 0, &d), RAFTMQ_ETIMEOUT);
 	cr_assert_eq(raftmq_ack(c, 6, &tag, 0, NULL), RAFTMQ_EINVAL);
+	raftmq_close(c);
+	fake_stop(&fa);
+}
+
+/* ---- a consumer waiting with short timeouts (raftmq_next(..., 50, ...))
+ * while the cluster elects a leader: the reconnect backoff grows past the
+ * wait, and Hello answers take longer than what is left of it. The backoff
+ * must carry over between calls and each attempt must get its whole
+ * connect timeout, or the consumer is never re-attached (it was not: the
+ * orders example hung after a leader failover). */
+
+static bool electing_server(struct fake *f, int fd, int conn_no, rmq_env *req)
+{
+	Raftmq__Client__V1__ConsumeResult cr =
+		RAFTMQ__CLIENT__V1__CONSUME_RESULT__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	struct timespec slow = {.tv_nsec = 30 * 1000 * 1000};
+
+	switch (req->body_case) {
+	case RMQ_BODY(HELLO):
+		if (conn_no > 0) {
+			nanosleep(&slow, NULL); /* a busy new leader */
+		}
+		return hello(f, fd, req, f->node_id, "");
+	case RMQ_BODY(CONSUME):
+		if (conn_no >= 1 && conn_no <= 4) {
+			fake_error(fd, req->correlation_id,
+				   RMQ_ERR(UNAVAILABLE), "no leader yet", "");
+			return false;
+		}
+		cr.consumer_id = 10 + (uint64_t)conn_no;
+		env.body_case = RMQ_BODY(CONSUME_RESULT);
+		env.consume_result = &cr;
+		fake_send(fd, req->correlation_id, &env);
+		fake_delivery(fd, req->correlation_id, cr.consumer_id, "jobs",
+			      1 + (uint64_t)conn_no, "work",
+			      1 + (uint32_t)conn_no);
+		return conn_no > 0; /* the first leader dies */
+	default:
+		cr_assert_fail("unexpected request %d", (int)req->body_case);
+		return false;
+	}
+}
+
+Test(client_conn, reattach_with_short_waits)
+{
+	struct raftmq_consumer *k;
+	struct raftmq_delivery d;
+	struct raftmq *c;
+	uint64_t until;
+	int rv;
+
+	fake_start(&fa, electing_server, 1);
+	c = connect_to(fa.addr, 0, 5000);
+	cr_assert_eq(raftmq_consume(c, "jobs", 16, &k), 0, "%s",
+		     raftmq_errmsg(c));
+	cr_assert_eq(raftmq_next(c, k, 2000, &d), 0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(d.consumer_id, 10);
+	raftmq_delivery_free(&d);
+	until = rmq__now_ms() + 10000;
+	for (;;) {
+		rv = raftmq_next(c, k, 50, &d);
+		if (rv == 0) {
+			break;
+		}
+		cr_assert(rv == RAFTMQ_ETIMEOUT || rv == RAFTMQ_ECONNECT,
+			  "rv %d: %s", rv, raftmq_errmsg(c));
+		cr_assert_lt(rmq__now_ms(), until,
+			     "consumer never re-attached: %s",
+			     raftmq_errmsg(c));
+	}
+	cr_assert_eq(d.consumer_id, 15, "re-attached on connection %llu",
+		     (unsigned long long)d.consumer_id - 10);
+	cr_assert_eq(raftmq_consumer_id(k), 15);
+	cr_assert_eq(d.delivery_count, 6);
+	raftmq_delivery_free(&d);
 	raftmq_close(c);
 	fake_stop(&fa);
 }
