@@ -135,6 +135,16 @@ struct raftmq_options {
 	unsigned window; /* pipelined publishes in flight; 0 = 256 */
 	raftmq_confirm_cb confirm_cb; /* NULL = collect with publish_wait */
 	void *confirm_data;	      /* retained: passed to confirm_cb */
+	/* TLS (docs/operations.md, "Authentication and TLS"). Off when
+	 * false. The server's certificate is always verified: against
+	 * tls_ca_file, else the system's CAs, and its name against
+	 * tls_server_name, else the host of the address dialled. Paths are
+	 * borrowed and read during raftmq_connect(). */
+	bool tls;
+	const char *tls_ca_file;     /* PEM CAs to trust; NULL = system's */
+	const char *tls_server_name; /* borrowed (copied); NULL = the host */
+	const char *tls_cert_file;   /* client certificate (PEM); NULL = none */
+	const char *tls_key_file;    /* its key; NULL = in tls_cert_file */
 };
 
 /*
@@ -492,6 +502,33 @@ int raftmq_release(struct raftmq *conn, uint64_t consumer_id,
 int raftmq_extend(struct raftmq *conn, uint64_t consumer_id,
 		  const uint64_t *tags, size_t n, uint64_t ms,
 		  struct raftmq_tags_result *res);
+
+/*
+ * Acks without waiting: queues the `n` tags (borrowed; copied) of consumer
+ * `consumer_id` and returns at once. The library sends queued tags in one Ack
+ * when 64 are queued, when the oldest has waited 2 ms and another ack is
+ * queued, whenever a call waits for the network (raftmq_next with nothing
+ * queued, any blocking call), and at raftmq_close. Like an ack in AMQP, an
+ * async ack may be lost (connection loss, leader change): its message is
+ * then delivered again, which at-least-once processing has to accept
+ * anyway. The leader still stores every ack in the log before it acts.
+ *
+ * Returns 0, RAFTMQ_EINVAL (n == 0), RAFTMQ_ESTALE (the consumer was
+ * re-attached; the tags are void, nothing was queued), RAFTMQ_ENOMEM, or a
+ * connection error when 64 Acks are already unanswered and none is
+ * answered within the request timeout.
+ */
+int raftmq_ack_async(struct raftmq *conn, uint64_t consumer_id,
+		     const uint64_t *tags, size_t n);
+
+/*
+ * Sends the queued async acks and waits up to timeout_ms (-1 = forever)
+ * until every async ack sent has been answered. Returns 0, RAFTMQ_ETIMEOUT,
+ * a connection error, or the first failure of an async ack since the last
+ * flush (RAFTMQ_ESTALE: some were void after a reconnect; or the server's
+ * refusal), which it then forgets.
+ */
+int raftmq_ack_flush(struct raftmq *conn, int timeout_ms);
 
 /*
  * Detaches consumer `c` (always transferred: it is freed whatever the

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "rmq_int.h"
+#include "rmq_tls.h"
 
 #define READ_CHUNK 65536
 
@@ -97,6 +98,7 @@ enum rmq_action rmq__classify(struct raftmq *conn,
 static void close_fd(struct raftmq *conn)
 {
 	if (conn->fd >= 0) {
+		rmq__tls_close(conn);
 		close(conn->fd);
 		conn->fd = -1;
 	}
@@ -127,7 +129,7 @@ static ssize_t read_chunk(struct raftmq *conn)
 		return -1;
 	}
 	do {
-		n = recv(conn->fd, p, avail, 0);
+		n = rmq__net_recv(conn, p, avail);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
 		rmq__frame_reader_commit(&conn->rd, (size_t)n);
@@ -148,8 +150,8 @@ static int write_all(struct raftmq *conn)
 				     .events = POLLOUT | POLLIN};
 		int rv;
 
-		n = send(conn->fd, conn->wbuf.data + off, conn->wbuf.len - off,
-			 MSG_NOSIGNAL);
+		n = rmq__net_send(conn, conn->wbuf.data + off,
+				  conn->wbuf.len - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -269,6 +271,9 @@ static void dispatch(struct raftmq *conn, rmq_env *env)
 			rmq__consumer_on_frame(conn, c, env);
 			return;
 		}
+	}
+	if (conn->n_ack_corrs > 0 && rmq__acks_on_frame(conn, env)) {
+		return;
 	}
 	/* A late answer to an abandoned request, or an unknown push. */
 	rmq__env_free(env);
@@ -433,6 +438,12 @@ static int connect_hello(struct raftmq *conn, const char *host,
 	if (rv != 0) {
 		return rmq__fail(conn, rv, "%s", err);
 	}
+	rv = rmq__tls_start(conn, host, rmq__deadline(tmo), fatal, err,
+			    sizeof(err));
+	if (rv != 0) {
+		close_fd(conn);
+		return rmq__fail(conn, rv, "%s:%s: %s", host, port, err);
+	}
 	conn->server_max_frame = RMQ_DEFAULT_MAX_FRAME;
 	hello.client_name = conn->client_name;
 	hello.protocol_version = RMQ_PROTOCOL_VERSION;
@@ -500,6 +511,7 @@ static void replay_all(struct raftmq *conn)
 		c->sent = false;
 	}
 	conn->n_pull = 0;
+	rmq__acks_reset(conn);
 }
 
 /* Sets when the next connection attempt may start: at once for a fresh
@@ -651,6 +663,9 @@ int rmq__pump(struct raftmq *conn, uint64_t deadline)
 		}
 	}
 	rmq__pubs_tick(conn, now, &wake);
+	if (conn->n_ack_tags > 0 && rmq__acks_send(conn) != 0) {
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
 	for (c = conn->consumers; c != NULL && !conn->broken; c = c->next) {
 		if (c->state != RMQ_CONSUMER_ATTACHING || c->sent) {
 			continue;
@@ -785,6 +800,10 @@ int raftmq_connect(const char *addresses, const struct raftmq_options *opts,
 		snprintf(err, sizeof(err), "out of memory");
 		goto err_after_alloc;
 	}
+	rv = rmq__tls_init(conn, &o, err, sizeof(err));
+	if (rv != 0) {
+		goto err_after_alloc;
+	}
 	rv = rmq__addr_parse_list(addresses, &conn->addrs, &conn->n_addrs, err,
 				  sizeof(err));
 	if (rv != 0) {
@@ -817,8 +836,14 @@ void raftmq_close(struct raftmq *conn)
 	if (conn == NULL) {
 		return;
 	}
+	if (conn->fd >= 0 && !conn->broken) {
+		/* Best effort: acks not sent would mean redeliveries. */
+		(void)rmq__acks_send(conn);
+	}
 	close_fd(conn);
 	rmq__dq_drop(conn, NULL);
+	free(conn->ack_tags);
+	free(conn->ack_corrs);
 	while ((p = conn->pubs) != NULL) {
 		conn->pubs = p->next;
 		rmq__pub_free(p);
@@ -836,6 +861,7 @@ void raftmq_close(struct raftmq *conn)
 	free(conn->hint.port);
 	free(conn->client_name);
 	free(conn->auth_token);
+	rmq__tls_free(conn);
 	free(conn->pull_ids);
 	rmq__frame_reader_close(&conn->rd);
 	rmq__buf_close(&conn->wbuf);

@@ -581,3 +581,203 @@ int raftmq_fetch(struct raftmq *conn, const char *queue, uint32_t max_messages,
 	rmq__env_free(resp);
 	return 0;
 }
+
+/* ------------------------------------------------------------ async acks */
+
+/* Tags per Ack that raftmq_ack_async sends: enough to make an Ack cheap for
+ * the leader, few enough that a burst of prefetch is acked in a few
+ * frames. */
+#define ACK_BATCH 64
+/* The longest a queued tag waits for more before it is sent anyway, when
+ * the application keeps calling raftmq_ack_async. */
+#define ACK_DELAY_MS 2
+/* Acks sent and not answered yet: beyond this, raftmq_ack_async reads
+ * answers before sending more, so a dead server cannot make us queue
+ * without bound. */
+#define ACK_INFLIGHT 64
+
+static int grow_u64(uint64_t **a, size_t *cap, size_t need)
+{
+	size_t c = *cap > 0 ? *cap : 16;
+	uint64_t *p;
+
+	if (need <= *cap) {
+		return 0;
+	}
+	while (c < need) {
+		c *= 2;
+	}
+	p = realloc(*a, c * sizeof(*p));
+	if (p == NULL) {
+		return RAFTMQ_ENOMEM;
+	}
+	*a = p;
+	*cap = c;
+	return 0;
+}
+
+/* Remembers the first failure for raftmq_ack_flush: "what: detail". */
+static void ack_failed(struct raftmq *conn, int code, const char *what,
+		       const char *detail)
+{
+	if (conn->ack_err == 0) {
+		conn->ack_err = code;
+		snprintf(conn->ack_errmsg, sizeof(conn->ack_errmsg),
+			 "%.60s: %.130s", what, detail);
+	}
+}
+
+int rmq__acks_send(struct raftmq *conn)
+{
+	Raftmq__Client__V1__Ack ack = RAFTMQ__CLIENT__V1__ACK__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	uint64_t corr;
+	int rv;
+
+	if (conn->n_ack_tags == 0 || conn->fd < 0 || conn->broken) {
+		return 0; /* a reconnect voids them (rmq__acks_reset) */
+	}
+	if (grow_u64(&conn->ack_corrs, &conn->cap_ack_corrs,
+		     conn->n_ack_corrs + 1) != 0) {
+		return RAFTMQ_ENOMEM;
+	}
+	ack.consumer_id = conn->ack_consumer;
+	ack.n_tags = conn->n_ack_tags;
+	ack.tags = conn->ack_tags;
+	env.body_case = RMQ_BODY(ACK);
+	env.ack = &ack;
+	corr = rmq__corr(conn);
+	conn->n_ack_tags = 0;
+	rv = rmq__send(conn, &env, corr);
+	if (rv != 0) {
+		ack_failed(conn, rv, "async ack not sent", conn->errmsg);
+		return 0;
+	}
+	conn->ack_corrs[conn->n_ack_corrs++] = corr;
+	return 0;
+}
+
+bool rmq__acks_on_frame(struct raftmq *conn, rmq_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < conn->n_ack_corrs; i++) {
+		if (conn->ack_corrs[i] == env->correlation_id) {
+			break;
+		}
+	}
+	if (i == conn->n_ack_corrs) {
+		return false;
+	}
+	conn->ack_corrs[i] = conn->ack_corrs[--conn->n_ack_corrs];
+	if (env->body_case == RMQ_BODY(ERROR)) {
+		int code = (int)env->error->code;
+
+		if (rmq__classify(conn, env->error, false) ==
+		    RMQ_ACT_FAILOVER) {
+			/* The session is going: the reconnect voids it. */
+		} else if (code != RMQ_ERR(UNKNOWN_CONSUMER)) {
+			ack_failed(conn, rmq__server_error(conn, env->error),
+				   "async ack refused", env->error->message);
+		}
+	}
+	rmq__env_free(env);
+	return true;
+}
+
+void rmq__acks_reset(struct raftmq *conn)
+{
+	if (conn->n_ack_tags > 0 || conn->n_ack_corrs > 0) {
+		ack_failed(conn, RAFTMQ_ESTALE,
+			   "async acks void after a reconnect",
+			   "their messages will be delivered again");
+	}
+	conn->n_ack_tags = 0;
+	conn->n_ack_corrs = 0;
+}
+
+int raftmq_ack_async(struct raftmq *conn, uint64_t consumer_id,
+		     const uint64_t *tags, size_t n)
+{
+	uint64_t deadline = 0;
+	uint64_t now;
+	int rv;
+
+	if (tags == NULL || n == 0) {
+		return rmq__fail(conn, RAFTMQ_EINVAL, "empty tag list");
+	}
+	if (!consumer_live(conn, consumer_id)) {
+		return rmq__fail(conn, RAFTMQ_ESTALE,
+				 "consumer %llu is not attached on this "
+				 "connection any more; its delivery tags "
+				 "are void",
+				 (unsigned long long)consumer_id);
+	}
+	if (conn->n_ack_tags > 0 && conn->ack_consumer != consumer_id &&
+	    rmq__acks_send(conn) != 0) {
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
+	while (conn->n_ack_corrs >= ACK_INFLIGHT) {
+		if (deadline == 0) {
+			deadline = rmq__deadline(conn->request_timeout_ms);
+		}
+		rv = rmq__pump(conn, deadline);
+		if (rv != 0) {
+			return rv == RAFTMQ_ETIMEOUT
+				       ? rmq__fail(conn, rv,
+						   "acks: no answer in time")
+				       : rv;
+		}
+		if (!consumer_live(conn, consumer_id)) {
+			return rmq__fail(conn, RAFTMQ_ESTALE,
+					 "consumer re-attached while waiting; "
+					 "its delivery tags are void");
+		}
+	}
+	if (grow_u64(&conn->ack_tags, &conn->cap_ack_tags,
+		     conn->n_ack_tags + n) != 0) {
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
+	now = rmq__now_ms();
+	if (conn->n_ack_tags == 0) {
+		conn->ack_since = now;
+	}
+	conn->ack_consumer = consumer_id;
+	memcpy(conn->ack_tags + conn->n_ack_tags, tags, n * sizeof(*tags));
+	conn->n_ack_tags += n;
+	if ((conn->n_ack_tags >= ACK_BATCH ||
+	     now - conn->ack_since >= ACK_DELAY_MS) &&
+	    rmq__acks_send(conn) != 0) {
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int raftmq_ack_flush(struct raftmq *conn, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0
+				    ? RMQ_NO_DEADLINE
+				    : rmq__deadline((uint64_t)timeout_ms);
+	int rv;
+
+	if (rmq__acks_send(conn) != 0) {
+		return rmq__fail(conn, RAFTMQ_ENOMEM, "out of memory");
+	}
+	while (conn->n_ack_corrs > 0 || conn->n_ack_tags > 0) {
+		rv = rmq__pump(conn, deadline);
+		if (rv != 0) {
+			return rv == RAFTMQ_ETIMEOUT
+				       ? rmq__fail(conn, rv,
+						   "acks: no answer within "
+						   "%d ms",
+						   timeout_ms)
+				       : rv;
+		}
+	}
+	if (conn->ack_err != 0) {
+		rv = rmq__fail(conn, conn->ack_err, "%s", conn->ack_errmsg);
+		conn->ack_err = 0;
+		return rv;
+	}
+	return 0;
+}

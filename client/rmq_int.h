@@ -192,6 +192,7 @@ struct raftmq {
 	size_t next_addr;
 	char *client_name; /* owned */
 	char *auth_token;  /* owned */
+	struct rmq_tls *tls; /* owned; NULL = plain TCP (rmq_tls.c) */
 	unsigned connect_timeout_ms;
 	unsigned request_timeout_ms;
 	unsigned window;
@@ -225,6 +226,16 @@ struct raftmq {
 	struct raftmq_consumer *consumers; /* owned */
 	uint64_t *pull_ids; /* owned: live pull consumers (fetch) */
 	size_t n_pull, cap_pull;
+	/* raftmq_ack_async: tags not sent yet (all of one consumer), and
+	 * the correlation ids of the Acks sent and not answered. */
+	uint64_t ack_consumer;
+	uint64_t *ack_tags; /* owned */
+	size_t n_ack_tags, cap_ack_tags;
+	uint64_t ack_since; /* when the oldest unsent tag was queued */
+	uint64_t *ack_corrs; /* owned */
+	size_t n_ack_corrs, cap_ack_corrs;
+	int ack_err; /* first failure of an async ack (0 = none) */
+	char ack_errmsg[200];
 
 	char errmsg[256];
 };
@@ -299,6 +310,13 @@ void rmq__consumer_on_frame(struct raftmq *conn, struct raftmq_consumer *c,
 void rmq__dq_drop(struct raftmq *conn, const struct raftmq_consumer *c);
 int rmq__consumer_send(struct raftmq *conn, struct raftmq_consumer *c);
 void rmq__consumer_free(struct raftmq_consumer *c);
+/* Sends the queued async acks, if any. Returns 0 or RAFTMQ_ENOMEM. */
+int rmq__acks_send(struct raftmq *conn);
+/* If corr is an async Ack's, takes env (transferred) and returns true. */
+bool rmq__acks_on_frame(struct raftmq *conn, rmq_env *env);
+/* After a reconnect: async acks queued or in flight are void (the server
+ * requeued their messages with the old session). */
+void rmq__acks_reset(struct raftmq *conn);
 int rmq__delivery_copy(const rmq_delivery_msg *m, struct raftmq_delivery *d);
 
 /* rmq_admin.c */

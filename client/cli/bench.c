@@ -763,7 +763,11 @@ static int consumer_ack(struct consumer *c, uint64_t cid, const uint64_t *tags,
 	if (n == 0) {
 		return 0;
 	}
-	rv = raftmq_ack(c->conn, cid, tags, n, NULL);
+	/* One ack per message, as the peers' consumers do (AMQP basic.ack,
+	 * JetStream msg.ack()): async, so the consumer does not wait a
+	 * commit per message. --ack-batch acks a whole burst in one call. */
+	rv = c->o->ack_batch ? raftmq_ack(c->conn, cid, tags, n, NULL)
+			     : raftmq_ack_async(c->conn, cid, tags, n);
 	if (rv != 0 && rv != RAFTMQ_ESTALE && rv != RAFTMQ_EUNKNOWN_CONSUMER) {
 		c->err = rv;
 		snprintf(c->errmsg, sizeof(c->errmsg), "ack: %s",
@@ -836,6 +840,7 @@ static void *consumer_main(void *arg)
 			nt = 0;
 		}
 	}
+	(void)raftmq_ack_flush(c->conn, 1000);
 	free(tags);
 	return NULL;
 }

@@ -671,6 +671,119 @@ Test(client_conn, reattach_with_short_waits)
 	fake_stop(&fa);
 }
 
+/* ---- async acks: queued tags go out in few Ack frames; a flush waits
+ * for their answers; acks voided by a reconnect are reported once. */
+
+struct ack_count {
+	int frames;
+	uint64_t tags;
+	bool drop_on_ack; /* close the connection on the first Ack */
+};
+
+static bool async_ack_server(struct fake *f, int fd, int conn_no, rmq_env *req)
+{
+	Raftmq__Client__V1__ConsumeResult cr =
+		RAFTMQ__CLIENT__V1__CONSUME_RESULT__INIT;
+	Raftmq__Client__V1__TagsResult tr =
+		RAFTMQ__CLIENT__V1__TAGS_RESULT__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	struct ack_count *n = f->data;
+	uint64_t i;
+
+	switch (req->body_case) {
+	case RMQ_BODY(HELLO):
+		return hello(f, fd, req, f->node_id, "");
+	case RMQ_BODY(CONSUME):
+		cr.consumer_id = 7 + (uint64_t)conn_no;
+		env.body_case = RMQ_BODY(CONSUME_RESULT);
+		env.consume_result = &cr;
+		fake_send(fd, req->correlation_id, &env);
+		for (i = 1; i <= 100; i++) {
+			fake_delivery(fd, req->correlation_id, cr.consumer_id,
+				      "jobs", i, "work", 1);
+		}
+		return true;
+	case RMQ_BODY(ACK):
+		if (n->drop_on_ack) {
+			n->drop_on_ack = false;
+			return false;
+		}
+		cr_assert_eq(req->ack->consumer_id, 7 + (uint64_t)conn_no);
+		n->frames++;
+		n->tags += req->ack->n_tags;
+		tr.done = req->ack->n_tags;
+		env.body_case = RMQ_BODY(ACK_RESULT);
+		env.ack_result = &tr;
+		fake_send(fd, req->correlation_id, &env);
+		return true;
+	default:
+		cr_assert_fail("unexpected request %d", (int)req->body_case);
+		return false;
+	}
+}
+
+Test(client_conn, ack_async_batches)
+{
+	struct ack_count n = {0};
+	struct raftmq_consumer *k;
+	struct raftmq_delivery d;
+	struct raftmq *c;
+	int i;
+
+	fake_start(&fa, async_ack_server, 1);
+	fa.data = &n; /* after fake_start, which clears fa */
+	c = connect_to(fa.addr, 0, 5000);
+	cr_assert_eq(raftmq_consume(c, "jobs", 100, &k), 0, "%s",
+		     raftmq_errmsg(c));
+	for (i = 0; i < 100; i++) {
+		cr_assert_eq(raftmq_next(c, k, 2000, &d), 0, "%s",
+			     raftmq_errmsg(c));
+		cr_assert_eq(raftmq_ack_async(c, d.consumer_id, &d.tag, 1), 0,
+			     "%s", raftmq_errmsg(c));
+		raftmq_delivery_free(&d);
+	}
+	cr_assert_eq(raftmq_ack_flush(c, 2000), 0, "%s", raftmq_errmsg(c));
+	pthread_mutex_lock(&fa.mu);
+	cr_assert_eq(n.tags, 100);
+	cr_assert_leq(n.frames, 10, "%d Ack frames for 100 tags", n.frames);
+	pthread_mutex_unlock(&fa.mu);
+	cr_assert_eq(raftmq_ack_async(c, 7, NULL, 0), RAFTMQ_EINVAL);
+	cr_assert_eq(raftmq_ack_async(c, 99, &(uint64_t){1}, 1), RAFTMQ_ESTALE);
+	raftmq_close(c);
+	fake_stop(&fa);
+	fa.data = NULL;
+}
+
+Test(client_conn, ack_async_void_after_reconnect)
+{
+	struct ack_count n = {.drop_on_ack = true};
+	struct raftmq_consumer *k;
+	struct raftmq_delivery d;
+	struct raftmq *c;
+
+	fake_start(&fa, async_ack_server, 1);
+	fa.data = &n; /* after fake_start, which clears fa */
+	c = connect_to(fa.addr, 0, 5000);
+	cr_assert_eq(raftmq_consume(c, "jobs", 100, &k), 0, "%s",
+		     raftmq_errmsg(c));
+	cr_assert_eq(raftmq_next(c, k, 2000, &d), 0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(raftmq_ack_async(c, d.consumer_id, &d.tag, 1), 0);
+	raftmq_delivery_free(&d);
+	/* The server drops the connection on that Ack: the flush reconnects
+	 * and says the ack was void (its message comes again). */
+	cr_assert_eq(raftmq_ack_flush(c, 3000), RAFTMQ_ESTALE, "%s",
+		     raftmq_errmsg(c));
+	cr_assert(strstr(raftmq_errmsg(c), "void") != NULL, "%s",
+		  raftmq_errmsg(c));
+	cr_assert_eq(raftmq_ack_flush(c, 1000), 0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(raftmq_next(c, k, 2000, &d), 0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(d.consumer_id, 8);
+	raftmq_delivery_free(&d);
+	raftmq_close(c);
+	fake_stop(&fa);
+	fa.data = NULL;
+}
+
 /* ---- ConsumerGone and an unknown queue. */
 
 static bool gone_server(struct fake *f, int fd, int conn_no, rmq_env *req)
