@@ -539,8 +539,10 @@ int raftmq_ack_flush(struct raftmq *conn, int timeout_ms);
 int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c);
 
 /*
- * Pulls up to max_messages (0 = 1) from `queue` (borrowed), waiting up to
- * wait_ms for the first. On success *out (transferred; may be NULL when
+ * Pulls up to max_messages (0 = 1) from `queue` (borrowed). The leader
+ * answers as soon as max_messages are held, or when wait_ms has passed with
+ * what it holds then (maybe none; wait_ms 0 = at once), like a JetStream
+ * pull with a batch and an expiry. On success *out (transferred; may be NULL when
  * *n == 0) holds *n deliveries: free with raftmq_deliveries_free(). They are
  * held by the connection's pull consumer and acked like pushed ones.
  * Returns 0 (possibly with none), RAFTMQ_ENOTFOUND, connection errors.
