@@ -31,6 +31,9 @@
 #include "rmq_tls.h"
 
 #define READ_CHUNK 65536
+/* Frames queued with rmq__queue are written once this many bytes wait, or
+ * before the next wait for input: one send() for a window of publishes. */
+#define WRITE_BATCH 65536
 
 uint64_t rmq__corr(struct raftmq *conn)
 {
@@ -103,6 +106,7 @@ static void close_fd(struct raftmq *conn)
 		conn->fd = -1;
 	}
 	rmq__frame_reader_reset(&conn->rd);
+	conn->wbuf.len = 0; /* queued frames are replayed, not written */
 	conn->node_id = 0;
 }
 
@@ -186,8 +190,9 @@ static int write_all(struct raftmq *conn)
 	return 0;
 }
 
-int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr)
+int rmq__queue(struct raftmq *conn, rmq_env *env, uint64_t corr)
 {
+	size_t before;
 	int rv;
 
 	env->version = RMQ_PROTOCOL_VERSION;
@@ -195,7 +200,7 @@ int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr)
 	if (conn->fd < 0 || conn->broken) {
 		return 0; /* replayed after the reconnect */
 	}
-	conn->wbuf.len = 0;
+	before = conn->wbuf.len;
 	rv = rmq__frame_encode(env, conn->server_max_frame, &conn->wbuf);
 	if (rv == RAFTMQ_EFRAME_TOO_LARGE) {
 		return rmq__fail(
@@ -206,10 +211,32 @@ int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr)
 			conn->server_max_frame);
 	}
 	if (rv != 0) {
+		conn->wbuf.len = before;
 		return rmq__fail(conn, rv, "out of memory");
 	}
-	(void)write_all(conn);
+	if (conn->wbuf.len >= WRITE_BATCH) {
+		rmq__flush(conn);
+	}
 	return 0;
+}
+
+void rmq__flush(struct raftmq *conn)
+{
+	if (conn->wbuf.len == 0) {
+		return;
+	}
+	if (conn->fd >= 0 && !conn->broken) {
+		(void)write_all(conn);
+	}
+	conn->wbuf.len = 0;
+}
+
+int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr)
+{
+	int rv = rmq__queue(conn, env, corr);
+
+	rmq__flush(conn);
+	return rv;
 }
 
 static void on_call_response(struct raftmq *conn, struct rmq_call *call,
@@ -320,6 +347,8 @@ static void read_some(struct raftmq *conn, int timeout_ms)
 	ssize_t n;
 	int rv;
 
+	/* What was queued goes out before we wait for its answers. */
+	rmq__flush(conn);
 	/* Frames read while writing may already be waiting. */
 	dispatch_frames(conn);
 	if (conn->fd < 0 || conn->broken) {

@@ -251,6 +251,12 @@ uint64_t rmq__corr(struct raftmq *conn);
  * 0 (the failover logic will resend); returns RAFTMQ_ENOMEM or
  * RAFTMQ_EFRAME_TOO_LARGE for errors that a resend cannot fix. */
 int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr);
+/* As rmq__send, but the frame may wait in conn->wbuf until rmq__flush: the
+ * pump flushes before it waits for input, and a full batch flushes itself.
+ * For frames whose answer the caller can only learn from a later call. */
+int rmq__queue(struct raftmq *conn, rmq_env *env, uint64_t corr);
+/* Writes the queued frames (on a socket error marks conn broken). */
+void rmq__flush(struct raftmq *conn);
 
 /* Reads and dispatches what arrives until `deadline`, or less: returns 0
  * after any progress or wake-up, RAFTMQ_ETIMEOUT once the deadline passed,

@@ -264,8 +264,9 @@ void rmq__pubs_on_response(struct raftmq *conn, struct rmq_pub *p, rmq_env *env)
 	rmq__env_free(env);
 }
 
-/* Sends p now (with a fresh correlation id). */
-static int pub_send(struct raftmq *conn, struct rmq_pub *p)
+/* Sends p (with a fresh correlation id): written at once, or with `lazy`
+ * queued until the pump flushes (see rmq__queue). */
+static int pub_send(struct raftmq *conn, struct rmq_pub *p, bool lazy)
 {
 	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
 
@@ -273,7 +274,8 @@ static int pub_send(struct raftmq *conn, struct rmq_pub *p)
 	env.publish = &p->msg;
 	p->corr = rmq__corr(conn);
 	p->sent = true;
-	return rmq__send(conn, &env, p->corr);
+	return lazy ? rmq__queue(conn, &env, p->corr)
+		    : rmq__send(conn, &env, p->corr);
 }
 
 void rmq__pubs_tick(struct raftmq *conn, uint64_t now, uint64_t *wake)
@@ -305,7 +307,7 @@ void rmq__pubs_tick(struct raftmq *conn, uint64_t now, uint64_t *wake)
 			}
 			continue;
 		}
-		rv = pub_send(conn, p);
+		rv = pub_send(conn, p, true); /* the pump flushes */
 		if (rv != 0) {
 			rmq__pub_report(conn, p, rv, conn->errmsg, 0, false);
 		}
@@ -352,7 +354,11 @@ int raftmq_publish_async(struct raftmq *conn, const struct raftmq_message *msg,
 	if (conn->fd < 0 || conn->broken) {
 		return 0; /* sent by the next pump after reconnecting */
 	}
-	rv = pub_send(conn, p);
+	/* With others unconfirmed, the caller learns their outcome only
+	 * from a later call, which flushes first: queue it, so a window of
+	 * publishes leaves in a few writes instead of one each. Alone, it
+	 * is written now. */
+	rv = pub_send(conn, p, conn->n_pubs > 1);
 	if (rv != 0) {
 		pub_unlink(conn, p);
 		rmq__pub_free(p);

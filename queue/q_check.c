@@ -113,18 +113,15 @@ static int check_dedup(struct ck *k, const struct q_state *s,
 	uint64_t n = 0, last = 0;
 	for (l = d->fifo.next; l != &d->fifo; l = l->next) {
 		const struct q_dd *e = Q__CONTAINER_OF(l, struct q_dd, fifo);
-		const struct q_dd *h;
 		CHECK(e->at_ms >= last && e->at_ms <= s->now,
 		      "%s: dedup entries out of time order", owner);
 		last = e->at_ms;
-		CHECK(d->nbuckets > 0, "%s: dedup entries without table",
+		CHECK(d->nbuckets[0] > 0, "%s: dedup entries without table",
 		      owner);
-		h = d->buckets[q__hash(s->hash_seed, e->id, e->len) &
-			       (d->nbuckets - 1)];
-		while (h != NULL && h != e) {
-			h = h->hnext;
-		}
-		CHECK(h == e, "%s: dedup entry not in its bucket", owner);
+		CHECK(e->hash == (uint32_t)q__hash(s->hash_seed, e->id, e->len),
+		      "%s: dedup entry with a wrong hash", owner);
+		CHECK(q__dedup_has(d, e), "%s: dedup entry not in its bucket",
+		      owner);
 		n++;
 	}
 	CHECK(n == d->count, "%s: dedup count %llu != %llu", owner,

@@ -130,12 +130,22 @@ struct q_dd {
 	q_seq seq;
 	uint64_t at_ms;
 	uint32_t len;
+	uint32_t hash; /* q__hash of id, truncated: chains compare it first
+			  and a resize needs no rehash of the id */
 	unsigned char id[];
 };
 
+/*
+ * Dedup ids: a chained hash table for lookups plus a FIFO for expiry. The
+ * table grows incrementally (as redis's dict does): on a resize a second
+ * table is allocated and each insert moves a few buckets from the old one,
+ * so no single publish pays for rehashing every id in the window (that was
+ * a stall of tens of ms at a million ids).
+ */
 struct q_dedup {
-	struct q_dd **buckets;
-	uint64_t nbuckets; /* power of two or 0 */
+	struct q_dd **buckets[2]; /* [1] only while resizing */
+	uint64_t nbuckets[2];	  /* powers of two, or 0 */
+	uint64_t moved;		  /* resizing: buckets[0][0..moved) are empty */
 	uint64_t count;
 	struct q_link fifo;
 };
@@ -275,6 +285,8 @@ void q__dedup_clear(struct q_state *s, struct q_dedup *d);
 /* Finds an id seen less than window ago. */
 struct q_dd *q__dedup_find(const struct q_state *s, const struct q_dedup *d,
 			   const void *id, size_t len, uint64_t window);
+/* Whether e is linked in the table where its hash says (q_check). */
+bool q__dedup_has(const struct q_dedup *d, const struct q_dd *e);
 /* Allocates an entry (not inserted). */
 struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len);
 /* Grows the table before an insert: returns Q_ENOMEM only if there is no

@@ -123,12 +123,19 @@ uint64_t q__hash(uint64_t seed, const void *buf, size_t len)
 /* ------------------------------------------------------------------ dedup
  * A chained hash table for lookups plus a FIFO for expiry. Entries are
  * inserted with the state clock, which never goes back, so the FIFO is in
- * time order and expiry only ever looks at its head. */
+ * time order and expiry only ever looks at its head. Resizing is
+ * incremental (q_int.h, struct q_dedup). */
+
+/* Old-table buckets moved per insert while resizing: with the new table
+ * twice as big and a resize starting at a load of 1, the move is done
+ * long before the new table fills. */
+#define DD_MOVE_PER_INSERT 4
 
 void q__dedup_init(struct q_dedup *d)
 {
-	d->buckets = NULL;
-	d->nbuckets = 0;
+	d->buckets[0] = d->buckets[1] = NULL;
+	d->nbuckets[0] = d->nbuckets[1] = 0;
+	d->moved = 0;
 	d->count = 0;
 	q__list_init(&d->fifo);
 }
@@ -139,6 +146,26 @@ static void dd_free(struct q_state *s, struct q_dd *e)
 	s->n_dd--;
 }
 
+static bool dd_resizing(const struct q_dedup *d)
+{
+	return d->buckets[1] != NULL;
+}
+
+static uint32_t dd_hash(const struct q_state *s, const void *id, size_t len)
+{
+	return (uint32_t)q__hash(s->hash_seed, id, len);
+}
+
+/* The chain head where an entry with hash h lives now. */
+static struct q_dd **dd_slot(const struct q_dedup *d, uint32_t h)
+{
+	uint64_t i = h & (d->nbuckets[0] - 1);
+	if (dd_resizing(d) && i < d->moved) {
+		return &d->buckets[1][h & (d->nbuckets[1] - 1)];
+	}
+	return &d->buckets[0][i];
+}
+
 void q__dedup_clear(struct q_state *s, struct q_dedup *d)
 {
 	while (!q__list_empty(&d->fifo)) {
@@ -147,20 +174,34 @@ void q__dedup_clear(struct q_state *s, struct q_dedup *d)
 		q__list_remove(&e->fifo);
 		dd_free(s, e);
 	}
-	q__free(s, d->buckets, d->nbuckets * sizeof *d->buckets);
+	q__free(s, d->buckets[0], d->nbuckets[0] * sizeof *d->buckets[0]);
+	q__free(s, d->buckets[1], d->nbuckets[1] * sizeof *d->buckets[1]);
 	q__dedup_init(d);
+}
+
+bool q__dedup_has(const struct q_dedup *d, const struct q_dd *e)
+{
+	const struct q_dd *h;
+	if (d->nbuckets[0] == 0) {
+		return false;
+	}
+	for (h = *dd_slot(d, e->hash); h != NULL && h != e; h = h->hnext) {
+	}
+	return h == e;
 }
 
 struct q_dd *q__dedup_find(const struct q_state *s, const struct q_dedup *d,
 			   const void *id, size_t len, uint64_t window)
 {
 	struct q_dd *e;
-	if (d->nbuckets == 0 || window == 0) {
+	uint32_t h;
+	if (d->nbuckets[0] == 0 || window == 0) {
 		return NULL;
 	}
-	e = d->buckets[q__hash(s->hash_seed, id, len) & (d->nbuckets - 1)];
-	for (; e != NULL; e = e->hnext) {
-		if (e->len == len && memcmp(e->id, id, len) == 0) {
+	h = dd_hash(s, id, len);
+	for (e = *dd_slot(d, h); e != NULL; e = e->hnext) {
+		if (e->hash == h && e->len == len &&
+		    memcmp(e->id, id, len) == 0) {
 			if (s->now - e->at_ms < window) {
 				return e;
 			}
@@ -178,78 +219,102 @@ struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len)
 	}
 	memset(e, 0, sizeof *e);
 	e->len = (uint32_t)len;
+	e->hash = dd_hash(s, id, len);
 	memcpy(e->id, id, len);
 	return e;
 }
 
-static void dd_unhash(const struct q_state *s, struct q_dedup *d,
-		      struct q_dd *e)
+static void dd_unhash(struct q_dedup *d, struct q_dd *e)
 {
-	struct q_dd **pp = &d->buckets[q__hash(s->hash_seed, e->id, e->len) &
-				       (d->nbuckets - 1)];
+	struct q_dd **pp = dd_slot(d, e->hash);
 	while (*pp != e) {
 		pp = &(*pp)->hnext;
 	}
 	*pp = e->hnext;
 }
 
+/* Moves up to n buckets of the old table into the new one; frees the old
+ * table when it is empty. */
+static void dd_move(struct q_state *s, struct q_dedup *d, unsigned n)
+{
+	while (n-- > 0 && d->moved < d->nbuckets[0]) {
+		struct q_dd *e = d->buckets[0][d->moved];
+		d->buckets[0][d->moved++] = NULL;
+		while (e != NULL) {
+			struct q_dd *next = e->hnext;
+			struct q_dd **b =
+				&d->buckets[1][e->hash & (d->nbuckets[1] - 1)];
+			e->hnext = *b;
+			*b = e;
+			e = next;
+		}
+	}
+	if (d->moved == d->nbuckets[0]) {
+		q__free(s, d->buckets[0],
+			d->nbuckets[0] * sizeof *d->buckets[0]);
+		d->buckets[0] = d->buckets[1];
+		d->nbuckets[0] = d->nbuckets[1];
+		d->buckets[1] = NULL;
+		d->nbuckets[1] = 0;
+		d->moved = 0;
+	}
+}
+
 int q__dedup_grow(struct q_state *s, struct q_dedup *d)
 {
 	uint64_t n, i;
 	struct q_dd **b;
-	struct q_link *l;
-	if (d->count + 1 <= d->nbuckets) {
+	if (dd_resizing(d) || d->count + 1 <= d->nbuckets[0]) {
 		return 0;
 	}
-	n = d->nbuckets ? d->nbuckets * 2 : 16;
+	n = d->nbuckets[0] ? d->nbuckets[0] * 2 : 16;
 	b = q__malloc(s, n * sizeof *b);
 	if (b == NULL) {
 		/* A table that is too small only makes chains longer and
 		 * never changes a result; no table at all is an error. */
-		return d->nbuckets > 0 ? 0 : Q_ENOMEM;
+		return d->nbuckets[0] > 0 ? 0 : Q_ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		b[i] = NULL;
 	}
-	for (l = d->fifo.next; l != &d->fifo; l = l->next) {
-		struct q_dd *e = Q__CONTAINER_OF(l, struct q_dd, fifo);
-		uint64_t h = q__hash(s->hash_seed, e->id, e->len) & (n - 1);
-		e->hnext = b[h];
-		b[h] = e;
+	if (d->nbuckets[0] == 0) {
+		d->buckets[0] = b;
+		d->nbuckets[0] = n;
+		return 0;
 	}
-	q__free(s, d->buckets, d->nbuckets * sizeof *d->buckets);
-	d->buckets = b;
-	d->nbuckets = n;
+	d->buckets[1] = b;
+	d->nbuckets[1] = n;
+	d->moved = 0;
 	return 0;
 }
 
 void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
 		     q_seq seq, uint64_t at_ms)
 {
-	uint64_t h;
+	struct q_dd **b;
 	struct q_dd *old;
+	if (dd_resizing(d)) {
+		dd_move(s, d, DD_MOVE_PER_INSERT);
+	}
 	/* A stale entry with the same id (outside the window) is replaced so
 	 * each id appears once. */
-	if (d->nbuckets > 0) {
-		h = q__hash(s->hash_seed, e->id, e->len) & (d->nbuckets - 1);
-		for (old = d->buckets[h]; old != NULL; old = old->hnext) {
-			if (old->len == e->len &&
-			    memcmp(old->id, e->id, e->len) == 0) {
-				break;
-			}
-		}
-		if (old != NULL) {
-			dd_unhash(s, d, old);
-			q__list_remove(&old->fifo);
-			d->count--;
-			dd_free(s, old);
+	for (old = *dd_slot(d, e->hash); old != NULL; old = old->hnext) {
+		if (old->hash == e->hash && old->len == e->len &&
+		    memcmp(old->id, e->id, e->len) == 0) {
+			break;
 		}
 	}
-	h = q__hash(s->hash_seed, e->id, e->len) & (d->nbuckets - 1);
+	if (old != NULL) {
+		dd_unhash(d, old);
+		q__list_remove(&old->fifo);
+		d->count--;
+		dd_free(s, old);
+	}
+	b = dd_slot(d, e->hash);
 	e->seq = seq;
 	e->at_ms = at_ms;
-	e->hnext = d->buckets[h];
-	d->buckets[h] = e;
+	e->hnext = *b;
+	*b = e;
 	q__list_append(&d->fifo, &e->fifo);
 	d->count++;
 	s->n_dd++;
@@ -263,7 +328,7 @@ void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window)
 		if (window != 0 && s->now - e->at_ms < window) {
 			break;
 		}
-		dd_unhash(s, d, e);
+		dd_unhash(d, e);
 		q__list_remove(&e->fifo);
 		d->count--;
 		dd_free(s, e);

@@ -1,5 +1,6 @@
 /* Behaviour of queues: create / configure / delete / purge, publish, limits,
  * overflow, dedup, info and iteration, error strings. Black-box, q.h only. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -595,6 +596,45 @@ Test(queue_dedup, duplicate_inside_window)
 	h_check(H.s);
 	/* the next real publish gets the next seq */
 	cr_assert_eq(h_publish(H.s, "q", NULL, "z", 1099).seq, 3);
+}
+
+/* The id table resizes a few buckets per publish: every id stays findable
+ * before, during and after each resize, and expiry during a resize unlinks
+ * from the right table. */
+Test(queue_dedup, many_ids_through_resizes)
+{
+	char id[32];
+	unsigned i, j;
+
+	dedup_queue(1000000);
+	for (i = 0; i < 5000; i++) {
+		snprintf(id, sizeof id, "id-%u", i);
+		cr_assert_not(h_publish(H.s, "q", id, "x", 100 + i).duplicate);
+		if (i % 97 == 0) {
+			h_check(H.s);
+			for (j = 0; j <= i; j += 13) {
+				snprintf(id, sizeof id, "id-%u", j);
+				cr_assert(h_publish(H.s, "q", id, "x", 100 + i)
+						  .duplicate,
+					  "id-%u lost at %u", j, i);
+			}
+		}
+	}
+	cr_assert_eq(h_totals(H.s).dedup_entries, 5000);
+	/* At 1000000 + 2100 the ids published at <= 2100 (id-0..id-2000)
+	 * are a window old: they expire while new ids keep resizing. */
+	for (i = 5000; i < 9000; i++) {
+		snprintf(id, sizeof id, "id-%u", i);
+		cr_assert_not(
+			h_publish(H.s, "q", id, "x", 1000000 + 2100).duplicate);
+	}
+	h_check(H.s);
+	cr_assert_eq(h_totals(H.s).dedup_entries, 6999);
+	snprintf(id, sizeof id, "id-%u", 2000);
+	cr_assert_not(h_publish(H.s, "q", id, "x", 1000000 + 2100).duplicate);
+	snprintf(id, sizeof id, "id-%u", 2001);
+	cr_assert(h_publish(H.s, "q", id, "x", 1000000 + 2100).duplicate);
+	h_check(H.s);
 }
 
 Test(queue_dedup, outside_window_is_stored_again)
