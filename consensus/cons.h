@@ -71,6 +71,13 @@ struct cons_config {
 	unsigned heartbeat_timeout_ms; /* 0 = default */
 	unsigned snapshot_threshold;   /* entries; 0 = default */
 	unsigned snapshot_trailing;    /* entries; 0 = default */
+	/* Snapshots by bytes as well (libraft counts entries): one is taken
+	 * once the log since the last one holds at least this many bytes and
+	 * as many as the state; 0 = 4 MiB. */
+	uint64_t snapshot_min_bytes;
+	/* After a snapshot keep about this many bytes of entries (at least
+	 * CONS_MIN_TRAILING entries, at most snapshot_trailing); 0 = 4 MiB. */
+	uint64_t snapshot_trailing_bytes;
 	unsigned max_inflight_entries; /* 0 = default */
 	size_t max_body;	       /* bodies larger are refused; 0 = any */
 	uint64_t hash_seed;	       /* for queue/ hash tables */
@@ -80,6 +87,11 @@ struct cons_config {
  * node is an initial member) without starting it. `loop` is retained; `sink`
  * is retained (may be NULL) and receives apply events from the loop thread.
  * On failure writes a sentence into errmsg. */
+/* The fewest entries kept after a snapshot, whatever their size: a
+ * follower up to this far behind catches up without a snapshot install
+ * (installs are costly, and 0.22.1 can crash on one: docs/libraft.md). */
+#define CONS_MIN_TRAILING 512
+
 int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	     const struct q_sink *sink, struct cons **out, char *errmsg,
 	     size_t errlen);

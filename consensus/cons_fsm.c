@@ -28,6 +28,8 @@ static void die(const char *what, const char *detail)
 	abort();
 }
 
+static bool snapshot_due(const struct cons_fsm *f);
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		     void **result)
 {
@@ -78,7 +80,55 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	}
 	f->applied_entries++;
 	f->applied_commands += e->n_commands;
+	f->log_bytes += buf->len;
+	f->log_entries++;
+	if (f->owner != NULL && f->threshold > 1 && snapshot_due(f)) {
+		/* libraft only counts entries: a threshold of 1 makes it take
+		 * the snapshot right after this apply. fsm_snapshot puts the
+		 * configured one back. */
+		raft_set_snapshot_threshold(&f->owner->raft, 1);
+	}
 	return 0;
+}
+
+/* The log in memory grows with the bytes applied since the last snapshot;
+ * a snapshot costs (on the loop thread) about the size of the state. So one
+ * is due once the log holds as many bytes as the state, and at least
+ * snapshot_min_bytes: memory stays within about twice the state, and the
+ * snapshot work is amortised over the bytes that made it necessary. */
+static bool snapshot_due(const struct cons_fsm *f)
+{
+	struct q_totals t;
+	if (f->snapshot_min_bytes == 0 ||
+	    f->log_bytes < f->snapshot_min_bytes) {
+		return false;
+	}
+	q_state_totals(f->state, &t);
+	return f->log_bytes >= t.alloc_bytes;
+}
+
+/* Before a snapshot: how many entries to keep after it. libraft counts them,
+ * so turn trailing_bytes into entries by the average entry size seen since
+ * the last snapshot, within [CONS_MIN_TRAILING, the configured trailing]:
+ * enough for a follower a pipeline behind to catch up from the log, not a
+ * gigabyte of 4 KiB messages in memory. */
+static void snapshot_retune(struct cons_fsm *f)
+{
+	unsigned trailing = f->trailing;
+	if (f->log_entries > 0 && f->trailing_bytes > 0) {
+		uint64_t avg = f->log_bytes / f->log_entries;
+		uint64_t n = avg > 0 ? f->trailing_bytes / avg : trailing;
+		if (n < CONS_MIN_TRAILING) {
+			n = CONS_MIN_TRAILING;
+		}
+		if (n < trailing) {
+			trailing = (unsigned)n;
+		}
+	}
+	raft_set_snapshot_trailing(&f->owner->raft, trailing);
+	raft_set_snapshot_threshold(&f->owner->raft, f->threshold);
+	f->log_bytes = 0;
+	f->log_entries = 0;
 }
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
@@ -89,6 +139,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	int rv;
 	if (b == NULL) {
 		return RAFT_NOMEM;
+	}
+	if (f->owner != NULL) {
+		snapshot_retune(f);
 	}
 	rv = cons__snapshot_encode(f, b);
 	if (rv != 0) {
@@ -124,6 +177,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_CORRUPT;
 	}
 	raft_free(buf->base);
+	f->log_bytes = 0; /* the log starts again after the snapshot */
+	f->log_entries = 0;
 	return 0;
 }
 

@@ -74,6 +74,13 @@ struct cons_fsm {
 	uint64_t snapshot_bytes; /* size of the last snapshot taken/loaded */
 	uint64_t snapshot_index; /* raft index it covers (as far as known) */
 	uint64_t applied_entries, applied_commands;
+	/* Snapshot policy by bytes (libraft counts entries only; see
+	 * fsm_apply): entry bytes and entries applied since the last
+	 * snapshot, and the settings. */
+	uint64_t log_bytes, log_entries;
+	uint64_t snapshot_min_bytes;  /* take one after at least this much */
+	uint64_t trailing_bytes;      /* keep about this much after one */
+	unsigned threshold, trailing; /* configured, in entries */
 };
 
 /* A proposal in flight on this node. */

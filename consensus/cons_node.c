@@ -9,6 +9,7 @@
  * rarer then), pre-vote on so a returning node cannot depose a healthy
  * leader. libraft has no leadership-change callback: a uv_check handle
  * compares role, term and leader after every loop iteration. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 #define DEFAULT_HEARTBEAT_MS 100
 #define DEFAULT_SNAPSHOT_THRESHOLD 65536
 #define DEFAULT_SNAPSHOT_TRAILING 8192
+#define DEFAULT_SNAPSHOT_MIN_BYTES (4u << 20)
+#define DEFAULT_TRAILING_BYTES (4u << 20)
 #define DEFAULT_MAX_INFLIGHT 256
 
 static uint64_t wall_ms(void)
@@ -144,6 +147,14 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 		rv = CONS_EIO;
 		goto err_after_transport;
 	}
+	/* With auto-recovery on, raft_uv silently renames a corrupt last
+	 * closed segment to corrupt-* and starts without its entries: entries
+	 * this node acknowledged are gone without a word, and with one more
+	 * failure the cluster can lose committed messages. Refuse to start
+	 * instead; the error names the file (docs/operations.md, "Corrupted
+	 * data"). A torn tail of an open segment (a crash mid-write) is still
+	 * truncated by the loader, with or without this flag. */
+	raft_uv_set_auto_recovery(&c->io, false);
 	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "raft_init(): %s",
@@ -158,12 +169,18 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms
 						     ? cfg->heartbeat_timeout_ms
 						     : DEFAULT_HEARTBEAT_MS);
-	raft_set_snapshot_threshold(
-		&c->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold
-						  : DEFAULT_SNAPSHOT_THRESHOLD);
-	raft_set_snapshot_trailing(
-		&c->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
-						 : DEFAULT_SNAPSHOT_TRAILING);
+	c->fsm.threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold
+						   : DEFAULT_SNAPSHOT_THRESHOLD;
+	c->fsm.trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing
+						 : DEFAULT_SNAPSHOT_TRAILING;
+	c->fsm.snapshot_min_bytes = cfg->snapshot_min_bytes
+					    ? cfg->snapshot_min_bytes
+					    : DEFAULT_SNAPSHOT_MIN_BYTES;
+	c->fsm.trailing_bytes = cfg->snapshot_trailing_bytes
+					? cfg->snapshot_trailing_bytes
+					: DEFAULT_TRAILING_BYTES;
+	raft_set_snapshot_threshold(&c->raft, c->fsm.threshold);
+	raft_set_snapshot_trailing(&c->raft, c->fsm.trailing);
 	raft_set_max_inflight_entries(
 		&c->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries
 						    : DEFAULT_MAX_INFLIGHT);
@@ -212,12 +229,53 @@ err_free:
 	return rv;
 }
 
+/* The snapshot raft_uv loads at start: the newest "snapshot-T-I-MS" file
+ * of dir by (term, index, timestamp). Writes its name or "". */
+static void newest_snapshot(const char *dir, char *name, size_t len)
+{
+	unsigned long long best[3] = {0, 0, 0}, t, i, ms;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int end;
+	name[0] = '\0';
+	if (d == NULL) {
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		end = 0;
+		if (sscanf(e->d_name, "snapshot-%llu-%llu-%llu%n", &t, &i, &ms,
+			   &end) != 3 ||
+		    e->d_name[end] != '\0') {
+			continue; /* not a snapshot, or its .meta */
+		}
+		if (t > best[0] || (t == best[0] && i > best[1]) ||
+		    (t == best[0] && i == best[1] && ms >= best[2])) {
+			best[0] = t;
+			best[1] = i;
+			best[2] = ms;
+			snprintf(name, len, "%s", e->d_name);
+		}
+	}
+	closedir(d);
+}
+
 int cons_start(struct cons *c, char *errmsg, size_t errlen)
 {
 	int rv = raft_start(&c->raft);
 	if (rv != 0) {
-		snprintf(errmsg, errlen, "raft_start(): %s",
-			 raft_errmsg(&c->raft));
+		char snap[256];
+		/* libraft says nothing when the FSM refuses the snapshot
+		 * (the FSM printed why): name the file it was loading. */
+		newest_snapshot(c->data_dir, snap, sizeof snap);
+		if (raft_errmsg(&c->raft)[0] == '\0' && snap[0] != '\0') {
+			snprintf(errmsg, errlen,
+				 "raft_start(): cannot restore snapshot %s/%s "
+				 "(corrupt or truncated)",
+				 c->data_dir, snap);
+		} else {
+			snprintf(errmsg, errlen, "raft_start(): %s",
+				 raft_errmsg(&c->raft));
+		}
 		return cons__translate(rv);
 	}
 	uv_check_init(c->loop, &c->check);

@@ -20,6 +20,8 @@ typedef Raftmq__Client__V1__Envelope Envelope;
 
 struct node_server;
 struct node_session;
+struct node_tls;
+struct ssl_ctx_st;
 
 /* ------------------------------------------------------------ out buffer */
 
@@ -110,6 +112,9 @@ struct node_session {
 	struct node_consumer *consumers;
 	struct node_early *early;
 	struct node_fetch *fetches;
+	struct node_tls *tls;	      /* owned; NULL = plain TCP (node_tls.c) */
+	const struct node_user *user; /* authenticated as (borrowed from
+					 srv->cfg); NULL = not yet */
 	struct node_session *next, *prev; /* all sessions */
 	struct node_session *dirty_next;  /* sessions to flush */
 };
@@ -137,8 +142,10 @@ struct node_server {
 	uv_check_t check;  /* end of each loop iteration: flush */
 	uv_idle_t idle;	   /* active while output or a batch waits */
 	uv_timer_t ticker; /* leader: timers due? propose TICK */
+	uint64_t trim_at;  /* next malloc_trim (node_server.c, trim_heap) */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
+	struct ssl_ctx_st *tls_ctx; /* owned; NULL = plain client port */
 
 	struct node_session sessions; /* list head */
 	unsigned n_sessions;
@@ -204,9 +211,20 @@ void node_session_close(struct node_session *s);
 /* Encodes env as a frame into the session's output. */
 void node_session_send(struct node_session *s, const Envelope *env);
 void node_session_flush_all(struct node_server *srv);
+/* Decodes and dispatches every complete frame in s->in[0..in_len) and keeps
+ * the incomplete tail (called by the read callback; the client fuzzer calls
+ * it directly, tests/fuzz/fuzz_client.c). */
+void node_session_read_frames(struct node_session *s);
 struct node_session *node_session_find(struct node_server *srv, uint64_t id);
 struct node_consumer *node_session_consumer(struct node_session *s,
 					    q_consumer_id id);
+
+/* node_codec.c */
+/* Checks every string field of a frame that protobuf-c accepted (wire bytes
+ * `frame`, borrowed): UTF-8 and no NUL. Returns 0, or -1 with a sentence
+ * naming the field in err. */
+int node_codec_check_strings(const uint8_t *frame, size_t len, char *err,
+			     size_t errlen);
 
 /* node_dispatch.c */
 void node_dispatch(struct node_session *s, Envelope *env);

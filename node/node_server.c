@@ -14,14 +14,17 @@
  * return their messages (their clients reconnect here). On losing it, the
  * node closes its client connections: their consumers are gone with the
  * leadership and the clients reconnect to the new leader. */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "node_auth.h"
 #include "node_int.h"
 #include "node_log.h"
+#include "node_tls.h"
 
 uint64_t node_now_ns(void)
 {
@@ -351,6 +354,23 @@ static void watch_cb(void *data)
 	}
 }
 
+/* Gives freed heap back to the system now and then, when no batch is in
+ * flight. glibc keeps freed memory of a busy period (a drained queue, log
+ * entries dropped by a snapshot) in its free lists, fragmented below the top
+ * of the heap where free() cannot return it; malloc_trim releases those
+ * pages. It costs a walk of the free lists, hence not on every tick. */
+#define TRIM_EVERY_MS 5000
+
+static void trim_heap(struct node_server *srv)
+{
+	uint64_t now = uv_now(srv->loop);
+	if (now < srv->trim_at || srv->inflight > 0) {
+		return;
+	}
+	srv->trim_at = now + TRIM_EVERY_MS;
+	malloc_trim(0);
+}
+
 /* Leader only: propose a TICK when a timer (ack deadline, delay, TTL) is
  * due by the leader's clock. One tick in flight at a time. */
 static void ticker_cb(uv_timer_t *t)
@@ -358,6 +378,7 @@ static void ticker_cb(uv_timer_t *t)
 	struct node_server *srv = t->data;
 	struct q_cmd *cmd;
 	struct node_req *r;
+	trim_heap(srv);
 	if (!srv->leader || !srv->leader_ready || srv->tick_inflight ||
 	    srv->stopping) {
 		return;
@@ -459,6 +480,10 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	srv->sink.data = srv;
 	srv->sink.deliver = node_on_delivery;
 	srv->sink.consumer_gone = node_on_consumer_gone;
+	if (node_auth_init(&srv->cfg, err, errlen) != 0 ||
+	    node_tls_ctx_new(&srv->cfg, &srv->tls_ctx, err, errlen) != 0) {
+		return -1;
+	}
 
 	memset(&cc, 0, sizeof cc);
 	cc.id = cfg->id;
@@ -550,6 +575,8 @@ static void finish_stop(struct node_server *srv)
 	srv->waiting_tail = NULL;
 	node_http_stop(srv);
 	uv_close((uv_handle_t *)&srv->listener, NULL);
+	node_tls_ctx_free(srv->tls_ctx); /* closing sessions keep a ref */
+	srv->tls_ctx = NULL;
 	uv_close((uv_handle_t *)&srv->check, NULL);
 	uv_close((uv_handle_t *)&srv->idle, NULL);
 	uv_close((uv_handle_t *)&srv->ticker, NULL);
