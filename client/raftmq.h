@@ -22,8 +22,8 @@
  * Failover. The library finds the leader itself: it tries the addresses in
  * order, follows the leader named in HelloResult and in every NOT_LEADER
  * error, and on UNAVAILABLE (no leader yet), on a broken connection, or on a
- * refused connect it tries the other addresses with a growing backoff (25 ms
- * doubling up to 1 s) until the request timeout of the call in progress runs
+ * refused connect it tries the other addresses with a growing backoff (10 ms
+ * doubling up to 200 ms) until the request timeout of the call in progress runs
  * out. Publishes are always retried with the same msg_id, so the broker's
  * dedup window makes retries idempotent: a retried publish that had in fact
  * been stored comes back with duplicate = true and the original seq.
@@ -127,7 +127,7 @@ struct raftmq_options {
 	/* Per connection attempt (TCP connect + Hello); 0 = 2000. An
 	 * attempt is never cut short by a call's own timeout, so a call made
 	 * while reconnecting may return up to this much after its timeout.
-	 * Reconnect backoff (25 ms doubling to 1 s) carries over between
+	 * Reconnect backoff (10 ms doubling to 200 ms) carries over between
 	 * calls. */
 	unsigned connect_timeout_ms;
 	unsigned request_timeout_ms; /* per call incl. retries; 0 = 10000 */
@@ -542,9 +542,9 @@ int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c);
  * Pulls up to max_messages (0 = 1) from `queue` (borrowed). The leader
  * answers as soon as max_messages are held, or when wait_ms has passed with
  * what it holds then (maybe none; wait_ms 0 = at once), like a JetStream
- * pull with a batch and an expiry. On success *out (transferred; may be NULL when
- * *n == 0) holds *n deliveries: free with raftmq_deliveries_free(). They are
- * held by the connection's pull consumer and acked like pushed ones.
+ * pull with a batch and an expiry. On success *out (transferred; may be NULL
+ * when *n == 0) holds *n deliveries: free with raftmq_deliveries_free(). They
+ * are held by the connection's pull consumer and acked like pushed ones.
  * Returns 0 (possibly with none), RAFTMQ_ENOTFOUND, connection errors.
  */
 int raftmq_fetch(struct raftmq *conn, const char *queue, uint32_t max_messages,

@@ -40,18 +40,24 @@ uint64_t rmq__corr(struct raftmq *conn)
 	return conn->next_corr++;
 }
 
-/* Backoff before attempt number `n` (1-based): 25 ms doubling to 1 s, plus
- * up to a quarter of jitter so clients do not reconnect in lockstep. */
+/* Backoff before attempt number `n` (1-based): 10 ms doubling to 200 ms,
+ * plus up to a quarter of jitter so clients do not reconnect in lockstep.
+ * The cap is what a client adds to a failover at worst (a new leader is
+ * elected in about 0.1-0.3 s when the old one's process died), and 5
+ * attempts a second is no load for a node that answers UNAVAILABLE. */
+#define BACKOFF_FIRST_MS 10
+#define BACKOFF_MAX_MS 200
+
 uint64_t rmq__backoff_ms(struct raftmq *conn, unsigned n)
 {
-	uint64_t base = 25;
+	uint64_t base = BACKOFF_FIRST_MS;
 	unsigned i;
 
-	for (i = 1; i < n && base < 1000; i++) {
+	for (i = 1; i < n && base < BACKOFF_MAX_MS; i++) {
 		base *= 2;
 	}
-	if (base > 1000) {
-		base = 1000;
+	if (base > BACKOFF_MAX_MS) {
+		base = BACKOFF_MAX_MS;
 	}
 	conn->rng ^= conn->rng << 13;
 	conn->rng ^= conn->rng >> 7;

@@ -192,7 +192,8 @@ struct raftmq {
 	size_t next_addr;
 	char *client_name; /* owned */
 	char *auth_token;  /* owned */
-	struct rmq_tls *tls; /* owned; NULL = plain TCP (rmq_tls.c) */
+	/* owned; NULL = plain TCP (rmq_tls.c) */
+	struct rmq_tls *tls;
 	unsigned connect_timeout_ms;
 	unsigned request_timeout_ms;
 	unsigned window;

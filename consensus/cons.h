@@ -87,6 +87,16 @@ struct cons_config {
  * node is an initial member) without starting it. `loop` is retained; `sink`
  * is retained (may be NULL) and receives apply events from the loop thread.
  * On failure writes a sentence into errmsg. */
+/*
+ * Tells the node that the leader `leader_id` is gone for sure (its process
+ * closed a connection we held to it: node/node_watch.c), so that it starts
+ * an election in tens of milliseconds instead of waiting out the election
+ * timeout. Ignored unless this node is a follower of that leader. Pre-vote
+ * keeps this safe: if the leader is in fact alive and heard from by the
+ * others, they refuse the pre-vote and nothing changes.
+ */
+void cons_hurry_election(struct cons *c, uint64_t leader_id);
+
 /* The fewest entries kept after a snapshot, whatever their size: a
  * follower up to this far behind catches up without a snapshot install
  * (installs are costly, and 0.22.1 can crash on one: docs/libraft.md). */

@@ -131,6 +131,23 @@ static void snapshot_retune(struct cons_fsm *f)
 	f->log_entries = 0;
 }
 
+/* A follower that has just started, or just installed a snapshot, does not
+ * take its own for a while. That is when the leader may send it an
+ * InstallSnapshot (it lagged while it was down), and 0.22.1 crashes when one
+ * arrives while the follower writes its own snapshot (a NULL dereference
+ * in the library; docs/libraft.md). The log grows a little meanwhile. */
+#define SNAPSHOT_QUIET_MS 10000
+
+static bool snapshot_quiet(const struct cons_fsm *f)
+{
+	struct cons *c = f->owner;
+	uint64_t now = uv_now(c->loop);
+	uint64_t since =
+		c->started_ms > f->restored_ms ? c->started_ms : f->restored_ms;
+	return raft_state(&c->raft) != RAFT_LEADER &&
+	       now - since < SNAPSHOT_QUIET_MS;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 			unsigned *n_bufs)
 {
@@ -139,6 +156,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	int rv;
 	if (b == NULL) {
 		return RAFT_NOMEM;
+	}
+	if (f->owner != NULL && snapshot_quiet(f)) {
+		raft_free(b);
+		return RAFT_BUSY; /* libraft tries again after later applies */
 	}
 	if (f->owner != NULL) {
 		snapshot_retune(f);
@@ -179,6 +200,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	raft_free(buf->base);
 	f->log_bytes = 0; /* the log starts again after the snapshot */
 	f->log_entries = 0;
+	if (f->owner != NULL) {
+		f->restored_ms = uv_now(f->owner->loop);
+	}
 	return 0;
 }
 

@@ -81,6 +81,7 @@ struct cons_fsm {
 	uint64_t snapshot_min_bytes;  /* take one after at least this much */
 	uint64_t trailing_bytes;      /* keep about this much after one */
 	unsigned threshold, trailing; /* configured, in entries */
+	uint64_t restored_ms;	      /* uv_now of the last snapshot install */
 };
 
 /* A proposal in flight on this node. */
@@ -139,6 +140,9 @@ struct cons {
 		uint64_t id, match;
 		uint64_t seen_ms;
 	} progress[CONS_MAX_NODES];
+	uint64_t started_ms;  /* uv_now at cons_start */
+	uint64_t hurry_rng;   /* jitter of hurried elections */
+	uint64_t hurry_until; /* uv_now: keep elections short until then */
 	int closing;
 	void (*close_cb)(void *data);
 	void *close_data;

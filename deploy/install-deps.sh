@@ -10,10 +10,14 @@ set -euo pipefail
 
 PKGS=(
 	build-essential pkg-config meson ninja-build
-	libuv1-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
+	libuv1-dev libssl-dev openssl protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 	libcriterion-dev libinih-dev libmicrohttpd-dev libxxhash-dev
 	python3 python3-protobuf python3-pytest python3-yaml clang-format curl
+	# clang builds (build/sanitize, build/fuzz: libFuzzer is in libclang-rt-dev,
+	# only a Recommends of clang), llvm-symbolizer, tests/lint/check-static.sh
+	clang llvm libclang-rt-dev cppcheck
 	chromium chromium-driver
+	iproute2 iptables python3-matplotlib
 )
 BACKPORTS_PKGS=(libraft-dev)
 

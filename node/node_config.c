@@ -44,6 +44,7 @@ enum opt_type {
 	OPT_STRING,    /* char[size], non-empty */
 	OPT_ADDRESS,   /* char[size], "host:port"; empty only if may_be_empty */
 	OPT_LOG_LEVEL, /* int, enum node_log_level by name */
+	OPT_BOOL,      /* bool: on/off, true/false, yes/no, 1/0 */
 	OPT_MEMBERS,   /* members[] + n_members */
 };
 
@@ -90,6 +91,22 @@ static const struct opt opts[] = {
 	 "/healthz/ready, /v1/status). Empty: no HTTP endpoint."},
 	{"node", "log_level", OPT_LOG_LEVEL, FIELD(log_level), 0, 0, false,
 	 "info", "LEVEL", NULL, "One of error, warn, info or debug."},
+	{"node", "auth", OPT_BOOL, FIELD(auth), 0, 0, false, "off", "on|off",
+	 NULL,
+	 "Clients must authenticate: Hello carries a token of a [user.NAME] "
+	 "section, and every request is checked against that user's "
+	 "permissions. Off: every client may do everything."},
+	{"node", "tls_cert", OPT_STRING, FIELD(tls_cert), 0, 0, true, "",
+	 "PATH", NULL,
+	 "PEM certificate (chain) of the client port. Set with tls_key: "
+	 "clients must then connect with TLS; plain connections are refused. "
+	 "Empty: plain TCP."},
+	{"node", "tls_key", OPT_STRING, FIELD(tls_key), 0, 0, true, "", "PATH",
+	 NULL, "PEM private key of tls_cert."},
+	{"node", "tls_ca", OPT_STRING, FIELD(tls_ca), 0, 0, true, "", "PATH",
+	 NULL,
+	 "PEM CA certificates: clients must present a certificate signed by "
+	 "one of them. Empty: client certificates are not asked for."},
 
 	{"cluster", "members", OPT_MEMBERS, FIELD(members), 0, 0, true, "",
 	 "LIST", NULL,
@@ -274,6 +291,24 @@ static bool all_digits(const char *s, size_t len)
 		}
 	}
 	return len > 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* Writes a byte count the way a user would type it back ("8M"). */
@@ -666,6 +701,15 @@ static int set_value(struct node_config *c, const struct opt *o, const char *v,
 		errf(why, whylen,
 		     "'%s' is not a log level (error, warn, info or debug)", v);
 		return -1;
+	case OPT_BOOL:
+		if (parse_bool(v, (bool *)field(c, o)) != 0) {
+			errf(why, whylen,
+			     "'%s' is not on or off (also true/false, yes/no, "
+			     "1/0)",
+			     v);
+			return -1;
+		}
+		return 0;
 	case OPT_MEMBERS:
 		if (!append) {
 			c->n_members = 0;
@@ -708,6 +752,7 @@ struct load {
 	bool failed;	    /* err holds the first error; stop reading */
 	int set_at[N_OPTS]; /* line where each key was set, 0 = not set */
 	const struct opt *last; /* key of the latest "key = value" line */
+	unsigned user_set[NODE_MAX_USERS]; /* keys seen per user, bits */
 	char *err;
 	size_t errlen;
 };
@@ -728,6 +773,9 @@ __attribute__((format(printf, 2, 3))) static void load_fail(struct load *l,
 	errf(l->err, l->errlen, "%s:%d: %s", l->path, l->lineno, msg);
 	l->failed = true;
 }
+
+static bool is_user_section(const char *name, size_t len);
+static int user_begin(struct load *l, const char *name, size_t len);
 
 /* inih's ini_reader. Reading lines ourselves gives the handler the line
  * number (Debian builds inih without INI_HANDLER_LINENO), turns an
@@ -779,10 +827,15 @@ static char *read_line(char *str, int num, void *stream)
 				  s);
 			return NULL;
 		}
-		if (!section_known_n(s + 1, (size_t)(end - s - 1))) {
+		if (is_user_section(s + 1, (size_t)(end - s - 1))) {
+			if (user_begin(l, s + 6, (size_t)(end - s - 6)) != 0) {
+				return NULL;
+			}
+		} else if (!section_known_n(s + 1, (size_t)(end - s - 1))) {
 			load_fail(l,
 				  "unknown section [%.*s] (known: node, "
-				  "cluster, raft, limits, batching)",
+				  "cluster, raft, limits, batching, "
+				  "user.NAME)",
 				  (int)(end - s - 1), s + 1);
 			return NULL;
 		}
@@ -792,6 +845,245 @@ static char *read_line(char *str, int num, void *stream)
 	str[len] = '\n';
 	str[len + 1] = '\0';
 	return str;
+}
+
+/* --------------------------------------------------------------- users */
+
+static bool is_user_section(const char *name, size_t len)
+{
+	return len >= 5 && memcmp(name, "user.", 5) == 0;
+}
+
+/* A user name: 1..32 of [A-Za-z0-9_.-] (inih keeps section names below 50
+ * characters, "user." included). */
+static bool user_name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len >= NODE_USER_NAME_MAX) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+		      ch == '-')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static struct node_user *find_user(struct node_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_users; i++) {
+		if (strcmp(c->users[i].name, name) == 0) {
+			return &c->users[i];
+		}
+	}
+	return NULL;
+}
+
+/* A "[user.NAME]" header: adds the user (its keys follow). */
+static int user_begin(struct load *l, const char *name, size_t len)
+{
+	struct node_user *u;
+	char buf[NODE_USER_NAME_MAX];
+
+	if (!user_name_ok(name, len)) {
+		load_fail(l,
+			  "bad user name '%.*s' in [user.%.*s] (1 to %d "
+			  "letters, digits, '_', '.' or '-')",
+			  (int)len, name, (int)len, name,
+			  NODE_USER_NAME_MAX - 1);
+		return -1;
+	}
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	if (find_user(l->c, buf) != NULL) {
+		load_fail(l, "user '%s' is defined twice", buf);
+		return -1;
+	}
+	if (l->c->n_users == NODE_MAX_USERS) {
+		load_fail(l, "more than %d users", NODE_MAX_USERS);
+		return -1;
+	}
+	u = &l->c->users[l->c->n_users];
+	memset(u, 0, sizeof(*u));
+	memcpy(u->name, buf, len + 1);
+	l->user_set[l->c->n_users] = 0;
+	l->c->n_users++;
+	l->last = NULL;
+	return 0;
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9') {
+		return ch - '0';
+	}
+	if (ch >= 'a' && ch <= 'f') {
+		return ch - 'a' + 10;
+	}
+	if (ch >= 'A' && ch <= 'F') {
+		return ch - 'A' + 10;
+	}
+	return -1;
+}
+
+/* A permission list: prefixes separated by commas, "*" for every name. */
+static int check_prefixes(const char *v, char *why, size_t whylen)
+{
+	const char *p = v;
+
+	if (v[0] == '\0') {
+		return 0; /* nothing granted */
+	}
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		const char *item = p;
+
+		trim(&item, &len);
+		if (len == 0) {
+			errf(why, whylen,
+			     "empty prefix in '%s' (use * for every name)", v);
+			return -1;
+		}
+		for (size_t i = 0; i < len; i++) {
+			if (item[i] == ' ' || item[i] == '\t' ||
+			    (item[i] == '*' && len != 1)) {
+				errf(why, whylen,
+				     "bad prefix '%.*s' in '%s' (a name "
+				     "prefix without blanks, or * alone)",
+				     (int)len, item, v);
+				return -1;
+			}
+		}
+		if (comma == NULL) {
+			return 0;
+		}
+		p = comma + 1;
+	}
+}
+
+enum {
+	UKEY_SHA256 = 1u << 0,
+	UKEY_FILE = 1u << 1,
+	UKEY_PUBLISH = 1u << 2,
+	UKEY_CONSUME = 1u << 3,
+	UKEY_CONFIGURE = 1u << 4,
+	UKEY_ADMIN = 1u << 5,
+};
+
+static int user_key(struct load *l, const char *section, const char *name,
+		    const char *value)
+{
+	struct node_user *u = find_user(l->c, section + 5);
+	size_t idx;
+	unsigned bit;
+	char why[256];
+
+	if (u == NULL) { /* an indented header, left to inih */
+		load_fail(l, "bad section [%s]", section);
+		return 0;
+	}
+	idx = (size_t)(u - l->c->users);
+	if (l->indented) {
+		load_fail(l,
+			  "indented line in [%s] (only members may span "
+			  "lines; remove the indentation)",
+			  section);
+		return 0;
+	}
+	if (strcmp(name, "token") == 0) {
+		load_fail(l,
+			  "[%s]: plain tokens are not accepted in the config; "
+			  "give token_sha256 (printf %%s TOKEN | sha256sum) "
+			  "or token_file (a file holding the token)",
+			  section);
+		return 0;
+	}
+	if (strcmp(name, "token_sha256") == 0) {
+		bit = UKEY_SHA256;
+	} else if (strcmp(name, "token_file") == 0) {
+		bit = UKEY_FILE;
+	} else if (strcmp(name, "publish") == 0) {
+		bit = UKEY_PUBLISH;
+	} else if (strcmp(name, "consume") == 0) {
+		bit = UKEY_CONSUME;
+	} else if (strcmp(name, "configure") == 0) {
+		bit = UKEY_CONFIGURE;
+	} else if (strcmp(name, "admin") == 0) {
+		bit = UKEY_ADMIN;
+	} else {
+		load_fail(l,
+			  "unknown key '%s' in section [%s] (known: "
+			  "token_sha256, token_file, publish, consume, "
+			  "configure, admin)",
+			  name, section);
+		return 0;
+	}
+	if (l->user_set[idx] & bit) {
+		load_fail(l, "key '%s' in section [%s] is set twice", name,
+			  section);
+		return 0;
+	}
+	l->user_set[idx] |= bit;
+	if (bit != UKEY_ADMIN && strlen(value) >= NODE_PERM_MAX) {
+		load_fail(l, "bad %s in [%s]: longer than %d characters", name,
+			  section, NODE_PERM_MAX - 1);
+		return 0;
+	}
+	switch (bit) {
+	case UKEY_SHA256:
+		if (strlen(value) != 64) {
+			load_fail(l,
+				  "bad token_sha256 in [%s]: want 64 hex "
+				  "digits (printf %%s TOKEN | sha256sum)",
+				  section);
+			return 0;
+		}
+		for (size_t i = 0; i < 32; i++) {
+			int hi = hex_digit(value[2 * i]);
+			int lo = hex_digit(value[2 * i + 1]);
+			if (hi < 0 || lo < 0) {
+				load_fail(l,
+					  "bad token_sha256 in [%s]: '%c%c' "
+					  "is not hex",
+					  section, value[2 * i],
+					  value[2 * i + 1]);
+				return 0;
+			}
+			u->token_sha256[i] = (unsigned char)(hi << 4 | lo);
+		}
+		u->has_sha256 = true;
+		return 1;
+	case UKEY_FILE:
+		if (value[0] == '\0') {
+			load_fail(l, "bad token_file in [%s]: empty", section);
+			return 0;
+		}
+		memcpy(u->token_file, value, strlen(value) + 1);
+		return 1;
+	case UKEY_ADMIN:
+		if (parse_bool(value, &u->admin) != 0) {
+			load_fail(l,
+				  "bad admin in [%s]: '%s' is not true or "
+				  "false",
+				  section, value);
+			return 0;
+		}
+		return 1;
+	default:
+		if (check_prefixes(value, why, sizeof(why)) != 0) {
+			load_fail(l, "bad %s in [%s]: %s", name, section, why);
+			return 0;
+		}
+		memcpy(bit == UKEY_PUBLISH   ? u->publish
+		       : bit == UKEY_CONSUME ? u->consume
+					     : u->configure,
+		       value, strlen(value) + 1);
+		return 1;
+	}
 }
 
 /* inih's ini_handler: returns 1 to go on, 0 on error (inih then records
@@ -824,6 +1116,9 @@ static int on_key(void *user, const char *section, const char *name,
 			return 0;
 		}
 		return 1;
+	}
+	if (is_user_section(section, strlen(section))) {
+		return user_key(l, section, name, value);
 	}
 	if (section[0] == '\0') {
 		o = find_key(NULL, name);
@@ -1185,6 +1480,51 @@ static int validate_members(const struct node_config *c, char *err,
 	return 0;
 }
 
+/* TLS files come in pairs; users need exactly one token each, and no two
+ * users may share a token (it alone says who is connecting). */
+static int validate_security(const struct node_config *c, char *err,
+			     size_t errlen)
+{
+	if ((c->tls_cert[0] != '\0') != (c->tls_key[0] != '\0')) {
+		errf(err, errlen,
+		     "tls_cert and tls_key go together: give both (TLS on the "
+		     "client port) or neither");
+		return -1;
+	}
+	if (c->tls_ca[0] != '\0' && c->tls_cert[0] == '\0') {
+		errf(err, errlen,
+		     "tls_ca (client certificates) needs tls_cert and tls_key");
+		return -1;
+	}
+	if (c->auth && c->n_users == 0) {
+		errf(err, errlen,
+		     "auth is on but no user is defined: add a [user.NAME] "
+		     "section with token_sha256 or token_file");
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_users; i++) {
+		const struct node_user *u = &c->users[i];
+		if (u->has_sha256 == (u->token_file[0] != '\0')) {
+			errf(err, errlen,
+			     "user '%s' needs exactly one of token_sha256 and "
+			     "token_file",
+			     u->name);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (u->has_sha256 && c->users[j].has_sha256 &&
+			    memcmp(u->token_sha256, c->users[j].token_sha256,
+				   32) == 0) {
+				errf(err, errlen,
+				     "users '%s' and '%s' have the same token",
+				     c->users[j].name, u->name);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 {
 	char why[192];
@@ -1270,6 +1610,9 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		     "max_connections, max_client_output_bytes, "
 		     "max_batch_commands, max_batch_bytes and "
 		     "max_inflight_batches must be above 0");
+		return -1;
+	}
+	if (validate_security(c, err, errlen) != 0) {
 		return -1;
 	}
 	inflight = c->max_inflight_entries != 0 ? c->max_inflight_entries
@@ -1361,6 +1704,26 @@ void node_config_usage(FILE *out)
 			print_wrapped(out, 8, o->help);
 		}
 	}
+	fputs("\n[user.NAME]  (file only, one section per user; see "
+	      "docs/operations.md)\n",
+	      out);
+	print_wrapped(out, 2, "token_sha256 = HEX | token_file = PATH");
+	print_wrapped(out, 8,
+		      "The user's token: its SHA-256 in hex (printf %s TOKEN | "
+		      "sha256sum), or a file holding the token itself. Plain "
+		      "tokens in the config are refused.");
+	print_wrapped(out, 2,
+		      "publish = PREFIXES, consume = PREFIXES, "
+		      "configure = PREFIXES");
+	print_wrapped(out, 8,
+		      "Queue and topic name prefixes, separated by commas, "
+		      "that the user may publish to, consume from, and "
+		      "create, configure, purge or delete; * is every name. "
+		      "Default: none.");
+	print_wrapped(out, 2, "admin = true|false");
+	print_wrapped(out, 8,
+		      "Cluster status and membership changes (cluster add, "
+		      "remove, transfer). Default false.");
 }
 
 int node_config_option(size_t i, const char **section, const char **key,

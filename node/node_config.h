@@ -8,6 +8,7 @@
 #ifndef RAFTMQ_NODE_CONFIG_H
 #define RAFTMQ_NODE_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,30 @@ struct node_member {
 	uint64_t id;
 	char raft_address[NODE_ADDR_MAX];   /* "host:port" */
 	char client_address[NODE_ADDR_MAX]; /* "host:port" */
+};
+
+/* [user.NAME] sections: who may connect when auth is on, and what they may
+ * do. Permissions are comma-separated name prefixes ("orders.,logs."); "*"
+ * matches every name; empty grants nothing. Lines are at most 197
+ * characters (libinih), so each list fits in NODE_PERM_MAX. */
+#define NODE_MAX_USERS 64
+#define NODE_USER_NAME_MAX 33 /* 32 characters: inih cuts section names at 49 \
+			       */
+#define NODE_PERM_MAX 200
+
+struct node_user {
+	char name[NODE_USER_NAME_MAX]; /* after "user." */
+	/* Exactly one of the two is given. token_sha256 is the SHA-256 of the
+	 * token (64 hex digits in the file); token_file names a file holding
+	 * the token itself, hashed when the node starts (node_auth.c), which
+	 * then also fills token_sha256. */
+	unsigned char token_sha256[32];
+	bool has_sha256;
+	char token_file[NODE_PERM_MAX];
+	char publish[NODE_PERM_MAX];   /* publish to queues/topics */
+	char consume[NODE_PERM_MAX];   /* consume/fetch; subscribe (topic) */
+	char configure[NODE_PERM_MAX]; /* create/configure/delete/purge */
+	bool admin;		       /* cluster status/add/remove/transfer */
 };
 
 enum node_log_level {
@@ -35,7 +60,16 @@ struct node_config {
 	char raft_address[NODE_ADDR_MAX];   /* required: "host:port" */
 	char client_address[NODE_ADDR_MAX]; /* required: "host:port" */
 	char http_address[NODE_ADDR_MAX];   /* "" = no HTTP endpoint */
-	int log_level; /* enum node_log_level; default info */
+	int log_level;	     /* enum node_log_level; default info */
+	bool auth;	     /* clients must authenticate (Hello token) */
+	char tls_cert[1024]; /* PEM certificate chain; "" = plain TCP */
+	char tls_key[1024];  /* PEM private key of tls_cert */
+	char tls_ca[1024];   /* "" = no client certificates; else required
+				and verified against these CAs */
+
+	/* [user.NAME] sections (not flags) */
+	struct node_user users[NODE_MAX_USERS];
+	size_t n_users;
 
 	/* [cluster] members = "1@127.0.0.1:7101@127.0.0.1:7001,2@...": the
 	 * initial members (id@raft_address@client_address). Empty: this node

@@ -12,12 +12,21 @@
  * room) and reach node_on_delivery() on every node; the leader writes those
  * of its own sessions' consumers. One made before the client has its
  * ConsumeResult waits in the session's `early` list until the result is
- * written, so the client always learns the consumer id first. */
+ * written, so the client always learns the consumer id first.
+ *
+ * Authentication (auth = on): the Hello's token names the session's user
+ * (node_auth.c); a missing or unknown token is answered UNAUTHENTICATED and
+ * the connection closed, and any other request before a good Hello is
+ * answered UNAUTHENTICATED. Each request is then checked against the user's
+ * permissions (permitted()) before anything else, followers included; a
+ * refusal is PERMISSION_DENIED with the permission it lacks. Queue and
+ * topic lists show only the names the user has some permission on. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "node_auth.h"
 #include "node_int.h"
 #include "node_log.h"
 
@@ -33,6 +42,23 @@ static void env_init(Envelope *e, uint64_t corr)
 	e->correlation_id = corr;
 }
 
+/* For a text snprintf() may have cut to fit (a long name was echoed):
+ * drops a UTF-8 character cut in half at its end, or the frame would be
+ * undecodable for the protobuf libraries that check strings. */
+static void utf8_cut(char *buf)
+{
+	size_t end = strlen(buf), k = end, lead;
+	while (k > 0 && ((unsigned char)buf[k - 1] & 0xc0) == 0x80) {
+		k--;
+	}
+	lead = k > 0 ? (unsigned char)buf[k - 1] : 0;
+	if (lead >= 0xc0 && end - (k - 1) < (lead >= 0xf0   ? 4u
+					     : lead >= 0xe0 ? 3u
+							    : 2u)) {
+		buf[k - 1] = '\0';
+	}
+}
+
 void node_error(struct node_session *s, uint64_t corr, int code,
 		const char *fmt, ...)
 {
@@ -41,10 +67,14 @@ void node_error(struct node_session *s, uint64_t corr, int code,
 	struct cons_status st;
 	char msg[512];
 	va_list ap;
+	int len;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	len = vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (len >= (int)sizeof msg) {
+		utf8_cut(msg);
+	}
 	PB(error__init)(&err);
 	err.code = (Raftmq__Client__V1__ErrorCode)code;
 	err.message = msg;
@@ -214,10 +244,44 @@ static void status_out(Raftmq__Client__V1__QueueStatus *o,
 
 /* ------------------------------------------------------------------ reads */
 
-static void hello(struct node_session *s, uint64_t corr)
+/* Hello: authenticates the session when auth is on (a Hello on an
+ * authenticated session authenticates it again, as whoever the new token
+ * names). Returns false when the session was refused and closed. */
+static bool hello(struct node_session *s, uint64_t corr,
+		  const Raftmq__Client__V1__Hello *h)
 {
 	Raftmq__Client__V1__HelloResult r;
 	struct cons_status st;
+	if (s->srv->cfg.auth) {
+		const char *tok = h->auth_token != NULL ? h->auth_token : "";
+		const struct node_user *u =
+			node_auth_check(&s->srv->cfg, tok, strlen(tok));
+		if (u == NULL) {
+			NODE_INFO("session %llu from %s: %s; closing",
+				  (unsigned long long)s->id, s->peer,
+				  tok[0] == '\0' ? "no auth token"
+						 : "unknown auth token");
+			s->user = NULL;
+			node_error(s, corr, EC(UNAUTHENTICATED),
+				   tok[0] == '\0'
+					   ? "node %llu requires "
+					     "authentication: Hello carried "
+					     "no auth token"
+					   : "node %llu refused the auth "
+					     "token: it is not the token of "
+					     "any user",
+				   (unsigned long long)s->srv->cfg.id);
+			node_session_close(s);
+			return false;
+		}
+		if (s->user != u) {
+			NODE_DEBUG(
+				"session %llu from %s: authenticated as "
+				"user %s",
+				(unsigned long long)s->id, s->peer, u->name);
+		}
+		s->user = u;
+	}
 	cons_status(s->srv->cons, &st);
 	PB(hello_result__init)(&r);
 	r.protocol_version = 1;
@@ -227,6 +291,7 @@ static void hello(struct node_session *s, uint64_t corr)
 	r.leader_id = st.leader_id;
 	r.leader_client_address = st.leader_client_address;
 	reply(s, corr, BODY(HELLO_RESULT), &r);
+	return true;
 }
 
 static void cluster_status(struct node_session *s, uint64_t corr)
@@ -279,6 +344,7 @@ static void queue_info(struct node_session *s, uint64_t corr, const char *name)
 }
 
 struct list_ctx {
+	const struct node_user *user; /* NULL: every queue */
 	Raftmq__Client__V1__QueueStatus *qs;
 	Raftmq__Client__V1__QueueSettings *so;
 	Raftmq__Client__V1__QueueStatus **ptrs;
@@ -289,6 +355,9 @@ struct list_ctx {
 static int list_cb(void *data, const struct q_queue_info *i)
 {
 	struct list_ctx *c = data;
+	if (c->user != NULL && !node_auth_visible(c->user, i->name)) {
+		return 0;
+	}
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 16;
 		void *a = realloc(c->qs, cap * sizeof *c->qs);
@@ -314,6 +383,7 @@ static void queue_list(struct node_session *s, uint64_t corr)
 	struct list_ctx c;
 	size_t i;
 	memset(&c, 0, sizeof c);
+	c.user = s->srv->cfg.auth ? s->user : NULL;
 	q_state_foreach_queue(cons_state(s->srv->cons), list_cb, &c);
 	c.ptrs = malloc((c.n + 1) * sizeof *c.ptrs);
 	if (c.failed || c.ptrs == NULL) {
@@ -336,6 +406,7 @@ out:
 }
 
 struct topic_ctx {
+	const struct node_user *user; /* NULL: every topic */
 	Raftmq__Client__V1__TopicStatus *ts;
 	size_t n, cap;
 	int failed;
@@ -344,6 +415,9 @@ struct topic_ctx {
 static int topic_cb(void *data, const struct q_topic_info *i)
 {
 	struct topic_ctx *c = data;
+	if (c->user != NULL && !node_auth_visible(c->user, i->name)) {
+		return 0;
+	}
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 16;
 		void *a = realloc(c->ts, cap * sizeof *c->ts);
@@ -371,6 +445,7 @@ static void topic_list(struct node_session *s, uint64_t corr)
 	struct topic_ctx c;
 	size_t i;
 	memset(&c, 0, sizeof c);
+	c.user = s->srv->cfg.auth ? s->user : NULL;
 	q_state_foreach_topic(cons_state(s->srv->cons), topic_cb, &c);
 	ptrs = malloc((c.n + 1) * sizeof *ptrs);
 	if (c.failed || ptrs == NULL) {
@@ -725,6 +800,157 @@ static void tags_cmd(struct q_cmd *cmd, int type, uint64_t consumer,
 	cmd->u.tags.ms = ms;
 }
 
+/* ------------------------------------------------------------ permissions */
+
+/* Checks one permission; answers PERMISSION_DENIED when it is missing. */
+static bool allow(struct node_session *s, uint64_t corr, enum node_perm perm,
+		  const char *kind, const char *name)
+{
+	const struct node_user *u = s->user;
+	const char *list = perm == NODE_PERM_PUBLISH   ? u->publish
+			   : perm == NODE_PERM_CONSUME ? u->consume
+						       : u->configure;
+	if (node_auth_allows(u, perm, name)) {
+		return true;
+	}
+	if (list[0] == '\0') {
+		node_error(s, corr, EC(PERMISSION_DENIED),
+			   "user \"%s\" may not %s %s \"%s\" (it has no %s "
+			   "permission)",
+			   u->name, node_auth_perm_name(perm), kind,
+			   name != NULL ? name : "", node_auth_perm_name(perm));
+	} else {
+		node_error(s, corr, EC(PERMISSION_DENIED),
+			   "user \"%s\" may not %s %s \"%s\" (its %s "
+			   "prefixes are %s)",
+			   u->name, node_auth_perm_name(perm), kind,
+			   name != NULL ? name : "", node_auth_perm_name(perm),
+			   list);
+	}
+	return false;
+}
+
+static bool dead_letter_ok(struct node_session *s, uint64_t corr,
+			   const Raftmq__Client__V1__QueueSettings *st)
+{
+	if (st == NULL || !SET(dead_letter_queue) ||
+	    st->dead_letter_queue[0] == '\0') {
+		return true;
+	}
+	/* Dead-lettering publishes into that queue. */
+	return allow(s, corr, NODE_PERM_PUBLISH, "dead-letter queue",
+		     st->dead_letter_queue);
+}
+
+/* Whether the session's user may make this request (auth on, user set);
+ * answers PERMISSION_DENIED if not. Requests on a consumer (ack, credit,
+ * cancel...) were authorised when the consumer was attached. */
+static bool permitted(struct node_session *s, const Envelope *env)
+{
+	uint64_t corr = env->correlation_id;
+	char sub[2 * Q_NAME_MAX + 2];
+	size_t i;
+
+	switch (env->body_case) {
+	case BODY(PUBLISH):
+		return allow(
+			s, corr, NODE_PERM_PUBLISH,
+			env->publish->target_case ==
+					RAFTMQ__CLIENT__V1__PUBLISH__TARGET_TOPIC
+				? "to topic"
+				: "to queue",
+			env->publish->target_case ==
+					RAFTMQ__CLIENT__V1__PUBLISH__TARGET_TOPIC
+				? env->publish->topic
+				: env->publish->queue);
+	case BODY(PUBLISH_BATCH):
+		for (i = 0; i < env->publish_batch->n_items; i++) {
+			const Raftmq__Client__V1__Publish *p =
+				env->publish_batch->items[i];
+			bool topic = p->target_case ==
+				     RAFTMQ__CLIENT__V1__PUBLISH__TARGET_TOPIC;
+			if (!allow(s, corr, NODE_PERM_PUBLISH,
+				   topic ? "to topic" : "to queue",
+				   topic ? p->topic : p->queue)) {
+				return false;
+			}
+		}
+		return true;
+	case BODY(CREATE_QUEUE):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "queue",
+			     env->create_queue->name) &&
+		       dead_letter_ok(s, corr, env->create_queue->settings);
+	case BODY(CONFIGURE_QUEUE):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "queue",
+			     env->configure_queue->name) &&
+		       dead_letter_ok(s, corr, env->configure_queue->settings);
+	case BODY(DELETE_QUEUE):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "queue",
+			     env->delete_queue->name);
+	case BODY(PURGE_QUEUE):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "queue",
+			     env->purge_queue->name);
+	case BODY(CREATE_TOPIC):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "topic",
+			     env->create_topic->name);
+	case BODY(DELETE_TOPIC):
+		return allow(s, corr, NODE_PERM_CONFIGURE, "topic",
+			     env->delete_topic->name);
+	case BODY(SUBSCRIBE):
+	case BODY(UNSUBSCRIBE): {
+		/* Creates or deletes the queue TOPIC:SUBSCRIPTION, which
+		 * receives the topic's messages. */
+		const char *topic = env->body_case == BODY(SUBSCRIBE)
+					    ? env->subscribe->topic
+					    : env->unsubscribe->topic;
+		snprintf(sub, sizeof sub, "%s:%s", topic,
+			 env->body_case == BODY(SUBSCRIBE)
+				 ? env->subscribe->subscription
+				 : env->unsubscribe->subscription);
+		return allow(s, corr, NODE_PERM_CONSUME, "from topic", topic) &&
+		       allow(s, corr, NODE_PERM_CONFIGURE, "subscription queue",
+			     sub) &&
+		       (env->body_case != BODY(SUBSCRIBE) ||
+			dead_letter_ok(s, corr, env->subscribe->settings));
+	}
+	case BODY(CONSUME):
+		return allow(s, corr, NODE_PERM_CONSUME, "from queue",
+			     env->consume->queue);
+	case BODY(FETCH):
+		if (env->fetch->source_case ==
+		    RAFTMQ__CLIENT__V1__FETCH__SOURCE_QUEUE) {
+			return allow(s, corr, NODE_PERM_CONSUME, "from queue",
+				     env->fetch->queue);
+		}
+		return true;
+	case BODY(QUEUE_INFO):
+		if (!node_auth_visible(s->user, env->queue_info->name)) {
+			node_error(s, corr, EC(PERMISSION_DENIED),
+				   "user \"%s\" has no permission on queue "
+				   "\"%s\"",
+				   s->user->name, env->queue_info->name);
+			return false;
+		}
+		return true;
+	case BODY(CLUSTER_STATUS):
+	case BODY(CLUSTER_ADD):
+	case BODY(CLUSTER_REMOVE):
+	case BODY(CLUSTER_TRANSFER):
+		if (!s->user->admin) {
+			node_error(s, corr, EC(PERMISSION_DENIED),
+				   "user \"%s\" may not see or change the "
+				   "cluster (needs admin = true)",
+				   s->user->name);
+			return false;
+		}
+		return true;
+	default:
+		/* Lists (filtered), and requests on this session's own
+		 * consumers. */
+		return true;
+	}
+}
+
 void node_dispatch(struct node_session *s, Envelope *env)
 {
 	struct node_server *srv = s->srv;
@@ -750,10 +976,7 @@ void node_dispatch(struct node_session *s, Envelope *env)
 	}
 	switch (kind) {
 	case BODY(HELLO):
-		hello(s, corr);
-		goto done;
-	case BODY(CLUSTER_STATUS):
-		cluster_status(s, corr);
+		(void)hello(s, corr, env->hello);
 		goto done;
 	case BODY(_NOT_SET):
 		node_error(s, corr, EC(MALFORMED),
@@ -761,6 +984,20 @@ void node_dispatch(struct node_session *s, Envelope *env)
 		goto done;
 	default:
 		break;
+	}
+	if (srv->cfg.auth && s->user == NULL) {
+		node_error(s, corr, EC(UNAUTHENTICATED),
+			   "authentication required: node %llu has auth on; "
+			   "send Hello with your auth token first",
+			   (unsigned long long)srv->cfg.id);
+		goto done;
+	}
+	if (srv->cfg.auth && !permitted(s, env)) {
+		goto done;
+	}
+	if (kind == BODY(CLUSTER_STATUS)) {
+		cluster_status(s, corr);
+		goto done;
 	}
 	if (srv->stopping) {
 		node_error(s, corr, EC(UNAVAILABLE),
@@ -1056,6 +1293,9 @@ static const char *target_of(const Envelope *env, char *buf, size_t len)
 		snprintf(buf, len, "request");
 		break;
 	}
+	if (strlen(buf) == len - 1) {
+		utf8_cut(buf);
+	}
 	return buf;
 }
 
@@ -1347,7 +1587,12 @@ void node_dispatch_results(struct node_server *srv, struct node_batch *b,
 			break;
 		case CONS_ENOSPACE:
 			node_error(s, r->corr, EC(RESOURCE_LIMIT),
-				   "the node's disk is full");
+				   "not enough disk space to write the request "
+				   "to the Raft log (leader node %llu); "
+				   "writes are refused until space is freed, "
+				   "then retry (publishes with the same "
+				   "message id are deduplicated)",
+				   (unsigned long long)srv->cfg.id);
 			break;
 		default:
 			node_error(s, r->corr, EC(INTERNAL),

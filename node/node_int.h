@@ -143,6 +143,7 @@ struct node_server {
 	uv_idle_t idle;	   /* active while output or a batch waits */
 	uv_timer_t ticker; /* leader: timers due? propose TICK */
 	uint64_t trim_at;  /* next malloc_trim (node_server.c, trim_heap) */
+	struct node_watch *watch; /* owned; follower: the leader watched */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
 	struct ssl_ctx_st *tls_ctx; /* owned; NULL = plain client port */
@@ -161,6 +162,7 @@ struct node_server {
 	bool leader_ready; /* barrier + DETACH_STALE applied */
 	bool tick_inflight;
 	struct cons_barrier barrier;
+	bool barrier_inflight; /* `barrier` not answered yet */
 	bool stopping;
 	int exit_code;
 	struct cons_change transfer;
@@ -202,6 +204,14 @@ bool node_memory_alarm(const struct node_server *srv);
 /* Resolves "host:port" (an IPv4 literal or a name) to an IPv4 address to
  * bind; 0 or -1. Names are looked up once, at start. */
 int node_resolve(const char *addr, struct sockaddr_in *sa);
+
+/* node_watch.c: followers hold an idle connection to the leader's client
+ * port and hurry an election when it closes. Watches leader_id at
+ * client_address (borrowed), replacing any earlier watch; leader_id 0 (or
+ * this node) just stops watching. */
+struct node_watch;
+void node_watch_leader(struct node_server *srv, uint64_t leader_id,
+		       const char *client_address);
 
 /* node_session.c */
 void node_session_accept(struct node_server *srv);

@@ -293,6 +293,11 @@ static void detach_stale(struct node_server *srv)
 static void barrier_cb(struct cons_barrier *req, int status)
 {
 	struct node_server *srv = req->data;
+	srv->barrier_inflight = false;
+	if (status != 0 && srv->leader) {
+		NODE_WARN("barrier after election failed: %s; retrying",
+			  cons_strerror(status));
+	}
 	if (status != 0 || !srv->leader) {
 		return;
 	}
@@ -320,6 +325,26 @@ static void close_sessions(struct node_server *srv)
 	}
 }
 
+/* A new leader serves timers and releases older leaderships' consumers
+ * only after this barrier. If it fails, the ticker starts it again: a
+ * leader whose barrier failed once used to stay not ready for its whole
+ * term (no TICK, no DETACH_STALE, /healthz/ready 503). */
+static void start_barrier(struct node_server *srv)
+{
+	int rv;
+	if (srv->barrier_inflight) {
+		return;
+	}
+	srv->barrier.data = srv;
+	rv = cons_barrier(srv->cons, &srv->barrier, barrier_cb);
+	if (rv != 0) {
+		NODE_WARN("barrier after election failed: %s; retrying",
+			  cons_strerror(rv));
+		return;
+	}
+	srv->barrier_inflight = true;
+}
+
 static void watch_cb(void *data)
 {
 	struct node_server *srv = data;
@@ -329,16 +354,16 @@ static void watch_cb(void *data)
 	leader = st.is_leader;
 	node_log_ctx.term = st.term;
 	node_log_ctx.role = st.state;
+	/* Followers watch the leader's process (node_watch.c). */
+	node_watch_leader(srv, leader ? 0 : st.leader_id,
+			  st.leader_client_address);
 	if (leader && !srv->leader) {
 		srv->leader = true;
 		srv->leader_ready = false;
 		srv->epoch = cons_epoch(srv->cons);
 		NODE_INFO("became leader (epoch %llu)",
 			  (unsigned long long)srv->epoch);
-		srv->barrier.data = srv;
-		if (cons_barrier(srv->cons, &srv->barrier, barrier_cb) != 0) {
-			NODE_WARN("barrier after election failed");
-		}
+		start_barrier(srv);
 	} else if (!leader && srv->leader) {
 		srv->leader = false;
 		srv->leader_ready = false;
@@ -379,6 +404,9 @@ static void ticker_cb(uv_timer_t *t)
 	struct q_cmd *cmd;
 	struct node_req *r;
 	trim_heap(srv);
+	if (srv->leader && !srv->leader_ready && !srv->stopping) {
+		start_barrier(srv); /* the first one failed */
+	}
 	if (!srv->leader || !srv->leader_ready || srv->tick_inflight ||
 	    srv->stopping) {
 		return;
@@ -574,6 +602,7 @@ static void finish_stop(struct node_server *srv)
 	}
 	srv->waiting_tail = NULL;
 	node_http_stop(srv);
+	node_watch_leader(srv, 0, NULL);
 	uv_close((uv_handle_t *)&srv->listener, NULL);
 	node_tls_ctx_free(srv->tls_ctx); /* closing sessions keep a ref */
 	srv->tls_ctx = NULL;

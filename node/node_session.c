@@ -11,7 +11,14 @@
  * with one uv_write at its end (node_session_flush_all), so a burst of
  * confirms or deliveries costs one syscall. A client that does not read
  * (unsent output over max_client_output_bytes) is not read from either
- * until it catches up: it cannot grow the node's memory without bound.
+ * until it catches up; one whose unsent output reaches twice that (a
+ * consumer that never reads its deliveries) is disconnected: it cannot
+ * grow the node's memory without bound.
+ *
+ * TLS (tls_cert set): the socket carries TLS records and node_tls.c sits
+ * between it and the two buffers above. Read bytes are decrypted into `in`
+ * before framing; at flush the frames in `out` are encrypted into the
+ * buffer handed to uv_write. Everything else is the same for both.
  *
  * Lifetime: the server holds one reference, every request in flight
  * another; the memory goes when the connection is closed and the last
@@ -21,6 +28,9 @@
 
 #include "node_int.h"
 #include "node_log.h"
+#include "node_tls.h"
+
+#define EC(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
 
 int node_buf_reserve(struct node_buf *b, size_t extra)
 {
@@ -64,6 +74,7 @@ static void session_free(struct node_session *s)
 	}
 	free(s->in);
 	node_buf_free(&s->out);
+	node_tls_free(s->tls);
 	free(s);
 }
 
@@ -130,8 +141,19 @@ void node_session_close(struct node_session *s)
 		}
 	}
 	/* Best effort: an error frame written just before closing (frame too
-	 * large, too many connections) should reach the client. */
-	if (s->out.len > 0 && s->writing == 0) {
+	 * large, too many connections) should reach the client. Over TLS it
+	 * is encrypted first and followed by close_notify. */
+	if (s->tls != NULL && s->writing == 0) {
+		struct node_buf b = {NULL, 0, 0}, none = {NULL, 0, 0};
+		int rv = node_tls_output(s->tls, &s->out, &b);
+		node_tls_shutdown(s->tls);
+		if (rv == 0 && node_tls_output(s->tls, &none, &b) == 0 &&
+		    b.len > 0) {
+			uv_buf_t ub = uv_buf_init(b.base, (unsigned)b.len);
+			(void)uv_try_write((uv_stream_t *)&s->tcp, &ub, 1);
+		}
+		node_buf_free(&b);
+	} else if (s->out.len > 0 && s->writing == 0) {
 		uv_buf_t b = uv_buf_init(s->out.base, (unsigned)s->out.len);
 		(void)uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
 	}
@@ -163,11 +185,42 @@ struct node_consumer *node_session_consumer(struct node_session *s,
 
 /* ------------------------------------------------------------------ output */
 
+/* Queues the session for the end-of-iteration flush. */
+static void mark_dirty(struct node_session *s)
+{
+	if (!s->dirty) {
+		s->dirty = true;
+		s->dirty_next = s->srv->dirty;
+		s->srv->dirty = s;
+		node_session_ref(s);
+		node_server_wake(s->srv);
+	}
+}
+
 void node_session_send(struct node_session *s, const Envelope *env)
 {
 	size_t n = raftmq__client__v1__envelope__get_packed_size(env);
 	unsigned char *p;
 	if (s->closing) {
+		return;
+	}
+	/* Input stops at max_client_output_bytes, but deliveries do not: a
+	 * consumer that never reads would make the node keep every message
+	 * it is given twice (queue and output). Past twice the limit it is
+	 * disconnected (as redis's client-output-buffer-limit), and its
+	 * unacked messages go back to the queue (SESSION_GONE). */
+	if (s->writing > s->srv->cfg.max_client_output_bytes &&
+	    s->writing + s->out.len + 4 + n >
+		    2 * s->srv->cfg.max_client_output_bytes) {
+		NODE_WARN(
+			"session %llu (%s): %zu bytes unsent, over twice "
+			"max_client_output_bytes (%llu); closing the "
+			"connection of a client that does not read",
+			(unsigned long long)s->id, s->peer,
+			s->writing + s->out.len,
+			(unsigned long long)
+				s->srv->cfg.max_client_output_bytes);
+		node_session_close(s);
 		return;
 	}
 	if (node_buf_reserve(&s->out, 4 + n) != 0) {
@@ -184,13 +237,7 @@ void node_session_send(struct node_session *s, const Envelope *env)
 	raftmq__client__v1__envelope__pack(env, p + 4);
 	s->out.len += 4 + n;
 	s->srv->frames_out++;
-	if (!s->dirty) {
-		s->dirty = true;
-		s->dirty_next = s->srv->dirty;
-		s->srv->dirty = s;
-		node_session_ref(s);
-		node_server_wake(s->srv);
-	}
+	mark_dirty(s);
 }
 
 struct write_req {
@@ -224,7 +271,7 @@ static void flush(struct node_session *s)
 	struct write_req *w;
 	uv_buf_t b;
 	int rv;
-	if (s->closing || s->out.len == 0) {
+	if (s->closing || (s->out.len == 0 && s->tls == NULL)) {
 		return;
 	}
 	w = malloc(sizeof *w);
@@ -232,9 +279,30 @@ static void flush(struct node_session *s)
 		node_session_close(s);
 		return;
 	}
-	/* Hand the buffer to the write; start a new one for what follows. */
-	w->buf = s->out;
-	memset(&s->out, 0, sizeof s->out);
+	if (s->tls != NULL) {
+		/* Frames (once the handshake is done) and handshake records,
+		 * encrypted into a buffer of their own. */
+		memset(&w->buf, 0, sizeof w->buf);
+		if (node_tls_output(s->tls, &s->out, &w->buf) != 0) {
+			NODE_DEBUG("session %llu: %s; closing",
+				   (unsigned long long)s->id,
+				   node_tls_errmsg(s->tls));
+			node_buf_free(&w->buf);
+			free(w);
+			node_session_close(s);
+			return;
+		}
+		if (w->buf.len == 0) {
+			node_buf_free(&w->buf);
+			free(w);
+			return;
+		}
+	} else {
+		/* Hand the buffer to the write; start a new one for what
+		 * follows. */
+		w->buf = s->out;
+		memset(&s->out, 0, sizeof s->out);
+	}
 	w->s = s;
 	w->req.data = w;
 	b = uv_buf_init(w->buf.base, (unsigned)w->buf.len);
@@ -270,11 +338,19 @@ void node_session_flush_all(struct node_server *srv)
 
 /* ------------------------------------------------------------------- input */
 
+/* Ciphertext lands here and is decrypted at once (one loop thread). */
+static char tls_scratch[65536];
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct node_session *s = h->data;
 	size_t want = suggested < 65536 ? 65536 : suggested;
 	(void)suggested;
+	if (s->tls != NULL) {
+		buf->base = tls_scratch;
+		buf->len = sizeof tls_scratch;
+		return;
+	}
 	if (s->in_cap - s->in_len < want) {
 		size_t cap = s->in_cap ? s->in_cap : 65536;
 		char *p;
@@ -294,7 +370,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = s->in_cap - s->in_len;
 }
 
-static void process_frames(struct node_session *s)
+void node_session_read_frames(struct node_session *s)
 {
 	struct node_server *srv = s->srv;
 	size_t off = 0;
@@ -304,6 +380,7 @@ static void process_frames(struct node_session *s)
 		uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 			     (uint32_t)p[2] << 8 | (uint32_t)p[3];
 		Envelope *env;
+		char why[300];
 		if (n > srv->cfg.max_frame_bytes) {
 			node_error(
 				s, 0,
@@ -328,6 +405,14 @@ static void process_frames(struct node_session *s)
 				"frame of %u bytes is not a valid Envelope", n);
 			continue;
 		}
+		if (node_codec_check_strings(p + 4, n, why, sizeof why) != 0) {
+			node_error(
+				s, env->correlation_id,
+				RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
+				"frame of %u bytes refused: %s", n, why);
+			raftmq__client__v1__envelope__free_unpacked(env, NULL);
+			continue;
+		}
 		node_dispatch(s, env); /* takes env */
 	}
 	if (off > 0 && !s->closing) {
@@ -335,6 +420,45 @@ static void process_frames(struct node_session *s)
 		s->in_len -= off;
 	}
 	node_session_unref(s);
+}
+
+/* Decrypts what was read and handles the frames it completes. */
+static void tls_read(struct node_session *s, const char *data, size_t n)
+{
+	int rv =
+		node_tls_input(s->tls, data, n, &s->in, &s->in_len, &s->in_cap);
+	switch (rv) {
+	case NODE_TLS_OK:
+		mark_dirty(s); /* handshake records may wait to be sent */
+		node_session_read_frames(s);
+		return;
+	case NODE_TLS_PLAIN:
+		/* Answer in the plain protocol so that the client can say
+		 * why (node_session_close writes it unencrypted). */
+		NODE_INFO(
+			"session %llu from %s: plain client on the TLS "
+			"port; refused",
+			(unsigned long long)s->id, s->peer);
+		node_tls_free(s->tls);
+		s->tls = NULL;
+		node_error(s, 0, EC(UNAUTHENTICATED),
+			   "node %llu requires TLS on its client port: "
+			   "connect with TLS (raftmq --tls, "
+			   "raftmq_options.tls, Client(tls=True))",
+			   (unsigned long long)s->srv->cfg.id);
+		node_session_close(s);
+		return;
+	case NODE_TLS_CLOSED:
+		node_session_close(s);
+		return;
+	default:
+		NODE_INFO("session %llu from %s: %s; closing",
+			  (unsigned long long)s->id, s->peer,
+			  rv == NODE_TLS_NOMEM ? "out of memory for TLS"
+					       : node_tls_errmsg(s->tls));
+		node_session_close(s);
+		return;
+	}
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -359,9 +483,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		node_session_close(s);
 		return;
 	}
-	s->in_len += (size_t)nread;
 	s->srv->bytes_in += (uint64_t)nread;
-	process_frames(s);
+	if (s->tls != NULL) {
+		tls_read(s, buf->base, (size_t)nread);
+		return;
+	}
+	s->in_len += (size_t)nread;
+	node_session_read_frames(s);
 }
 
 static void start_reading(struct node_session *s)
@@ -401,6 +529,14 @@ void node_session_accept(struct node_server *srv)
 	srv->sessions.prev = s;
 	srv->n_sessions++;
 	srv->connections_total++;
+	if (srv->tls_ctx != NULL) {
+		s->tls = node_tls_new(srv->tls_ctx);
+		if (s->tls == NULL) {
+			NODE_ERROR("out of memory for a TLS session; closing");
+			node_session_close(s);
+			return;
+		}
+	}
 	if (srv->n_sessions > srv->cfg.max_connections) {
 		srv->connections_refused++;
 		node_error(

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "raftmq.h"
 
 #define MAX_PIDS 16
@@ -515,6 +516,7 @@ static int producer_connect(struct producer *p)
 	int rv;
 
 	ro.client_name = "raftmq-bench";
+	(void)cli_conn_options(&ro); /* token file checked by admin_connect */
 	ro.window = (unsigned)p->o->inflight;
 	ro.request_timeout_ms = p->timeout_ms;
 	ro.confirm_cb = on_confirm;
@@ -737,6 +739,7 @@ static int consumer_connect(struct consumer *c, struct raftmq_consumer **out)
 	int rv;
 
 	ro.client_name = "raftmq-bench";
+	(void)cli_conn_options(&ro);
 	rv = raftmq_connect(c->cluster, &ro, &c->conn, err, sizeof(err));
 	if (rv != 0) {
 		snprintf(c->errmsg, sizeof(c->errmsg), "%s", err);
@@ -851,10 +854,14 @@ static void *consumer_main(void *arg)
 
 static struct raftmq *admin_connect(const char *cluster)
 {
+	struct raftmq_options ro = {0};
 	struct raftmq *a = NULL;
 	char err[256];
 
-	if (raftmq_connect(cluster, NULL, &a, err, sizeof(err)) != 0) {
+	if (cli_conn_options(&ro) != 0) {
+		return NULL;
+	}
+	if (raftmq_connect(cluster, &ro, &a, err, sizeof(err)) != 0) {
 		fprintf(stderr, "raftmq bench: connect %s: %s\n", cluster, err);
 		return NULL;
 	}

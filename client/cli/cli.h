@@ -28,6 +28,15 @@ struct cli_global {
 	const char *cluster;	     /* address list, never NULL after main */
 	uint64_t connect_timeout_ms; /* give up when no node answers */
 	uint64_t request_timeout_ms; /* per call, including failover */
+	/* Authentication and TLS flags (docs/cli.md); NULL/false = not
+	 * given, then cli_conn_options() reads the environment. */
+	const char *token;	     /* --token */
+	const char *token_file;	     /* --token-file */
+	bool tls;		     /* --tls (or a --tls-* flag) */
+	const char *tls_ca;	     /* --tls-ca */
+	const char *tls_server_name; /* --tls-server-name */
+	const char *tls_cert;	     /* --tls-cert */
+	const char *tls_key;	     /* --tls-key */
 };
 extern struct cli_global cli_g;
 
@@ -120,6 +129,11 @@ int cli_lib_fail_msg(int rv, const char *msg, const char *action,
  * reporting the failure (then *rc is the exit code).
  */
 struct raftmq *cli_connect(const struct raftmq_options *opts, int *rc);
+
+/* Fills the token and TLS fields of *o from the global options (reading
+ * --token-file). Returns 0, or 1 after reporting an unreadable token
+ * file. The token is kept in static storage for the life of the process. */
+int cli_conn_options(struct raftmq_options *o);
 
 /* The body of a command on an open connection: calls the library with the
  * positional arguments `args` and its own data `ctx`, reports the outcome

@@ -31,6 +31,26 @@ static const char usage[] =
 	"3000)\n"
 	"  --request-timeout MS   per request, failover included (default "
 	"10000)\n"
+	"  --token TOKEN          auth token for nodes with auth = on "
+	"(default\n"
+	"                         $RAFTMQ_TOKEN, else $RAFTMQ_AUTH_TOKEN)\n"
+	"  --token-file PATH      read the token from this file (default\n"
+	"                         $RAFTMQ_TOKEN_FILE); keeps it out of ps\n"
+	"  --tls                  connect with TLS, verifying the nodes' "
+	"certificates\n"
+	"                         (default on when $RAFTMQ_TLS is 1)\n"
+	"  --tls-ca FILE          PEM CAs to trust instead of the system's "
+	"(default\n"
+	"                         $RAFTMQ_TLS_CA); implies --tls\n"
+	"  --tls-server-name NAME name the certificates must carry (default: "
+	"the\n"
+	"                         host of each address); implies --tls\n"
+	"  --tls-cert FILE        client certificate (PEM) for nodes with "
+	"tls_ca\n"
+	"                         (default $RAFTMQ_TLS_CERT); implies --tls\n"
+	"  --tls-key FILE         its private key (default $RAFTMQ_TLS_KEY, "
+	"else in\n"
+	"                         --tls-cert)\n"
 	"  --version              print the version\n"
 	"  -h, --help             this help; 'raftmq COMMAND --help' for a "
 	"command\n"
@@ -64,14 +84,29 @@ static const char *default_cluster(void)
 static int global_opt(int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	const char *names[] = {"--cluster", "--connect-timeout",
-			       "--request-timeout"};
+	const char *names[] = {
+		"--cluster",	     "--connect-timeout", "--request-timeout",
+		"--token",	     "--token-file",	  "--tls-ca",
+		"--tls-server-name", "--tls-cert",	  "--tls-key"};
+	const char **strs[] = {NULL,
+			       NULL,
+			       NULL,
+			       &cli_g.token,
+			       &cli_g.token_file,
+			       &cli_g.tls_ca,
+			       &cli_g.tls_server_name,
+			       &cli_g.tls_cert,
+			       &cli_g.tls_key};
 	const char *value = NULL;
 	size_t k;
 
 	if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 		fputs(usage, stdout);
 		return CLI_EXIT_OK;
+	}
+	if (strcmp(a, "--tls") == 0) {
+		cli_g.tls = true;
+		return -1;
 	}
 	if (strcmp(a, "--version") == 0) {
 		printf("raftmq %s (libraftmq %s)\n", RAFTMQ_VERSION,
@@ -102,6 +137,11 @@ static int global_opt(int argc, char **argv, int *i)
 	}
 	if (k == 0) {
 		cli_g.cluster = value;
+	} else if (strs[k] != NULL) {
+		*strs[k] = value;
+		if (k >= 5) {
+			cli_g.tls = true; /* --tls-* imply --tls */
+		}
 	} else {
 		uint64_t *dst = k == 1 ? &cli_g.connect_timeout_ms
 				       : &cli_g.request_timeout_ms;

@@ -21,7 +21,8 @@ uint64_t cli_now_ms(void)
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void verr(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void verr(const char *fmt,
+						       va_list ap)
 {
 	char line[1024];
 
@@ -169,6 +170,67 @@ int cli_lib_fail(struct raftmq *conn, int rv, const char *action,
 
 /* ---- connecting -------------------------------------------------------- */
 
+/* A non-empty environment variable, else NULL. */
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* A flag, else its environment variable. */
+static const char *flag_or_env(const char *flag, const char *name)
+{
+	return flag != NULL ? flag : env(name);
+}
+
+int cli_conn_options(struct raftmq_options *o)
+{
+	static char file_token[4096];
+	const char *token = cli_g.token;
+	const char *token_file = cli_g.token_file;
+	const char *tls = env("RAFTMQ_TLS");
+
+	/* Flags first (--token-file over --token), then the environment. */
+	if (token == NULL && token_file == NULL) {
+		token_file = env("RAFTMQ_TOKEN_FILE");
+		token = env("RAFTMQ_TOKEN");
+		if (token == NULL) {
+			token = env("RAFTMQ_AUTH_TOKEN"); /* older name */
+		}
+	}
+	if (token_file != NULL) {
+		FILE *f = fopen(token_file, "r");
+		size_t n;
+
+		if (f == NULL) {
+			cli_fail("cannot read token file %s: %s", token_file,
+				 strerror(errno));
+			return 1;
+		}
+		n = fread(file_token, 1, sizeof(file_token) - 1, f);
+		fclose(f);
+		while (n > 0 && (file_token[n - 1] == '\n' ||
+				 file_token[n - 1] == '\r')) {
+			n--;
+		}
+		file_token[n] = '\0';
+		if (n == 0) {
+			cli_fail("token file %s is empty", token_file);
+			return 1;
+		}
+		token = file_token;
+	}
+	o->auth_token = token;
+	o->tls_ca_file = flag_or_env(cli_g.tls_ca, "RAFTMQ_TLS_CA");
+	o->tls_server_name = cli_g.tls_server_name;
+	o->tls_cert_file = flag_or_env(cli_g.tls_cert, "RAFTMQ_TLS_CERT");
+	o->tls_key_file = flag_or_env(cli_g.tls_key, "RAFTMQ_TLS_KEY");
+	o->tls = cli_g.tls || (tls != NULL && strcmp(tls, "0") != 0) ||
+		 o->tls_ca_file != NULL || o->tls_cert_file != NULL;
+	return 0;
+}
+
 struct raftmq *cli_connect(const struct raftmq_options *opts, int *rc)
 {
 	struct raftmq_options o;
@@ -182,7 +244,10 @@ struct raftmq *cli_connect(const struct raftmq_options *opts, int *rc)
 		memset(&o, 0, sizeof(o));
 	}
 	o.client_name = "raftmq-cli/" RAFTMQ_LIB_VERSION;
-	o.auth_token = getenv("RAFTMQ_AUTH_TOKEN");
+	if (cli_conn_options(&o) != 0) {
+		*rc = CLI_EXIT_FAIL;
+		return NULL;
+	}
 	/*
 	 * raftmq_connect() keeps trying until the *request* timeout, which
 	 * must stay long for calls that ride out a failover. To fail fast on
@@ -308,6 +373,14 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
 {
 	static const struct cli_opt common[] = {
 		{"cluster", CLI_STR, &cli_g.cluster, NULL},
+		{"token", CLI_STR, &cli_g.token, NULL},
+		{"token-file", CLI_STR, &cli_g.token_file, NULL},
+		{"tls", CLI_FLAG, &cli_g.tls, NULL},
+		{"tls-ca", CLI_STR, &cli_g.tls_ca, &cli_g.tls},
+		{"tls-server-name", CLI_STR, &cli_g.tls_server_name,
+		 &cli_g.tls},
+		{"tls-cert", CLI_STR, &cli_g.tls_cert, &cli_g.tls},
+		{"tls-key", CLI_STR, &cli_g.tls_key, &cli_g.tls},
 		{NULL, CLI_FLAG, NULL, NULL},
 	};
 	bool only_args = false;

@@ -45,7 +45,9 @@ CLI_COMMANDS = [
 
 def run(argv):
     env = dict(os.environ)
-    for k in ("RAFTMQ_CLUSTER", "RAFTMQ_BASE_PORT"):
+    for k in ("RAFTMQ_CLUSTER", "RAFTMQ_BASE_PORT", "RAFTMQ_TOKEN",
+              "RAFTMQ_AUTH_TOKEN", "RAFTMQ_TOKEN_FILE", "RAFTMQ_TLS",
+              "RAFTMQ_TLS_CA", "RAFTMQ_TLS_CERT", "RAFTMQ_TLS_KEY"):
         env.pop(k, None)
     env["LC_ALL"] = "C"
     p = subprocess.run(argv, capture_output=True, text=True, env=env,
@@ -189,7 +191,15 @@ docs/benchmarks.md.
             "client addresses used when --cluster is not given.",
             ".TP", ".B RAFTMQ_BASE_PORT",
             "without --cluster and RAFTMQ_CLUSTER: use 127.0.0.1 ports "
-            "RAFTMQ_BASE_PORT+1..3 (a cluster of deploy/local-cluster.sh)."]
+            "RAFTMQ_BASE_PORT+1..3 (a cluster of deploy/local-cluster.sh).",
+            ".TP", ".B RAFTMQ_TOKEN, RAFTMQ_TOKEN_FILE",
+            "auth token (or a file holding it) when --token and "
+            "--token-file are not given; RAFTMQ_AUTH_TOKEN is the older "
+            "name of RAFTMQ_TOKEN.",
+            ".TP", ".B RAFTMQ_TLS, RAFTMQ_TLS_CA, RAFTMQ_TLS_CERT, "
+            "RAFTMQ_TLS_KEY",
+            "RAFTMQ_TLS=1 is --tls; the others are --tls-ca, --tls-cert "
+            "and --tls-key (any of them turns TLS on)."]
     out += [".SH EXIT STATUS",
             ".TP", ".B 0", "success.",
             ".TP", ".B 1", "failure, with one line on stderr.",

@@ -16,7 +16,7 @@ deliveries that arrive while waiting for a response.
     c.ack(cid, [d.tag])
 """
 from .client import (Client, Error, ConnectionLost, Delivery,  # noqa: F401
-                     pb, load_proto)
+                     TLSError, pb, load_proto)
 
-__all__ = ["Client", "Error", "ConnectionLost", "Delivery", "pb",
+__all__ = ["Client", "Error", "ConnectionLost", "TLSError", "Delivery", "pb",
            "load_proto"]

@@ -3,6 +3,7 @@ import collections
 import importlib
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -53,6 +54,9 @@ _RETRY = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE,
           pb.ERROR_CODE_UNKNOWN_OUTCOME, pb.ERROR_CODE_TIMEOUT}
 # Codes that mean the request was not acted on at all: safe for anything.
 _REDIRECT = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE}
+# Hello refusals that another node would repeat: connecting stops at once.
+_FATAL = {pb.ERROR_CODE_UNAUTHENTICATED, pb.ERROR_CODE_PERMISSION_DENIED,
+          pb.ERROR_CODE_UNSUPPORTED_VERSION}
 
 
 class Error(Exception):
@@ -69,6 +73,11 @@ class ConnectionLost(Exception):
     """The connection broke and could not be re-established in time."""
 
 
+class TLSError(ConnectionLost):
+    """The TLS handshake failed in a way another node would repeat: the
+    node's certificate is not trusted, or the node does not speak TLS."""
+
+
 Delivery = collections.namedtuple(
     "Delivery", "consumer_id queue tag msg_id body delivery_count "
     "redelivered published_ms dead_letter_reason dead_letter_queue")
@@ -81,10 +90,21 @@ def _delivery(d):
 
 
 class Client:
-    """A blocking connection to a raftmq cluster (one thread at a time)."""
+    """A blocking connection to a raftmq cluster (one thread at a time).
+
+    Authentication and TLS (docs/operations.md): `token` is sent in Hello
+    (nodes with auth = on require it). With tls=True the connection uses
+    TLS and verifies the node's certificate against `tls_ca` (a PEM file),
+    else the system's CAs, and its name against `server_hostname`, else the
+    host of each address. `ssl_context` (an ssl.SSLContext) replaces all of
+    that (client certificates, pinning...) and implies tls=True. A refused
+    token, a plain client on a TLS port and an untrusted certificate raise
+    at once instead of being retried.
+    """
 
     def __init__(self, addresses, timeout=10.0, name="raftmq-python",
-                 token=""):
+                 token="", tls=False, tls_ca=None, ssl_context=None,
+                 server_hostname=None):
         if isinstance(addresses, str):
             addresses = [a for a in addresses.split(",") if a]
         if not addresses:
@@ -92,7 +112,11 @@ class Client:
         self.addresses = list(addresses)
         self.timeout = timeout
         self.name = name
-        self.token = token
+        self.token = token or ""
+        if ssl_context is None and (tls or tls_ca):
+            ssl_context = ssl.create_default_context(cafile=tls_ca)
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
         self.sock = None
         self.buf = b""
         self.corr = 0
@@ -126,6 +150,21 @@ class Client:
         left = max(0.05, deadline - time.monotonic())
         s = socket.create_connection((host, int(port)), timeout=left)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            host = host.strip("[]")
+            try:
+                s = self.ssl_context.wrap_socket(
+                    s, server_hostname=self.server_hostname or host)
+            except ssl.SSLError as e:
+                s.close()
+                if isinstance(e, ssl.SSLCertVerificationError):
+                    raise TLSError("TLS handshake with %s failed: %s" %
+                                   (address, e.verify_message or e))
+                if "WRONG_VERSION_NUMBER" in str(e):
+                    raise TLSError("TLS handshake with %s failed: the node "
+                                   "does not speak TLS on this port (is "
+                                   "tls_cert set?)" % address)
+                raise
         self.close()
         self.sock = s
         self.buf = b""
@@ -147,7 +186,13 @@ class Client:
                 try:
                     self._open(a, deadline)
                     return
-                except (OSError, EOFError, ConnectionLost, Error) as e:
+                except TLSError:
+                    raise
+                except Error as e:
+                    if e.code in _FATAL:
+                        raise
+                    last = e
+                except (OSError, EOFError, ConnectionLost) as e:
                     last = e
                 if time.monotonic() >= deadline:
                     break
@@ -204,6 +249,11 @@ class Client:
         corr = self._send(**body)
         while True:
             env = self._recv(deadline)
+            if "hello" in body and env.correlation_id == 0 and \
+                    env.WhichOneof("body") == "error":
+                # Refused before Hello was read (TLS required, too many
+                # connections): the connection closes.
+                return env
             if env.correlation_id == corr and \
                     env.WhichOneof("body") not in ("delivery",
                                                    "consumer_gone"):

@@ -290,7 +290,7 @@ Test(config, file_unknown_section)
 {
 	expect_load_error("err_unknown_section.ini",
 			  ":5: unknown section [nodes] (known: node, cluster, "
-			  "raft, limits, batching)");
+			  "raft, limits, batching, user.NAME)");
 }
 
 Test(config, file_bad_number)
@@ -581,7 +581,7 @@ Test(config, help_lists_every_key)
 			cr_assert_not_null(strstr(line, want), "%s", line);
 		}
 	}
-	cr_assert_eq(n, 20); /* the fields of struct node_config */
+	cr_assert_eq(n, 24); /* the keys of struct node_config (not users) */
 	for (const char *l = out; *l != '\0';) {
 		size_t len = strcspn(l, "\n");
 		cr_assert_leq(len, 80, "wide line: %.*s", (int)len, l);
@@ -1058,4 +1058,109 @@ Test(config, docs_list_every_key)
 	cr_assert_not_null(strstr(doc, "`--help`"));
 	cr_assert_not_null(strstr(doc, "`--version`"));
 	free(doc);
+}
+
+/* ------------------------------------------------------ auth, TLS, users */
+
+Test(config, users_auth_tls)
+{
+	const struct node_user *u;
+
+	load_ok(DATA "users.ini");
+	cr_assert(cfg.auth);
+	cr_assert_str_eq(cfg.tls_cert, "/etc/raftmq/node.pem");
+	cr_assert_str_eq(cfg.tls_key, "/etc/raftmq/node.key");
+	cr_assert_str_eq(cfg.tls_ca, "/etc/raftmq/ca.pem");
+	cr_assert_eq(cfg.n_users, 2);
+	u = &cfg.users[0];
+	cr_assert_str_eq(u->name, "alice");
+	cr_assert(u->has_sha256);
+	cr_assert_eq(u->token_sha256[0], 0x2b);
+	cr_assert_eq(u->token_sha256[31], 0x5b);
+	cr_assert_str_eq(u->publish, "orders., logs.");
+	cr_assert_str_eq(u->consume, "orders.");
+	cr_assert_str_eq(u->configure, "orders.");
+	cr_assert(!u->admin);
+	u = &cfg.users[1];
+	cr_assert_str_eq(u->name, "ops-1");
+	cr_assert(!u->has_sha256);
+	cr_assert_str_eq(u->token_file, "/etc/raftmq/ops.token");
+	cr_assert_str_eq(u->publish, "*");
+	cr_assert_str_empty(u->consume);
+	cr_assert(u->admin);
+	cr_assert_eq(node_config_validate(&cfg, err, sizeof(err)), 0, "%s",
+		     err);
+}
+
+Test(config, auth_defaults_off)
+{
+	cr_assert(!cfg.auth);
+	cr_assert_str_empty(cfg.tls_cert);
+	cr_assert_eq(cfg.n_users, 0);
+	cr_assert_eq(PARSE("--auth", "on", "--tls-cert", "c.pem", "--tls-key",
+			   "k.pem"),
+		     0, "%s", err);
+	cr_assert(cfg.auth);
+	cr_assert_str_eq(cfg.tls_key, "k.pem");
+	expect_parse_error(
+		"bad --auth: 'maybe' is not on or off (also "
+		"true/false, yes/no, 1/0)",
+		PARSE("--auth", "maybe"));
+}
+
+Test(config, user_errors)
+{
+	expect_load_error("err_plain_token.ini",
+			  ":5: [user.bob]: plain tokens are not accepted in "
+			  "the config; give token_sha256 (printf %s TOKEN | "
+			  "sha256sum) or token_file (a file holding the "
+			  "token)");
+	expect_load_error("err_user_name.ini",
+			  ":2: bad user name 'b@d' in [user.b@d] (1 to 32 "
+			  "letters, digits, '_', '.' or '-')");
+	expect_load_error("err_user_key.ini",
+			  ":4: unknown key 'read' in section [user.bob] "
+			  "(known: token_sha256, token_file, publish, "
+			  "consume, configure, admin)");
+	expect_load_error("err_user_sha.ini",
+			  ":3: bad token_sha256 in [user.bob]: want 64 hex "
+			  "digits (printf %s TOKEN | sha256sum)");
+	expect_load_error("err_user_twice.ini",
+			  ":4: user 'bob' is defined twice");
+	expect_load_error("err_user_prefix.ini",
+			  ":3: bad publish in [user.bob]: empty prefix in "
+			  "'a.,,b.' (use * for every name)");
+	expect_load_error("err_auth.ini",
+			  ":3: bad auth in [node]: 'maybe' is not on or off "
+			  "(also true/false, yes/no, 1/0)");
+}
+
+Test(config, auth_validation)
+{
+	make_valid();
+	cfg.auth = true;
+	expect_invalid(
+		"auth is on but no user is defined: add a [user.NAME] "
+		"section with token_sha256 or token_file");
+	make_valid();
+	snprintf(cfg.tls_cert, sizeof(cfg.tls_cert), "c.pem");
+	expect_invalid(
+		"tls_cert and tls_key go together: give both (TLS on "
+		"the client port) or neither");
+	make_valid();
+	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "ca.pem");
+	expect_invalid(
+		"tls_ca (client certificates) needs tls_cert and "
+		"tls_key");
+	make_valid();
+	cfg.n_users = 1;
+	snprintf(cfg.users[0].name, sizeof(cfg.users[0].name), "x");
+	expect_invalid(
+		"user 'x' needs exactly one of token_sha256 and "
+		"token_file");
+	cfg.n_users = 2;
+	cfg.users[0].has_sha256 = true;
+	cfg.users[1] = cfg.users[0];
+	snprintf(cfg.users[1].name, sizeof(cfg.users[1].name), "y");
+	expect_invalid("users 'x' and 'y' have the same token");
 }
