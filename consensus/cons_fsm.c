@@ -92,10 +92,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 }
 
 /* The log in memory grows with the bytes applied since the last snapshot;
- * a snapshot costs (on the loop thread) about the size of the state. So one
- * is due once the log holds as many bytes as the state, and at least
- * snapshot_min_bytes: memory stays within about twice the state, and the
- * snapshot work is amortised over the bytes that made it necessary. */
+ * a snapshot costs (on the loop thread, as a stall: about 4 ms per MB) the
+ * size of the state. So one is due once the log holds twice as many bytes
+ * as the state, and at least snapshot_min_bytes: memory stays within about
+ * three times the state, and the snapshot work is half the log bytes that
+ * made it necessary. */
 static bool snapshot_due(const struct cons_fsm *f)
 {
 	struct q_totals t;
@@ -104,7 +105,7 @@ static bool snapshot_due(const struct cons_fsm *f)
 		return false;
 	}
 	q_state_totals(f->state, &t);
-	return f->log_bytes >= t.alloc_bytes;
+	return f->log_bytes / 2 >= t.alloc_bytes;
 }
 
 /* Before a snapshot: how many entries to keep after it. libraft counts them,

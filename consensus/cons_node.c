@@ -24,7 +24,7 @@
 #define DEFAULT_HEARTBEAT_MS 100
 #define DEFAULT_SNAPSHOT_THRESHOLD 65536
 #define DEFAULT_SNAPSHOT_TRAILING 8192
-#define DEFAULT_SNAPSHOT_MIN_BYTES (4u << 20)
+#define DEFAULT_SNAPSHOT_MIN_BYTES (16u << 20)
 #define DEFAULT_TRAILING_BYTES (4u << 20)
 #define DEFAULT_MAX_INFLIGHT 256
 
@@ -154,7 +154,7 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	 * instead; the error names the file (docs/operations.md, "Corrupted
 	 * data"). A torn tail of an open segment (a crash mid-write) is still
 	 * truncated by the loader, with or without this flag. */
-	raft_uv_set_auto_recovery(&c->io, true);
+	raft_uv_set_auto_recovery(&c->io, false);
 	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "raft_init(): %s",
@@ -267,7 +267,7 @@ int cons_start(struct cons *c, char *errmsg, size_t errlen)
 		/* libraft says nothing when the FSM refuses the snapshot
 		 * (the FSM printed why): name the file it was loading. */
 		newest_snapshot(c->data_dir, snap, sizeof snap);
-		if (0) {
+		if (raft_errmsg(&c->raft)[0] == '\0' && snap[0] != '\0') {
 			snprintf(errmsg, errlen,
 				 "raft_start(): cannot restore snapshot %s/%s "
 				 "(corrupt or truncated)",

@@ -131,6 +131,17 @@ static const struct opt opts[] = {
 	 "Entries kept in the log after a snapshot, so that a slightly lagging "
 	 "follower catches up without a snapshot install; 0 = default "
 	 "(8192)."},
+	{"raft", "snapshot_min_bytes", OPT_SIZE, FIELD(snapshot_min_bytes), 0,
+	 1024 * GIB, false, "16M", "SIZE", NULL,
+	 "Also take a snapshot once the log since the last one holds this "
+	 "many bytes and twice as many as the queue state, so that the log "
+	 "kept in memory is bounded by bytes as well as entries; 0 = default "
+	 "(16M)."},
+	{"raft", "snapshot_trailing_bytes", OPT_SIZE,
+	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false, "4M", "SIZE",
+	 NULL,
+	 "About this many bytes of entries are kept after a snapshot (at "
+	 "least 512 entries, at most snapshot_trailing); 0 = default (4M)."},
 	{"raft", "max_inflight_entries", OPT_UINT, FIELD(max_inflight_entries),
 	 0, 1048576, false, "256", "N", "entries",
 	 "Log entries appended but not yet committed, at most; 0 = default "
@@ -155,8 +166,10 @@ static const struct opt opts[] = {
 	{"limits", "max_client_output_bytes", OPT_SIZE,
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,
-	 "Stop reading from a client whose unsent output exceeds this, so a "
-	 "slow reader cannot make the node buffer without bound."},
+	 "Stop reading from a client whose unsent output exceeds this, and "
+	 "disconnect one whose unsent output reaches twice this (a consumer "
+	 "that does not read; its unacked messages return to the queue), so "
+	 "a slow reader cannot make the node buffer without bound."},
 
 	{"batching", "max_batch_commands", OPT_UINT, FIELD(max_batch_commands),
 	 1, 1048576, false, "4096", "N", "commands",

@@ -27,8 +27,9 @@ struct node_member {
  * matches every name; empty grants nothing. Lines are at most 197
  * characters (libinih), so each list fits in NODE_PERM_MAX. */
 #define NODE_MAX_USERS 64
-#define NODE_USER_NAME_MAX 33 /* 32 characters: inih cuts section names at 49 \
-			       */
+#define NODE_USER_NAME_MAX                                 \
+	33 /* 32 characters: inih cuts section names at 49 \
+	    */
 #define NODE_PERM_MAX 200
 
 struct node_user {
@@ -78,11 +79,13 @@ struct node_config {
 	size_t n_members;
 
 	/* [raft] (0 = libraft/consensus default) */
-	unsigned election_timeout_ms;  /* default 1000 */
-	unsigned heartbeat_timeout_ms; /* default 100 */
-	unsigned snapshot_threshold;   /* entries; default 65536 */
-	unsigned snapshot_trailing;    /* entries; default 8192 */
-	unsigned max_inflight_entries; /* default 256 */
+	unsigned election_timeout_ms;	  /* default 1000 */
+	unsigned heartbeat_timeout_ms;	  /* default 100 */
+	unsigned snapshot_threshold;	  /* entries; default 65536 */
+	unsigned snapshot_trailing;	  /* entries; default 8192 */
+	uint64_t snapshot_min_bytes;	  /* default 16 MiB */
+	uint64_t snapshot_trailing_bytes; /* default 4 MiB */
+	unsigned max_inflight_entries;	  /* default 256 */
 
 	/* [limits] */
 	uint64_t memory_limit;	    /* bytes of queue state before publishes are
