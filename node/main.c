@@ -1,5 +1,4 @@
 /* raftmqd: read the configuration, start the node, run the loop. */
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +24,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "raftmqd: %s\n", err);
 		return 2;
 	}
-	/* Blocks of 128 KiB and more (log entries of big batches, snapshot
-	 * buffers, read buffers) get their own mapping and go back to the
-	 * system when freed. glibc would otherwise raise this threshold
-	 * after the first such free and keep them in the heap. */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	/* A client that disappears must not kill the node. */
 	signal(SIGPIPE, SIG_IGN);
 	srv = calloc(1, sizeof *srv);
