@@ -6,7 +6,9 @@
    nothing that was never published shows up.
 2. Consumers hold unacked deliveries when the leader is killed: the new
    leader releases them (DETACH_STALE after its barrier) and they are
-   delivered again, with their delivery counts carried over."""
+   delivered again, with their delivery counts carried over.
+3. With no load, a killed leader is replaced within 1 s (less than the
+   election timeout): the followers notice its process is gone."""
 import os
 import threading
 import time
@@ -139,3 +141,24 @@ def test_kill_leader_with_unacked_deliveries(cluster):
         else:
             assert n == 1, "%s delivered %d times" % (mid, n)
     del cid
+
+
+def test_dead_leader_replaced_within_a_second(cluster):
+    """A follower holds a connection to the leader's client port; when the
+    leader's process dies it campaigns at once (node/node_watch.c) instead
+    of after its election timeout, which is at least 1 s here (randomised in
+    [1 s, 2 s]): so a new leader within 1 s shows the fast path worked.
+    Twice, so that a restarted node watches its new leader too."""
+    bound = 2.0 if os.environ.get("RAFTMQ_SANITIZE") else 0.95
+    for _ in range(2):
+        lead = cluster.wait_leader()
+        cluster.wait_ready()
+        time.sleep(0.5)  # the followers' watch connections are up
+        t0 = time.monotonic()
+        lead.kill()
+        new = cluster.wait_leader(timeout=10, exclude=(lead.id,))
+        took = time.monotonic() - t0
+        print("leader %d killed: node %d leads after %.3f s" %
+              (lead.id, new.id, took))
+        assert took < bound, "new leader after %.2f s" % took
+        lead.start()
