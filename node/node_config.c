@@ -162,7 +162,9 @@ static const struct opt opts[] = {
 	 "Largest message body; must be below max_frame_bytes."},
 	{"limits", "max_connections", OPT_UINT, FIELD(max_connections), 1,
 	 1000000, false, "10000", "N", "connections",
-	 "Client connections served at once; more are refused."},
+	 "Client connections served at once; more are refused. Each "
+	 "follower holds one to the leader (it watches the leader's "
+	 "process), so allow for the cluster's size."},
 	{"limits", "max_client_output_bytes", OPT_SIZE,
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,

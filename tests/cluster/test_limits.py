@@ -47,9 +47,22 @@ def test_memory_alarm(make_cluster):
     assert "raftmq_memory_alarm 0" in lead.http("/metrics")[1]
 
 
+def connections(node):
+    code, text = node.http("/metrics")
+    assert code == 200
+    return next(int(line.split()[1]) for line in text.splitlines()
+                if line.startswith("raftmq_connections "))
+
+
 def test_max_connections(make_cluster):
-    cluster = make_cluster(3, extra=["--max-connections", "3"])
+    # The two followers each hold a connection to the leader (node_watch.c):
+    # 2 of the 5 slots, then 3 clients, then the next one is refused.
+    cluster = make_cluster(3, extra=["--max-connections", "5"])
     lead = cluster.wait_leader()
+    deadline = time.monotonic() + 10
+    while connections(lead) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections(lead) == 2
     held = [raftmq.Client(lead.client_address) for _ in range(3)]
     s = socket.create_connection(("127.0.0.1", lead.client_port), timeout=5)
     data = b""
