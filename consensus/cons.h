@@ -73,7 +73,7 @@ struct cons_config {
 	unsigned snapshot_trailing;    /* entries; 0 = default */
 	/* Snapshots by bytes as well (libraft counts entries): one is taken
 	 * once the log since the last one holds at least this many bytes and
-	 * twice as many as the state; 0 = 16 MiB. */
+	 * 2-4 times as many as the state (by role); 0 = 16 MiB. */
 	uint64_t snapshot_min_bytes;
 	/* After a snapshot keep about this many bytes of entries (at least
 	 * CONS_MIN_TRAILING entries, at most snapshot_trailing); 0 = 4 MiB. */

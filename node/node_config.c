@@ -134,9 +134,9 @@ static const struct opt opts[] = {
 	{"raft", "snapshot_min_bytes", OPT_SIZE, FIELD(snapshot_min_bytes), 0,
 	 1024 * GIB, false, "16M", "SIZE", NULL,
 	 "Also take a snapshot once the log since the last one holds this "
-	 "many bytes and twice as many as the queue state, so that the log "
-	 "kept in memory is bounded by bytes as well as entries; 0 = default "
-	 "(16M)."},
+	 "many bytes and 2-4 times as many as the queue state (by role, so "
+	 "that nodes do not stall together), so that the log kept in memory "
+	 "is bounded by bytes as well as entries; 0 = default (16M)."},
 	{"raft", "snapshot_trailing_bytes", OPT_SIZE,
 	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false, "4M", "SIZE",
 	 NULL,
