@@ -113,7 +113,10 @@
  * Memory per stored message (bench/q_bench, 1,000,000 x 128 B, x86_64,
  * glibc 2.36): 144 B of state overhead per message on top of the body
  * (struct q_msg 112 B + struct q_body header 32 B), 176 B counting malloc's
- * own headers; a 16-byte dedup id adds 88 B (state) / 104 B (malloc). This
+ * own headers; a 16-byte dedup id adds 114 B (state) / 130 B (malloc): its
+ * entry and its share of the open-addressing id table (16 B slots at most
+ * half full; it was 88/104 B with chaining, which cost a cache miss per
+ * chain link and 24 % of a follower's CPU in W1). This
  * misses the 100 B target; the way down is 32-bit slab indexes instead of
  * the six list/heap pointers of struct q_msg (docs/queue.md).
  */

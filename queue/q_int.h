@@ -125,27 +125,37 @@ struct q_msg {
 
 /* A remembered dedup id. */
 struct q_dd {
-	struct q_dd *hnext; /* hash chain */
+	struct q_dd *hnext; /* unused (kept for the struct's layout) */
 	struct q_link fifo; /* oldest first */
 	q_seq seq;
 	uint64_t at_ms;
 	uint32_t len;
-	uint32_t hash; /* q__hash of id, truncated: chains compare it first
-			  and a resize needs no rehash of the id */
+	uint32_t hash; /* q__hash of id, truncated (also in its slot) */
 	unsigned char id[];
 };
 
+/* A slot of the id table: the hash sits next to the pointer, so a lookup
+ * of a new id (the common case) reads one cache line of the table and no
+ * entry at all. */
+struct q_dd_slot {
+	struct q_dd *e; /* NULL = empty */
+	uint32_t hash;
+};
+
 /*
- * Dedup ids: a chained hash table for lookups plus a FIFO for expiry. The
- * table grows incrementally (as redis's dict does): on a resize a second
- * table is allocated and each insert moves a few buckets from the old one,
- * so no single publish pays for rehashing every id in the window (that was
- * a stall of tens of ms at a million ids).
+ * Dedup ids: an open-addressing (linear probing) table for lookups plus a
+ * FIFO for expiry. The table is at most half full and grows incrementally:
+ * on a resize a second table twice as big is allocated and each insert
+ * moves the entries of a few home positions of the old one, in order, so
+ * no publish pays for the whole table (a stop-the-world rehash was a stall
+ * of tens of ms at a million ids). While resizing, an id whose home in the
+ * old table is below `moved` is only in the new table; any other may be in
+ * either. Removal is by backward shift, so there are no tombstones.
  */
 struct q_dedup {
-	struct q_dd **buckets[2]; /* [1] only while resizing */
-	uint64_t nbuckets[2];	  /* powers of two, or 0 */
-	uint64_t moved;		  /* resizing: buckets[0][0..moved) are empty */
+	struct q_dd_slot *slots[2]; /* [1] only while resizing */
+	uint64_t nslots[2];	    /* powers of two, or 0 */
+	uint64_t moved;		    /* resizing: old homes [0, moved) moved */
 	uint64_t count;
 	struct q_link fifo;
 };

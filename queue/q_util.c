@@ -121,20 +121,19 @@ uint64_t q__hash(uint64_t seed, const void *buf, size_t len)
 }
 
 /* ------------------------------------------------------------------ dedup
- * A chained hash table for lookups plus a FIFO for expiry. Entries are
- * inserted with the state clock, which never goes back, so the FIFO is in
- * time order and expiry only ever looks at its head. Resizing is
- * incremental (q_int.h, struct q_dedup). */
+ * Entries are inserted with the state clock, which never goes back, so the
+ * FIFO is in time order and expiry only ever looks at its head. The table is
+ * described with struct q_dedup (q_int.h). */
 
-/* Old-table buckets moved per insert while resizing: with the new table
- * twice as big and a resize starting at a load of 1, the move is done
- * long before the new table fills. */
+/* Old-table home positions moved per insert while resizing: the new table
+ * is twice as big and a resize starts at half load, so the move is done
+ * long before the new table is half full. */
 #define DD_MOVE_PER_INSERT 4
 
 void q__dedup_init(struct q_dedup *d)
 {
-	d->buckets[0] = d->buckets[1] = NULL;
-	d->nbuckets[0] = d->nbuckets[1] = 0;
+	d->slots[0] = d->slots[1] = NULL;
+	d->nslots[0] = d->nslots[1] = 0;
 	d->moved = 0;
 	d->count = 0;
 	q__list_init(&d->fifo);
@@ -148,7 +147,7 @@ static void dd_free(struct q_state *s, struct q_dd *e)
 
 static bool dd_resizing(const struct q_dedup *d)
 {
-	return d->buckets[1] != NULL;
+	return d->slots[1] != NULL;
 }
 
 static uint32_t dd_hash(const struct q_state *s, const void *id, size_t len)
@@ -156,57 +155,115 @@ static uint32_t dd_hash(const struct q_state *s, const void *id, size_t len)
 	return (uint32_t)q__hash(s->hash_seed, id, len);
 }
 
-/* The chain head where an entry with hash h lives now. */
-static struct q_dd **dd_slot(const struct q_dedup *d, uint32_t h)
+/* Whether table t may hold an entry of hash h (see struct q_dedup). */
+static bool dd_may_hold(const struct q_dedup *d, int t, uint32_t h)
 {
-	uint64_t i = h & (d->nbuckets[0] - 1);
-	if (dd_resizing(d) && i < d->moved) {
-		return &d->buckets[1][h & (d->nbuckets[1] - 1)];
+	if (d->slots[t] == NULL) {
+		return false;
 	}
-	return &d->buckets[0][i];
+	return t == 1 || !dd_resizing(d) ||
+	       (h & (d->nslots[0] - 1)) >= d->moved;
 }
 
-void q__dedup_clear(struct q_state *s, struct q_dedup *d)
+/* The index of entry e in table t, or nslots[t] if it is not there. */
+static uint64_t dd_index(const struct q_dedup *d, int t, const struct q_dd *e)
 {
-	while (!q__list_empty(&d->fifo)) {
-		struct q_dd *e =
-			Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
-		q__list_remove(&e->fifo);
-		dd_free(s, e);
+	uint64_t mask = d->nslots[t] - 1, i = e->hash & mask, n;
+	for (n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		if (d->slots[t][i].e == e) {
+			return i;
+		}
+		if (d->slots[t][i].e == NULL) {
+			break;
+		}
 	}
-	q__free(s, d->buckets[0], d->nbuckets[0] * sizeof *d->buckets[0]);
-	q__free(s, d->buckets[1], d->nbuckets[1] * sizeof *d->buckets[1]);
-	q__dedup_init(d);
+	return d->nslots[t];
+}
+
+/* Removes slot i of table t, shifting later entries of its cluster back so
+ * that every entry stays reachable from its home. */
+static void dd_remove_at(struct q_dedup *d, int t, uint64_t i)
+{
+	struct q_dd_slot *sl = d->slots[t];
+	uint64_t mask = d->nslots[t] - 1, j = i, k = i;
+	for (;;) {
+		uint64_t home;
+		k = (k + 1) & mask;
+		if (sl[k].e == NULL) {
+			break;
+		}
+		home = sl[k].hash & mask;
+		/* sl[k] may fill the hole at j unless its home lies
+		 * cyclically in (j, k]. */
+		if (j <= k ? (home <= j || home > k)
+			   : (home <= j && home > k)) {
+			sl[j] = sl[k];
+			j = k;
+		}
+	}
+	sl[j].e = NULL;
+	sl[j].hash = 0;
+}
+
+/* Puts e (whose hash is h: the caller passes it so that moving an entry
+ * never reads the entry itself, a cache miss per id) into table t. */
+static void dd_put(struct q_dedup *d, int t, struct q_dd *e, uint32_t h)
+{
+	uint64_t mask = d->nslots[t] - 1, i = h & mask;
+	while (d->slots[t][i].e != NULL) {
+		i = (i + 1) & mask;
+	}
+	d->slots[t][i].e = e;
+	d->slots[t][i].hash = h;
 }
 
 bool q__dedup_has(const struct q_dedup *d, const struct q_dd *e)
 {
-	const struct q_dd *h;
-	if (d->nbuckets[0] == 0) {
-		return false;
+	int t;
+	for (t = 1; t >= 0; t--) {
+		if (dd_may_hold(d, t, e->hash) &&
+		    dd_index(d, t, e) < d->nslots[t]) {
+			return true;
+		}
 	}
-	for (h = *dd_slot(d, e->hash); h != NULL && h != e; h = h->hnext) {
+	return false;
+}
+
+static struct q_dd *dd_lookup(const struct q_dedup *d, uint32_t h,
+			      const void *id, size_t len)
+{
+	int t;
+	for (t = 1; t >= 0; t--) {
+		uint64_t mask, i, n;
+		if (!dd_may_hold(d, t, h)) {
+			continue;
+		}
+		mask = d->nslots[t] - 1;
+		i = h & mask;
+		for (n = 0; n <= mask; n++, i = (i + 1) & mask) {
+			const struct q_dd_slot *sl = &d->slots[t][i];
+			if (sl->e == NULL) {
+				break;
+			}
+			if (sl->hash == h && sl->e->len == len &&
+			    memcmp(sl->e->id, id, len) == 0) {
+				return sl->e;
+			}
+		}
 	}
-	return h == e;
+	return NULL;
 }
 
 struct q_dd *q__dedup_find(const struct q_state *s, const struct q_dedup *d,
 			   const void *id, size_t len, uint64_t window)
 {
 	struct q_dd *e;
-	uint32_t h;
-	if (d->nbuckets[0] == 0 || window == 0) {
+	if (d->nslots[0] == 0 || window == 0) {
 		return NULL;
 	}
-	h = dd_hash(s, id, len);
-	for (e = *dd_slot(d, h); e != NULL; e = e->hnext) {
-		if (e->hash == h && e->len == len &&
-		    memcmp(e->id, id, len) == 0) {
-			if (s->now - e->at_ms < window) {
-				return e;
-			}
-			return NULL;
-		}
+	e = dd_lookup(d, dd_hash(s, id, len), id, len);
+	if (e != NULL && s->now - e->at_ms < window) {
+		return e;
 	}
 	return NULL;
 }
@@ -224,66 +281,95 @@ struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len)
 	return e;
 }
 
-static void dd_unhash(struct q_dedup *d, struct q_dd *e)
+/* Takes e out of whichever table holds it. */
+static void dd_unlink(struct q_dedup *d, const struct q_dd *e)
 {
-	struct q_dd **pp = dd_slot(d, e->hash);
-	while (*pp != e) {
-		pp = &(*pp)->hnext;
-	}
-	*pp = e->hnext;
-}
-
-/* Moves up to n buckets of the old table into the new one; frees the old
- * table when it is empty. */
-static void dd_move(struct q_state *s, struct q_dedup *d, unsigned n)
-{
-	while (n-- > 0 && d->moved < d->nbuckets[0]) {
-		struct q_dd *e = d->buckets[0][d->moved];
-		d->buckets[0][d->moved++] = NULL;
-		while (e != NULL) {
-			struct q_dd *next = e->hnext;
-			struct q_dd **b =
-				&d->buckets[1][e->hash & (d->nbuckets[1] - 1)];
-			e->hnext = *b;
-			*b = e;
-			e = next;
+	int t;
+	for (t = 1; t >= 0; t--) {
+		uint64_t i;
+		if (!dd_may_hold(d, t, e->hash)) {
+			continue;
+		}
+		i = dd_index(d, t, e);
+		if (i < d->nslots[t]) {
+			dd_remove_at(d, t, i);
+			return;
 		}
 	}
-	if (d->moved == d->nbuckets[0]) {
-		q__free(s, d->buckets[0],
-			d->nbuckets[0] * sizeof *d->buckets[0]);
-		d->buckets[0] = d->buckets[1];
-		d->nbuckets[0] = d->nbuckets[1];
-		d->buckets[1] = NULL;
-		d->nbuckets[1] = 0;
+}
+
+/* Moves the entries of up to n home positions of the old table into the
+ * new one; frees the old table when all are moved. */
+static void dd_move(struct q_state *s, struct q_dedup *d, unsigned n)
+{
+	uint64_t mask = d->nslots[0] - 1;
+	while (n-- > 0 && d->moved < d->nslots[0]) {
+		uint64_t home = d->moved, i = home;
+		/* Entries with this home sit in the cluster from it on; a
+		 * removal shifts the next one into i, so look at i again. */
+		while (d->slots[0][i].e != NULL) {
+			if ((d->slots[0][i].hash & mask) == home) {
+				struct q_dd_slot sl = d->slots[0][i];
+				dd_remove_at(d, 0, i);
+				dd_put(d, 1, sl.e, sl.hash);
+			} else {
+				i = (i + 1) & mask;
+			}
+		}
+		d->moved++;
+	}
+	if (d->moved == d->nslots[0]) {
+		q__free(s, d->slots[0], d->nslots[0] * sizeof *d->slots[0]);
+		d->slots[0] = d->slots[1];
+		d->nslots[0] = d->nslots[1];
+		d->slots[1] = NULL;
+		d->nslots[1] = 0;
 		d->moved = 0;
 	}
 }
 
+void q__dedup_clear(struct q_state *s, struct q_dedup *d)
+{
+	while (!q__list_empty(&d->fifo)) {
+		struct q_dd *e =
+			Q__CONTAINER_OF(d->fifo.next, struct q_dd, fifo);
+		q__list_remove(&e->fifo);
+		dd_free(s, e);
+	}
+	q__free(s, d->slots[0], d->nslots[0] * sizeof *d->slots[0]);
+	q__free(s, d->slots[1], d->nslots[1] * sizeof *d->slots[1]);
+	q__dedup_init(d);
+}
+
 int q__dedup_grow(struct q_state *s, struct q_dedup *d)
 {
-	uint64_t n, i;
-	struct q_dd **b;
-	if (dd_resizing(d) || d->count + 1 <= d->nbuckets[0]) {
+	uint64_t n;
+	struct q_dd_slot *t;
+	if (dd_resizing(d)) {
+		/* The new table is at most 3/8 full: see DD_MOVE_PER_INSERT. */
 		return 0;
 	}
-	n = d->nbuckets[0] ? d->nbuckets[0] * 2 : 16;
-	b = q__malloc(s, n * sizeof *b);
-	if (b == NULL) {
-		/* A table that is too small only makes chains longer and
-		 * never changes a result; no table at all is an error. */
-		return d->nbuckets[0] > 0 ? 0 : Q_ENOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		b[i] = NULL;
-	}
-	if (d->nbuckets[0] == 0) {
-		d->buckets[0] = b;
-		d->nbuckets[0] = n;
+	if (d->nslots[0] != 0 && d->count + 1 <= d->nslots[0] / 2) {
 		return 0;
 	}
-	d->buckets[1] = b;
-	d->nbuckets[1] = n;
+	n = d->nslots[0] ? d->nslots[0] * 2 : 32;
+	t = q__malloc(s, n * sizeof *t);
+	if (t == NULL) {
+		/* A full table would loop forever in dd_put: refuse the
+		 * insert unless there is still room (a fuller table is only
+		 * slower). */
+		return d->nslots[0] != 0 && d->count + 1 < d->nslots[0]
+			       ? 0
+			       : Q_ENOMEM;
+	}
+	memset(t, 0, n * sizeof *t);
+	if (d->nslots[0] == 0) {
+		d->slots[0] = t;
+		d->nslots[0] = n;
+		return 0;
+	}
+	d->slots[1] = t;
+	d->nslots[1] = n;
 	d->moved = 0;
 	return 0;
 }
@@ -291,30 +377,22 @@ int q__dedup_grow(struct q_state *s, struct q_dedup *d)
 void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
 		     q_seq seq, uint64_t at_ms)
 {
-	struct q_dd **b;
 	struct q_dd *old;
 	if (dd_resizing(d)) {
 		dd_move(s, d, DD_MOVE_PER_INSERT);
 	}
 	/* A stale entry with the same id (outside the window) is replaced so
 	 * each id appears once. */
-	for (old = *dd_slot(d, e->hash); old != NULL; old = old->hnext) {
-		if (old->hash == e->hash && old->len == e->len &&
-		    memcmp(old->id, e->id, e->len) == 0) {
-			break;
-		}
-	}
+	old = dd_lookup(d, e->hash, e->id, e->len);
 	if (old != NULL) {
-		dd_unhash(d, old);
+		dd_unlink(d, old);
 		q__list_remove(&old->fifo);
 		d->count--;
 		dd_free(s, old);
 	}
-	b = dd_slot(d, e->hash);
 	e->seq = seq;
 	e->at_ms = at_ms;
-	e->hnext = *b;
-	*b = e;
+	dd_put(d, dd_resizing(d) ? 1 : 0, e, e->hash);
 	q__list_append(&d->fifo, &e->fifo);
 	d->count++;
 	s->n_dd++;
@@ -328,7 +406,7 @@ void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window)
 		if (window != 0 && s->now - e->at_ms < window) {
 			break;
 		}
-		dd_unhash(d, e);
+		dd_unlink(d, e);
 		q__list_remove(&e->fifo);
 		d->count--;
 		dd_free(s, e);

@@ -637,6 +637,50 @@ Test(queue_dedup, many_ids_through_resizes)
 	h_check(H.s);
 }
 
+/* Random publishes of 3000 ids over a sliding window, against a reference
+ * of each id's last stored time: duplicate exactly when that is less than a
+ * window ago, through growth, incremental moves, expiry and re-insertion.
+ * The invariant walk finds every entry in the table its hash says. */
+Test(queue_dedup, random_ids_against_reference)
+{
+	enum { IDS = 3000, OPS = 60000, WINDOW = 400 };
+	static uint64_t last[IDS];
+	uint64_t rng = 0x9e3779b97f4a7c15ull, now = 1000;
+	char id[32];
+	unsigned i;
+
+	dedup_queue(WINDOW);
+	for (i = 0; i < IDS; i++) {
+		last[i] = 0;
+	}
+	for (i = 0; i < OPS; i++) {
+		unsigned k;
+		bool want;
+		struct q_result r;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		k = (unsigned)(rng % IDS);
+		now += rng % 3 == 0 ? 1 : 0;
+		want = last[k] != 0 && now - last[k] < WINDOW;
+		snprintf(id, sizeof id, "r-%u", k);
+		r = h_publish(H.s, "q", id, "x", now);
+		cr_assert_eq(r.status, Q_OK);
+		cr_assert_eq(r.duplicate, want,
+			     "op %u id %u at %llu (last %llu)", i, k,
+			     (unsigned long long)now,
+			     (unsigned long long)last[k]);
+		if (!r.duplicate) {
+			last[k] = now;
+		}
+		if (i % 4999 == 0) {
+			h_check(H.s);
+		}
+	}
+	h_check(H.s);
+}
+
 Test(queue_dedup, outside_window_is_stored_again)
 {
 	struct q_result r;
