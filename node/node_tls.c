@@ -52,7 +52,7 @@ static void ssl_errors(char *buf, size_t len, const char *what)
 		snprintf(buf, len, "%s", what);
 	} else {
 		ERR_error_string_n(e, reason, sizeof(reason));
-		snprintf(buf, len, "%s: %s", what, reason);
+		snprintf(buf, len, "%.60s: %.130s", what, reason);
 	}
 	ERR_clear_error();
 }
