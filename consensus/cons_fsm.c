@@ -142,19 +142,26 @@ static void snapshot_retune(struct cons_fsm *f)
 	f->log_entries = 0;
 }
 
-/* A follower that has just started, or just installed a snapshot, does not
- * take its own for a while. That is when the leader may send it an
- * InstallSnapshot (it lagged while it was down), and 0.22.1 crashes when one
- * arrives while the follower writes its own snapshot (a NULL dereference
- * in the library; docs/libraft.md). The log grows a little meanwhile. */
+/* A follower that has just started, installed a snapshot, or (re)joined a
+ * leader (after a partition, a pause, an election) does not take its own
+ * snapshot for a while. That is when the leader may send it an
+ * InstallSnapshot (it lagged meanwhile), and 0.22.1 crashes when one arrives
+ * while the follower writes its own snapshot (a NULL dereference in the
+ * library; docs/libraft.md; jepsen/ saw it after partitions and pauses, not
+ * only restarts). The log grows a little meanwhile. */
 #define SNAPSHOT_QUIET_MS 10000
 
 static bool snapshot_quiet(const struct cons_fsm *f)
 {
 	struct cons *c = f->owner;
 	uint64_t now = uv_now(c->loop);
-	uint64_t since =
-		c->started_ms > f->restored_ms ? c->started_ms : f->restored_ms;
+	uint64_t since = c->started_ms;
+	if (f->restored_ms > since) {
+		since = f->restored_ms;
+	}
+	if (c->leader_changed_ms > since) {
+		since = c->leader_changed_ms;
+	}
 	return raft_state(&c->raft) != RAFT_LEADER &&
 	       now - since < SNAPSHOT_QUIET_MS;
 }

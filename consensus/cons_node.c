@@ -544,6 +544,12 @@ static void check_cb(uv_check_t *h)
 	if (leader != c->last_leader && leader != 0) {
 		c->leader_changes++;
 	}
+	if (leader != c->last_leader) {
+		/* A follower that (re)joins a leader may be sent an
+		 * InstallSnapshot: cons_fsm.c keeps it from snapshotting
+		 * for a while. */
+		c->leader_changed_ms = uv_now(c->loop);
+	}
 	if (state == RAFT_LEADER && c->last_state != RAFT_LEADER) {
 		c->epoch = term;
 		announce_members(c);

@@ -197,3 +197,31 @@ def test_add_and_remove_while_publishing(cluster):
     seq, dup = c4.publish("m", b"via node 4")
     assert not dup
     assert c4.queue_info("m").ready == 1
+
+
+def test_python_client_moves_off_a_node_without_leader(cluster):
+    """A node removed from the cluster keeps running with its old view and,
+    once it stops hearing from the leader, knows no leader: it answers
+    NOT_LEADER or UNAVAILABLE without an address. A client that lists it
+    first must move on to the next address (found by jepsen/: the Python
+    client retried on the same node until its deadline)."""
+    lead = cluster.wait_leader()
+    gone = next(n for n in cluster.nodes if n.id != lead.id)
+    rest = [n for n in cluster.nodes if n.id != gone.id]
+    admin = raftmq.Client(lead.client_address, timeout=15)
+    admin.cluster_remove(gone.id)
+    wait_for(lambda: (voters(admin)[0] == sorted(n.id for n in rest), None),
+             20, "node %d removed" % gone.id)
+    wait_for(lambda: (gone.status().get("leader_id", 0) == 0,
+                      gone.status()), 15,
+             "the removed node to forget the leader")
+    c = raftmq.Client([gone.client_address] + [n.client_address
+                                               for n in rest], timeout=10)
+    t0 = time.monotonic()
+    c.create_queue("moved")
+    seq, dup = c.publish("moved", b"x", msg_id="m1")
+    assert not dup
+    assert c.node_id != gone.id
+    print("served by node %d after %.2f s" % (c.node_id,
+                                              time.monotonic() - t0))
+    assert gone.stop() == 0

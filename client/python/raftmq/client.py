@@ -110,6 +110,7 @@ class Client:
         if not addresses:
             raise ValueError("no cluster address given")
         self.addresses = list(addresses)
+        self._next = 0  # the address _connect_any tries first
         self.timeout = timeout
         self.name = name
         self.token = token or ""
@@ -177,12 +178,22 @@ class Client:
         self.node_id = e.hello_result.node_id
         return e.hello_result
 
+    def _rotation(self):
+        """The addresses, starting after the one used last: a node that
+        is cut off (answers UNAVAILABLE) or removed from the cluster must
+        not be the first one tried again."""
+        n = len(self.addresses)
+        return [self.addresses[(self._next + i) % n] for i in range(n)]
+
     def _connect_any(self, deadline, prefer=None):
-        order = ([prefer] if prefer else []) + self.addresses
+        order = ([prefer] if prefer else []) + self._rotation()
         last = None
         delay = 0.05
         while True:
             for a in order:
+                if a != prefer:
+                    self._next = (self.addresses.index(a) + 1) % \
+                        len(self.addresses)
                 try:
                     self._open(a, deadline)
                     return
@@ -201,7 +212,8 @@ class Client:
                                      (",".join(self.addresses), last))
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-            order = self.addresses
+            prefer = None
+            order = self._rotation()
 
     def _send(self, **body):
         self.corr += 1
@@ -297,6 +309,11 @@ class Client:
                 except ConnectionLost:
                     pass
                 continue
+            if err.code in (pb.ERROR_CODE_NOT_LEADER,
+                            pb.ERROR_CODE_UNAVAILABLE):
+                # This node knows no leader: it may be cut off from the
+                # majority or removed from the cluster. Ask the next one.
+                self.close()
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
