@@ -232,7 +232,7 @@ struct raftmq {
 	uint64_t ack_consumer;
 	uint64_t *ack_tags; /* owned */
 	size_t n_ack_tags, cap_ack_tags;
-	uint64_t ack_since; /* when the oldest unsent tag was queued */
+	uint64_t ack_since;  /* when the oldest unsent tag was queued */
 	uint64_t *ack_corrs; /* owned */
 	size_t n_ack_corrs, cap_ack_corrs;
 	int ack_err; /* first failure of an async ack (0 = none) */

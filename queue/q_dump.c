@@ -792,8 +792,12 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	s->next_seq = r_u64(&l.r);
 	s->next_consumer = r_u64(&l.r);
 	s->next_qid = r_u32(&l.r);
+	/* A counter at its maximum cannot come from a real history (2^64
+	 * publishes) and would wrap at the next publish / attach / create,
+	 * reusing ids (found by tests/fuzz/fuzz_snapshot). */
 	if (l.r.bad || s->next_seq == 0 || s->next_consumer == 0 ||
-	    s->next_qid == 0) {
+	    s->next_qid == 0 || s->next_seq == UINT64_MAX ||
+	    s->next_consumer == UINT64_MAX || s->next_qid == UINT32_MAX) {
 		q__state_clear(s);
 		return Q_ECORRUPT;
 	}

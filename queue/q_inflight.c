@@ -76,7 +76,12 @@ void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 	if (c->credit != Q_CREDIT_UNLIMITED) {
 		c->credit--;
 	}
-	m->deliveries++;
+	/* Saturates: 2^32 deliveries of one message (max_deliveries 0 and a
+	 * consumer that nacks in a loop, or a dump saying so) must not wrap
+	 * to "never delivered" (found by tests/fuzz/fuzz_snapshot). */
+	if (m->deliveries != UINT32_MAX) {
+		m->deliveries++;
+	}
 	q->c.delivered++;
 	if (m->deliveries > 1) {
 		q->c.redelivered++;

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds raftmq and runs every test suite and lint: what CI runs (.ci/run).
 #
-#   ./tests/run.sh                 deps, plain + sanitize builds, tests, lints
-#   ./tests/run.sh --quick         plain build only (no ASan/UBSan build)
-#   ./tests/run.sh --suite unit    only that meson test suite (repeatable)
+#   ./tests/run.sh                 deps, plain + sanitize builds, tests, fuzz, lints
+#   ./tests/run.sh --quick         plain build only (no ASan/UBSan build, no fuzz)
+#   ./tests/run.sh --suite unit    only that meson test suite (repeatable; no fuzz)
 #   ./tests/run.sh --no-deps       skip deploy/install-deps.sh
+#   ./tests/run.sh --no-fuzz       skip the fuzzers (FUZZ_SECONDS=25 each otherwise)
 #
-# Build dirs are build/plain (debugoptimized, --werror) and build/sanitize
-# (-Dsanitize=true, --werror); both are reused between runs. Step logs go to
+# Build dirs are build/plain (gcc, debugoptimized, --werror), build/sanitize
+# (clang, -Dsanitize=true: ASan+UBSan, --werror) and build/fuzz (clang,
+# -Dfuzz=true: only the libFuzzer targets of tests/fuzz, each run for
+# FUZZ_SECONDS on its seed corpus); all are reused between runs. Step logs go to
 # build/logs/. Works from any directory, as root in CI (CI=true, no stdin) and
 # as a user. Exits non-zero if any step fails; the remaining independent steps
 # still run so one CI run reports everything that is wrong.
@@ -18,16 +21,18 @@ cd "$ROOT"
 
 quick=0
 deps=1
+fuzz=1
 suites=()
 
 usage() {
-	sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) quick=1 ;;
 	--no-deps) deps=0 ;;
+	--no-fuzz) fuzz=0 ;;
 	--suite)
 		[ $# -ge 2 ] || { echo "run.sh: --suite needs a NAME" >&2; exit 2; }
 		suites+=("$2")
@@ -99,11 +104,33 @@ step_tee() {
 	return $rc
 }
 
+# dir_cc DIR: the C compiler command DIR was set up with ("cc", "gcc",
+# "clang"...), nothing for a new dir. Meson keeps the compiler of the first
+# setup; a --reconfigure cannot change it.
+dir_cc() {
+	[ -f "$1/build.ninja" ] || return 0
+	awk '/^ command = .* \$ARGS -MD/ { print $3; exit }' "$1/build.ninja"
+}
+
+cc_family() {
+	case "$1" in
+	*clang*) echo clang ;;
+	*) echo gcc ;;
+	esac
+}
+
 # configure DIR ARGS...: sets up a build dir, or reconfigures an existing one
-# with the same arguments (cheap; keeps the objects).
+# with the same arguments (cheap; keeps the objects). With CC set, a dir set
+# up with the other compiler family (gcc / clang) is made again from scratch.
 configure() {
-	local dir=$1
+	local dir=$1 have
 	shift
+	have=$(dir_cc "$dir")
+	if [ -n "${CC:-}" ] && [ -n "$have" ] &&
+		[ "$(cc_family "$have")" != "$(cc_family "$CC")" ]; then
+		echo "run.sh: $dir was set up with $have, not $CC: setting it up again"
+		rm -rf "$dir"
+	fi
 	if [ -f "$dir/meson-private/coredata.dat" ]; then
 		# A dir from another meson version may refuse --reconfigure.
 		meson setup --reconfigure "$@" "$dir" ||
@@ -162,6 +189,10 @@ build_and_test() {
 	local kind=$1 dir=build/$1
 	shift
 	local cfg=("$@")
+	# gcc for plain, clang for sanitize: CI builds with both (STYLE.md 9),
+	# and clang's ASan/UBSan are the ones the fuzzers use.
+	local -x CC=gcc
+	[ "$kind" != sanitize ] || CC=clang
 	if ! step "configure $kind" configure "$dir" "${cfg[@]}" ||
 		! step "compile $kind" meson compile -C "$dir"; then
 		record "test $kind" skip 0 "not built"
@@ -193,6 +224,36 @@ build_and_test plain --werror --buildtype=debugoptimized -Dsanitize=false \
 if [ $quick -eq 0 ]; then
 	build_and_test sanitize --werror --buildtype=debugoptimized -Dsanitize=true \
 		-Db_colorout=auto
+fi
+
+# fuzz_all: builds the libFuzzer targets in build/fuzz and runs each for
+# FUZZ_SECONDS on its committed seed corpus (tests/fuzz/corpus/NAME, read
+# only; what libFuzzer finds goes to build/fuzz/corpus/NAME, kept between
+# runs). The corpus, including every past crash input, is replayed first.
+# A crash leaves its input in build/fuzz/artifacts/ (tests/fuzz/README.md).
+fuzz_all() {
+	local dir=build/fuzz name secs=${FUZZ_SECONDS:-25}
+	local -x CC=clang
+	if ! step "configure fuzz" configure "$dir" --werror \
+		--buildtype=debugoptimized -Dfuzz=true -Dtests=false \
+		-Dsanitize=false -Db_colorout=auto ||
+		! step "compile fuzz" meson compile -C "$dir" fuzz-targets; then
+		record "fuzz" skip 0 "not built"
+		return 0
+	fi
+	for name in client entry snapshot queue; do
+		mkdir -p "$dir/corpus/$name" "$dir/artifacts"
+		step "fuzz $name" env ASAN_OPTIONS=detect_leaks=1 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			"$dir/tests/fuzz/fuzz_$name" -max_total_time="$secs" \
+			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix="$dir/artifacts/$name-" \
+			"$dir/corpus/$name" "tests/fuzz/corpus/$name" || true
+	done
+}
+
+if [ $quick -eq 0 ] && [ $fuzz -eq 1 ] && [ ${#suites[@]} -eq 0 ]; then
+	fuzz_all
 fi
 
 for lint in tests/lint/*.sh; do

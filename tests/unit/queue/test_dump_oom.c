@@ -437,6 +437,121 @@ Test(load, garbage_is_corrupt)
 	free(empty);
 }
 
+/* Sets `n` little-endian bytes at `off` of a dump to 0xff and recomputes the
+ * trailer ("END1" + FNV-1a 64 of everything before it), so only the loader's
+ * own checks can refuse it. */
+static void max_field(unsigned char *p, size_t len, size_t off, size_t n)
+{
+	uint64_t hash = 0xcbf29ce484222325ull;
+	size_t i;
+
+	memset(p + off, 0xff, n);
+	for (i = 0; i < len - 12; i++) {
+		hash ^= p[i];
+		hash *= 0x100000001b3ull;
+	}
+	for (i = 0; i < 8; i++) {
+		p[len - 8 + i] = (unsigned char)(hash >> (8 * i));
+	}
+}
+
+/* Regression (tests/fuzz/fuzz_snapshot): a dump whose next_seq was
+ * UINT64_MAX loaded, and the next publish took that seq and wrapped the
+ * counter to 0, so q_state_check() failed and seqs could repeat. The same
+ * holds for next_consumer and next_qid. Header: "RMQ1", u32 format, u64 now,
+ * u64 next_seq (offset 16), u64 next_consumer (24), u32 next_qid (32). */
+Test(load, counters_at_their_maximum_are_corrupt)
+{
+	static const struct {
+		size_t off, n;
+		const char *what;
+	} fields[] = {
+		{16, 8, "next_seq"},
+		{24, 8, "next_consumer"},
+		{32, 4, "next_qid"},
+	};
+	void *empty, *buf;
+	size_t elen, len, i;
+
+	empty = empty_dump(&elen);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		buf = empty_dump(&len);
+		max_field(buf, len, fields[i].off, fields[i].n);
+		cr_assert_eq(load_one(buf, len, empty, elen, fields[i].what, 0),
+			     Q_ECORRUPT, "%s at its maximum was loaded",
+			     fields[i].what);
+		free(buf);
+	}
+	free(empty);
+}
+
+/* Regression (tests/fuzz/fuzz_snapshot): a dump with two messages of one
+ * queue under the same seq loaded (q_state_check() did not look), and the
+ * next delivery left one of them out of the unacked index. The second
+ * message's seq is rewritten to 1: it sits 63 bytes before its body (seq u64,
+ * deliveries, failures, dl_from u32, dl_reason u8, expires u64, in_heap u8,
+ * due u64, origin u64, has-body u8, published u64, id and body lengths u32,
+ * the id empty). */
+Test(load, two_messages_with_one_seq_are_corrupt)
+{
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf, *body;
+	void *empty;
+	size_t len, elen;
+
+	cr_assert_not_null(s);
+	cr_assert_eq(h_create_queue(s, "q", NULL, 1000).status, Q_OK);
+	cr_assert_eq(h_publish(s, "q", NULL, "AAAA", 1001).seq, 1);
+	cr_assert_eq(h_publish(s, "q", NULL, "BBBB", 1002).seq, 2);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	body = memmem(buf, len, "BBBB", 4);
+	cr_assert_not_null(body);
+	cr_assert_eq(body[-63], 2, "layout changed: fix the offset");
+	body[-63] = 1;
+	max_field(buf, len, 0, 0); /* only recomputes the trailer */
+	empty = empty_dump(&elen);
+	cr_assert_eq(load_one(buf, len, empty, elen, "duplicate seq", 0),
+		     Q_ECORRUPT);
+	free(buf);
+	free(empty);
+}
+
+/* Regression (tests/fuzz/fuzz_snapshot): a message delivered 2^32 - 1 times
+ * (here from a dump; live, a consumer nacking in a loop with max_deliveries
+ * 0) wrapped its delivery count to 0 at the next delivery, and
+ * q_state_check() then found an unacked message "without delivery". The
+ * count now saturates. Its deliveries field follows the seq (see above). */
+Test(load, delivery_count_saturates)
+{
+	struct q_state *s = q_state_new(NULL);
+	struct h_env e;
+	unsigned char *buf, *body;
+	size_t len;
+
+	cr_assert_not_null(s);
+	cr_assert_eq(h_create_queue(s, "q", NULL, 1000).status, Q_OK);
+	cr_assert_eq(h_publish(s, "q", NULL, "CCCC", 1001).seq, 1);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	body = memmem(buf, len, "CCCC", 4);
+	cr_assert_not_null(body);
+	cr_assert_eq(body[-63], 1, "layout changed: fix the offset");
+	max_field(buf, len, (size_t)(body - 63 + 8 - buf), 4);
+	h_env_init(&e, NULL);
+	cr_assert_eq(q_state_load(e.s, buf, len), 0);
+	h_attach(e.s, "q", 0, 1002);
+	cr_assert_eq(e.rec.n_d, 1);
+	cr_assert_eq(e.rec.d[0].delivery_count, UINT32_MAX);
+	h_check(e.s);
+	cr_assert_eq(h_nack1(e.s, 1, 1, 0, 1003).status, Q_OK);
+	cr_assert_eq(e.rec.n_d, 2);
+	cr_assert_eq(e.rec.d[1].delivery_count, UINT32_MAX);
+	h_check(e.s);
+	free(buf);
+	h_env_fini(&e);
+}
+
 /* --------------------------------------------------------------------- */
 
 /* Allocation-failure sweeps. `prep` builds the state before the command (no
