@@ -1,0 +1,1 @@
+"""raftmq's Jepsen-style fault-injection harness (see jepsen/README.md)."""
