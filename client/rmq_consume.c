@@ -376,6 +376,25 @@ static bool consumer_live(const struct raftmq *conn, uint64_t id)
 	return false;
 }
 
+/* What every tag operation checks first: tags given, and their consumer
+ * still attached here (the tags of a previous session are void). */
+static int check_tags(struct raftmq *conn, uint64_t consumer_id,
+		      const uint64_t *tags, size_t n)
+{
+	if (tags == NULL || n == 0) {
+		return rmq__fail(conn, RAFTMQ_EINVAL, "empty tag list");
+	}
+	if (!consumer_live(conn, consumer_id)) {
+		return rmq__fail(conn, RAFTMQ_ESTALE,
+				 "consumer %llu is not attached on this "
+				 "connection any more (re-attached after "
+				 "failover, or removed); its delivery tags "
+				 "are void",
+				 (unsigned long long)consumer_id);
+	}
+	return 0;
+}
+
 enum tags_op { OP_ACK, OP_NACK, OP_RELEASE, OP_EXTEND };
 
 static int tags_call(struct raftmq *conn, enum tags_op op, uint64_t consumer_id,
@@ -392,16 +411,9 @@ static int tags_call(struct raftmq *conn, enum tags_op op, uint64_t consumer_id,
 	int expect = 0;
 	int rv;
 
-	if (tags == NULL || n == 0) {
-		return rmq__fail(conn, RAFTMQ_EINVAL, "empty tag list");
-	}
-	if (!consumer_live(conn, consumer_id)) {
-		return rmq__fail(conn, RAFTMQ_ESTALE,
-				 "consumer %llu is not attached on this "
-				 "connection any more (re-attached after "
-				 "failover, or removed); its delivery tags "
-				 "are void",
-				 (unsigned long long)consumer_id);
+	rv = check_tags(conn, consumer_id, tags, n);
+	if (rv != 0) {
+		return rv;
 	}
 	switch (op) {
 	case OP_ACK:
@@ -703,15 +715,9 @@ int raftmq_ack_async(struct raftmq *conn, uint64_t consumer_id,
 	uint64_t now;
 	int rv;
 
-	if (tags == NULL || n == 0) {
-		return rmq__fail(conn, RAFTMQ_EINVAL, "empty tag list");
-	}
-	if (!consumer_live(conn, consumer_id)) {
-		return rmq__fail(conn, RAFTMQ_ESTALE,
-				 "consumer %llu is not attached on this "
-				 "connection any more; its delivery tags "
-				 "are void",
-				 (unsigned long long)consumer_id);
+	rv = check_tags(conn, consumer_id, tags, n);
+	if (rv != 0) {
+		return rv;
 	}
 	if (conn->n_ack_tags > 0 && conn->ack_consumer != consumer_id &&
 	    rmq__acks_send(conn) != 0) {

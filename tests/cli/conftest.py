@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from raftmq_cluster import Cluster  # noqa: E402
+from raftmq_cluster import Cluster, serve  # noqa: E402
 
 
 def cli_path():
@@ -70,19 +70,7 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(3)
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        sys.stderr.write(c.logs())
-        raise
-    finally:
-        crashed = c.crashes()
-        if crashed:
-            sys.stderr.write(c.logs())
-        c.cleanup()
-        assert not crashed, "nodes crashed on their own: %s" % crashed
+    yield from serve(Cluster(3))
 
 
 @pytest.fixture

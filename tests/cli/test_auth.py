@@ -22,6 +22,7 @@ from conftest import Cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from raftmq_cluster import serve  # noqa: E402
 from raftmq_secure import TOKENS, secure_cluster  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -41,19 +42,7 @@ def tls_client_path():
 
 @pytest.fixture(scope="module")
 def sc():
-    c = secure_cluster(3)
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        sys.stderr.write(c.logs())
-        raise
-    finally:
-        crashed = c.crashes()
-        if crashed:
-            sys.stderr.write(c.logs())
-        c.cleanup()
-        assert not crashed, "nodes crashed on their own: %s" % crashed
+    yield from serve(secure_cluster(3))
 
 
 def one_line(r):

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import raftmq  # noqa: E402
 from raftmq import pb  # noqa: E402
+from raftmq_cluster import serve  # noqa: E402
 from raftmq_secure import TOKENS, secure_cluster  # noqa: E402
 
 DENIED = pb.ERROR_CODE_PERMISSION_DENIED
@@ -36,17 +37,7 @@ UNAUTH = pb.ERROR_CODE_UNAUTHENTICATED
 
 @pytest.fixture(scope="module")
 def sc():
-    c = secure_cluster(3)
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        sys.stderr.write(c.logs())
-        raise
-    finally:
-        crashed = c.crashes()
-        c.cleanup()
-        assert not crashed, crashed
+    yield from serve(secure_cluster(3))
 
 
 def client(sc, user, node=None, **kw):

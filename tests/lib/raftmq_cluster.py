@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import socket
 import subprocess
 import tempfile
@@ -235,3 +236,21 @@ class Cluster:
                 if n.proc is not None and n.proc.poll() is not None and
                 n.proc.returncode not in (0, -signal.SIGKILL,
                                           -signal.SIGTERM)]
+
+
+def serve(cluster):
+    """For a pytest fixture (`yield from serve(Cluster(3))`): starts the
+    cluster and yields it; prints its logs if starting failed or a node
+    died; cleans up, then fails if a node died on its own."""
+    try:
+        cluster.start()
+        yield cluster
+    except BaseException:
+        sys.stderr.write(cluster.logs())
+        raise
+    finally:
+        crashed = cluster.crashes()
+        if crashed:
+            sys.stderr.write(cluster.logs())
+        cluster.cleanup()
+        assert not crashed, "nodes crashed on their own: %s" % crashed
