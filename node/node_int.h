@@ -56,7 +56,7 @@ struct node_batch {
 	size_t n, cap;
 	struct node_req *reqs; /* owned array */
 	size_t n_reqs, cap_reqs;
-	size_t bytes;		 /* payload bytes, for the size limit */
+	size_t bytes;		 /* log entry bytes of its commands, at most */
 	struct node_batch *next; /* waiting queue */
 };
 
@@ -186,9 +186,13 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 void node_server_stop(struct node_server *srv, int exit_code);
 uint64_t node_now_ns(void);
 
-/* Appends commands for a request to the open batch. Returns the request
- * slot (its cmds are batch->cmds[req->first..]) or NULL with an error
- * already answered. `n` command slots are reserved and zeroed; fill them. */
+/* Appends commands for a request to the open batch, first closing it if
+ * the request would take it over max_batch_commands or max_batch_bytes.
+ * Returns the request slot (its cmds are batch->cmds[req->first..]) or
+ * NULL with an error already answered (out of memory, or MESSAGE_TOO_LARGE
+ * for a request that could not fit in one log entry). `n` command slots
+ * are reserved and zeroed; fill them. `env` is transferred on success and
+ * freed on failure. */
 struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 				uint64_t corr, int kind, Envelope *env,
 				size_t n, struct q_cmd **cmds);
