@@ -183,6 +183,15 @@ struct node_server {
 /* node_server.c */
 int node_server_init(struct node_server *srv, uv_loop_t *loop,
 		     const struct node_config *cfg, char *err, size_t errlen);
+/* The two halves of node_server_init() that need no network, disk or
+ * Raft, so that tests run the node over a fake consensus/
+ * (tests/lib/fake_node.c). node_server_setup() fills *srv (cfg copied, loop
+ * retained) and initialises every handle finish_stop() closes;
+ * node_server_attach() takes `cons` (retained until cons_close()'s callback)
+ * and follows its role changes (cons_watch). */
+void node_server_setup(struct node_server *srv, uv_loop_t *loop,
+		       const struct node_config *cfg);
+void node_server_attach(struct node_server *srv, struct cons *cons);
 void node_server_stop(struct node_server *srv, int exit_code);
 uint64_t node_now_ns(void);
 

@@ -506,8 +506,6 @@ static int listen_on(struct node_server *srv, char *err, size_t errlen)
 			 srv->cfg.client_address);
 		return -1;
 	}
-	uv_tcp_init(srv->loop, &srv->listener);
-	srv->listener.data = srv;
 	rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&sa, 0);
 	if (rv == 0) {
 		rv = uv_listen((uv_stream_t *)&srv->listener, 1024,
@@ -528,14 +526,9 @@ static void signal_cb(uv_signal_t *h, int signum)
 	node_server_stop(srv, 0);
 }
 
-int node_server_init(struct node_server *srv, uv_loop_t *loop,
-		     const struct node_config *cfg, char *err, size_t errlen)
+void node_server_setup(struct node_server *srv, uv_loop_t *loop,
+		       const struct node_config *cfg)
 {
-	struct cons_config cc;
-	struct cons_member members[NODE_MAX_MEMBERS];
-	size_t i;
-	int rv;
-
 	memset(srv, 0, sizeof *srv);
 	srv->loop = loop;
 	srv->cfg = *cfg;
@@ -544,10 +537,46 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	srv->started_loop_ms = uv_now(loop);
 	node_log_ctx.id = cfg->id;
 	node_log_ctx.level = cfg->log_level;
-
 	srv->sink.data = srv;
 	srv->sink.deliver = node_on_delivery;
 	srv->sink.consumer_gone = node_on_consumer_gone;
+	/* Every handle is initialised here, started later, and closed by
+	 * finish_stop(). */
+	uv_tcp_init(loop, &srv->listener);
+	srv->listener.data = srv;
+	uv_check_init(loop, &srv->check);
+	srv->check.data = srv;
+	uv_idle_init(loop, &srv->idle);
+	srv->idle.data = srv;
+	uv_timer_init(loop, &srv->ticker);
+	srv->ticker.data = srv;
+	uv_signal_init(loop, &srv->sigterm);
+	srv->sigterm.data = srv;
+	uv_signal_init(loop, &srv->sigint);
+	srv->sigint.data = srv;
+	uv_timer_init(loop, &srv->stop_timer);
+	srv->stop_timer.data = srv;
+}
+
+void node_server_attach(struct node_server *srv, struct cons *cons)
+{
+	srv->cons = cons;
+	cons_watch(cons, watch_cb, srv);
+	/* Started before libraft's own check handle (cons_start), so it runs
+	 * after it in each iteration: libuv runs the newest check first. */
+	uv_check_start(&srv->check, check_cb);
+}
+
+int node_server_init(struct node_server *srv, uv_loop_t *loop,
+		     const struct node_config *cfg, char *err, size_t errlen)
+{
+	struct cons_config cc;
+	struct cons_member members[NODE_MAX_MEMBERS];
+	struct cons *cons;
+	size_t i;
+	int rv;
+
+	node_server_setup(srv, loop, cfg);
 	if (node_auth_init(&srv->cfg, err, errlen) != 0 ||
 	    node_tls_ctx_new(&srv->cfg, &srv->tls_ctx, err, errlen) != 0) {
 		return -1;
@@ -575,36 +604,21 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	cc.max_body = cfg->max_message_bytes;
 	cc.hash_seed = wall_ms() ^ node_now_ns();
 
-	rv = cons_new(loop, &cc, &srv->sink, &srv->cons, err, errlen);
+	rv = cons_new(loop, &cc, &srv->sink, &cons, err, errlen);
 	if (rv != 0) {
 		return -1;
 	}
-	cons_watch(srv->cons, watch_cb, srv);
+	node_server_attach(srv, cons);
 	if (listen_on(srv, err, errlen) != 0) {
 		return -1;
 	}
-	/* Started before libraft's own check handle (cons_start), so it runs
-	 * after it in each iteration: libuv runs the newest check first. */
-	uv_check_init(loop, &srv->check);
-	srv->check.data = srv;
-	uv_check_start(&srv->check, check_cb);
-	uv_idle_init(loop, &srv->idle);
-	srv->idle.data = srv;
 	rv = cons_start(srv->cons, err, errlen);
 	if (rv != 0) {
 		return -1;
 	}
-	uv_timer_init(loop, &srv->ticker);
-	srv->ticker.data = srv;
 	uv_timer_start(&srv->ticker, ticker_cb, 20, 20);
-	uv_signal_init(loop, &srv->sigterm);
-	srv->sigterm.data = srv;
 	uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
-	uv_signal_init(loop, &srv->sigint);
-	srv->sigint.data = srv;
 	uv_signal_start(&srv->sigint, signal_cb, SIGINT);
-	uv_timer_init(loop, &srv->stop_timer);
-	srv->stop_timer.data = srv;
 	if (cfg->http_address[0] != '\0' &&
 	    node_http_start(srv, err, errlen) != 0) {
 		return -1;
@@ -643,6 +657,12 @@ static void finish_stop(struct node_server *srv)
 		batch_free(b);
 	}
 	srv->waiting_tail = NULL;
+	if (srv->open != NULL) {
+		/* Left open only when empty (an allocation failed after the
+		 * batch was made). */
+		batch_free(srv->open);
+		srv->open = NULL;
+	}
 	node_http_stop(srv);
 	node_watch_leader(srv, 0, NULL);
 	uv_close((uv_handle_t *)&srv->listener, NULL);
