@@ -45,7 +45,10 @@ struct node_req {
 	Envelope *env;	   /* owned until the batch is answered */
 	uint64_t t0_ns;	   /* arrival, for confirm latency */
 	uint64_t fetch_id; /* Fetch: the pending fetch it serves */
-	void *owned;	   /* malloc()ed data its commands point to */
+	/* malloc()ed, freed with the request: data its commands point to,
+	 * or the consumer record an ATTACH's answer takes (node_consumer_new)
+	 */
+	void *owned;
 };
 
 /* A batch of commands proposed as one log entry (group commit). */
@@ -372,11 +375,17 @@ void node_fetch_timeout(uv_timer_t *t);
 /* node_deliver.c: the delivery sink and the session's consumer list. */
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
-/* Adds a consumer to the session (queue borrowed); NULL when out of
- * memory. */
-struct node_consumer *node_consumer_add(struct node_session *s,
-					q_consumer_id id, uint64_t corr,
-					const char *queue, bool pull);
+/* A consumer record (queue borrowed, copied), allocated before its ATTACH
+ * is proposed: recording the consumer the state attached must not fail, or
+ * the state holds a consumer the session does not know (its messages
+ * cannot be acked, its deliveries pile up). NULL when out of memory: refuse
+ * the request then, nothing proposed. */
+struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
+					bool pull);
+/* The ATTACH of c applied as consumer `id`: c (always transferred) joins the
+ * session's consumers. */
+void node_consumer_attached(struct node_session *s, struct node_consumer *c,
+			    q_consumer_id id);
 void node_consumer_drop(struct node_session *s, q_consumer_id id);
 /* Sends (or hands to the waiting fetch) the deliveries that arrived for c
  * before its ATTACH result. */

@@ -4,8 +4,6 @@
 #include "fake_node.h"
 #include "node_log.h"
 
-#define BODY(x) RAFTMQ__CLIENT__V1__ENVELOPE__BODY_##x
-
 /* Every entry is at most what node/ counted for its batch, plus the
  * entry's own fields: the batch limits (max_batch_bytes, the 64 MiB cap)
  * hold only if this does (node_server.c, node_batch_add). */

@@ -17,8 +17,6 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#define PB(x) raftmq__client__v1__##x
-
 void tn_stop(struct fake_node *n)
 {
 	fake_node_stop(n);

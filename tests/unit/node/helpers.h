@@ -16,9 +16,6 @@
 
 #include "fake_node.h"
 
-#define BODY(x) RAFTMQ__CLIENT__V1__ENVELOPE__BODY_##x
-#define EC(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
-
 /* Stops the node (fake_node_stop()) and, in a build with LeakSanitizer,
  * fails the test if anything allocated is no longer reachable: Criterion
  * runs each test in a process of its own and does not look at the leak
