@@ -188,7 +188,13 @@ struct fake_client *fake_node_connect(struct fake_node *n)
 	struct node_server *srv = &n->srv;
 	struct fake_client *c;
 	struct node_session *s;
-	FAKE_CHECK(n->n_clients < FAKE_MAX_CLIENTS, "too many clients");
+	if (n->n_clients == n->cap_clients) {
+		size_t cap = n->cap_clients ? 2 * n->cap_clients : 8;
+		struct fake_client **p = realloc(n->clients, cap * sizeof *p);
+		FAKE_CHECK(p != NULL, "realloc");
+		n->clients = p;
+		n->cap_clients = cap;
+	}
 	c = calloc(1, sizeof *c);
 	s = calloc(1, sizeof *s);
 	FAKE_CHECK(c != NULL && s != NULL, "calloc");
@@ -326,7 +332,9 @@ void fake_node_stop(struct fake_node *n)
 		free(c->got);
 		free(c);
 	}
-	n->n_clients = 0;
+	free(n->clients);
+	n->clients = NULL;
+	n->n_clients = n->cap_clients = 0;
 	FAKE_CHECK(uv_loop_close(&n->loop) == 0, "uv_loop_close");
 	fake_cons_free(&n->cons);
 }

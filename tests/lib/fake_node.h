@@ -31,8 +31,6 @@
 #include "fake_cons.h"
 #include "node_int.h"
 
-#define FAKE_MAX_CLIENTS 16
-
 struct fake_node;
 
 /* One client connection. */
@@ -49,8 +47,8 @@ struct fake_node {
 	uv_loop_t loop;
 	struct node_server srv;
 	struct fake_cons cons;
-	struct fake_client *clients[FAKE_MAX_CLIENTS];
-	size_t n_clients;
+	struct fake_client **clients; /* owned, with each client */
+	size_t n_clients, cap_clients;
 	bool keep_frames; /* keep what the node writes; false: check, drop */
 	bool trace;	  /* print every frame written, and node/'s log */
 	/* Membership changes: settle answers every other one (the odd ones
