@@ -5,10 +5,11 @@
  * the 64 MiB cap of an entry whatever max_batch_bytes says (consensus/
  * refuses a larger one, CONS_ETOOBIG). A request over a limit on its own
  * goes alone; one that could not fit even alone is refused with
- * MESSAGE_TOO_LARGE and never proposed. Batches wait in line while
- * max_inflight_batches are in flight. The fake consensus records every
- * entry proposed (commands, encoded bytes), and the harness checks each
- * entry is at most what the node counted for its batch. */
+ * MESSAGE_TOO_LARGE and never proposed (and should consensus/ still
+ * refuse an entry, its requests hear MESSAGE_TOO_LARGE too). Batches wait
+ * in line while max_inflight_batches are in flight. The fake consensus
+ * records every entry proposed (commands, encoded bytes), and the harness
+ * checks each entry is at most what the node counted for its batch. */
 #include <criterion/criterion.h>
 
 #include <string.h>
@@ -243,5 +244,26 @@ Test(batch, a_request_that_cannot_fit_an_entry_is_refused, .timeout = 120)
 	tn_expect(cl, after, BODY(PUBLISH_RESULT));
 	tn_expect_none(cl);
 	cr_assert_eq(tn_queue(&node, "q").ready, 2);
+	tn_stop(&node);
+}
+
+Test(batch, an_entry_refused_as_too_big_is_answered_clearly)
+{
+	/* Should consensus/ still refuse an entry (CONS_ETOOBIG), every
+	 * request in it hears why, and that nothing was written. */
+	uint64_t first;
+	Envelope *e;
+	start(NULL);
+	first = publish_n(2, 10);
+	node.cons.propose_error = CONS_ETOOBIG;
+	fake_node_propose(&node);
+	node.cons.propose_error = 0;
+	e = tn_expect_error(cl, first, EC(MESSAGE_TOO_LARGE));
+	cr_assert_not_null(strstr(e->error->message, "64 MiB"), "%s",
+			   e->error->message);
+	tn_expect_error(cl, first + 1, EC(MESSAGE_TOO_LARGE));
+	fake_node_settle(&node);
+	tn_expect_none(cl);
+	cr_assert_eq(tn_queue(&node, "q").ready, 0);
 	tn_stop(&node);
 }
