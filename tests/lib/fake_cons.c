@@ -119,8 +119,6 @@ void fake_cons_set_leader(struct fake_cons *c, bool leader)
 		c->term++;
 	}
 	c->leader = leader;
-	c->leader_id = 0;
-	c->leader_address[0] = '\0';
 	if (c->watch_cb != NULL) {
 		c->watch_cb(c->watch_data);
 	}
@@ -208,9 +206,11 @@ void cons_status(const struct cons *cons, struct cons_status *st)
 	st->id = 1;
 	st->is_leader = c->leader;
 	st->state = c->leader ? "leader" : "follower";
-	st->leader_id = c->leader ? 1 : c->leader_id;
+	/* A follower knows no leader: node/ then starts no connection to
+	 * one (node_watch.c) and answers UNAVAILABLE. */
+	st->leader_id = c->leader ? 1 : 0;
 	snprintf(st->leader_client_address, sizeof st->leader_client_address,
-		 "%s", c->leader ? "127.0.0.1:7001" : c->leader_address);
+		 "%s", c->leader ? "127.0.0.1:7001" : "");
 	st->term = c->term;
 	st->commit_index = st->applied_index = c->completions;
 	st->n_nodes = 1;

@@ -56,8 +56,6 @@ struct fake_cons {
 	 * does after an iteration in which the role changed. */
 	bool leader;
 	uint64_t term;
-	uint64_t leader_id; /* when not leading; 0 = unknown */
-	char leader_address[64];
 	/* Faults */
 	bool fail_every_third; /* every third completion: LEADERSHIPLOST */
 	int propose_error;     /* != 0: cons_propose() returns it */

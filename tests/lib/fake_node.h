@@ -64,7 +64,8 @@ struct fake_node {
  * environment sets `trace`. Frames are kept (keep_frames). */
 void fake_node_start(struct fake_node *n, const struct node_config *cfg);
 
-/* The client goes away (as its socket closing would), then the node stops
+/* Every client still connected goes away (as its socket closing would; a
+ * leader commits their SESSION_GONE), then the node stops
  * (node_server_stop), the loop runs until every handle is closed, and
  * everything is checked (above) and freed. */
 void fake_node_stop(struct fake_node *n);

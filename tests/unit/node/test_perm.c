@@ -318,7 +318,7 @@ static bool try_request(const ProtobufCFieldDescriptor *f, size_t ui,
 	const struct node_user *u = &node.srv.cfg.users[ui];
 	struct pool pl = {.n = 0};
 	Envelope env, *a;
-	size_t before;
+	unsigned before;
 	uint64_t corr;
 	bool table, list, allowed;
 
@@ -328,7 +328,7 @@ static bool try_request(const ProtobufCFieldDescriptor *f, size_t ui,
 	}
 	table = table_allows(u, &env);
 	list = list_allows(ui, f->name, name);
-	before = node.cons.n_history;
+	before = node.cons.proposals;
 	corr = fake_client_send(c, &env);
 	pool_free(&pl);
 	fake_node_settle(&node);
@@ -346,7 +346,7 @@ static bool try_request(const ProtobufCFieldDescriptor *f, size_t ui,
 		     a->body_case == BODY(ERROR) ? ": " : "",
 		     a->body_case == BODY(ERROR) ? a->error->message : "");
 	if (!allowed) {
-		cr_assert_eq(node.cons.n_history, before,
+		cr_assert_eq(node.cons.proposals, before,
 			     "%s by %s refused, yet proposed", f->name,
 			     users[ui].name);
 		cr_assert_not_null(strstr(a->error->message, users[ui].name),
@@ -390,7 +390,8 @@ Test(perm, every_kind_but_hello_needs_authentication)
 	const ProtobufCMessageDescriptor *d =
 		&raftmq__client__v1__envelope__descriptor;
 	struct fake_client *c = fake_node_connect(&node);
-	size_t i, before = node.cons.n_history;
+	size_t i;
+	unsigned before = node.cons.proposals;
 	for (i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 		struct pool pl = {.n = 0};
@@ -405,7 +406,7 @@ Test(perm, every_kind_but_hello_needs_authentication)
 		fake_node_settle(&node);
 		tn_expect_error(c, corr, EC(UNAUTHENTICATED));
 	}
-	cr_assert_eq(node.cons.n_history, before, "proposed unauthenticated");
+	cr_assert_eq(node.cons.proposals, before, "proposed unauthenticated");
 	tn_stop(&node);
 }
 
@@ -447,7 +448,8 @@ Test(perm, a_body_without_an_entry_is_refused_whoever_asks)
 	const ProtobufCMessageDescriptor *d =
 		&raftmq__client__v1__envelope__descriptor;
 	struct fake_client *c = login(0); /* root: every permission */
-	size_t i, n = 0, before = node.cons.n_history;
+	size_t i, n = 0;
+	unsigned before = node.cons.proposals;
 	for (i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 		if (!in_body(f) || is_request(f)) {
@@ -466,7 +468,7 @@ Test(perm, a_body_without_an_entry_is_refused_whoever_asks)
 	}
 	fake_node_settle(&node);
 	tn_expect_none(c);
-	cr_assert_eq(node.cons.n_history, before);
+	cr_assert_eq(node.cons.proposals, before);
 	cr_assert(!c->s->closing, "the connection stays");
 	tn_stop(&node);
 }
