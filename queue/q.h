@@ -437,23 +437,17 @@ enum {
 	Q_PEEK_HELD = 1u << 1,
 };
 
-/* One message seen by q_state_peek(). Every pointer is borrowed from the
- * state and valid only during the callback. */
+/* One message seen by q_state_peek(): the delivery a consumer would get,
+ * except that msg.consumer and msg.session name the consumer holding it
+ * (Q_MSG_HELD; else 0 and NULL) and msg.delivery_count counts the
+ * deliveries so far (0 = never delivered). Every pointer is borrowed from
+ * the state and valid only during the callback. */
 struct q_peeked {
-	q_seq seq;
-	uint8_t state;	    /* enum q_msg_state */
-	const char *msg_id; /* may be NULL */
-	size_t msg_id_len;
-	const void *body;
-	size_t body_len;
-	uint32_t delivery_count; /* deliveries so far; 0 = never delivered */
-	uint64_t published_ms;
-	uint8_t dl_reason;	/* enum q_reason if dead-lettered, else 0 */
-	const char *dl_queue;	/* queue it was dead-lettered from, or NULL */
-	q_consumer_id consumer; /* Q_MSG_HELD: its holder, else 0 */
-	uint64_t due_ms;	/* DELAYED: deliverable (or expiring) at;
-				   HELD: ack deadline; 0 = none */
-	uint64_t expires_ms;	/* TTL expiry, 0 = never */
+	struct q_delivery msg;
+	uint8_t state;	     /* enum q_msg_state */
+	uint64_t due_ms;     /* DELAYED: deliverable (or expiring) at;
+				HELD: ack deadline; 0 = none */
+	uint64_t expires_ms; /* TTL expiry, 0 = never */
 };
 
 /*

@@ -69,30 +69,13 @@ static void offer_list(struct pick *p, const struct q_link *head, q_seq from)
 static void fill(const struct q_state *s, const struct q_msg *m,
 		 struct q_peeked *o)
 {
-	const struct q_body *b = m->body;
-	o->seq = m->seq;
+	q__delivery_fill(s, m, &o->msg);
 	o->state = m->where == Q__DELAYED   ? Q_MSG_DELAYED
 		   : m->where == Q__UNACKED ? Q_MSG_HELD
 					    : Q_MSG_READY;
-	o->msg_id = b->id_len > 0 ? (const char *)b->data : NULL;
-	o->msg_id_len = b->id_len;
-	o->body = b->data + b->id_len;
-	o->body_len = b->len;
-	o->delivery_count = m->deliveries;
-	o->published_ms = b->published_ms;
-	o->dl_reason = m->dl_reason;
-	o->dl_queue = NULL;
-	if (m->dl_reason != Q_REASON_NONE) {
-		const struct q_queue *from = q__queue_by_id(s, m->dl_from);
-		o->dl_queue = from != NULL ? from->name : NULL;
-	}
-	o->consumer = m->where == Q__UNACKED ? m->consumer->id : 0;
 	/* Ready messages are in the timer heap for their TTL only, which
 	 * expires_ms already says. */
-	o->due_ms =
-		m->in_heap && m->where != Q__READY && m->where != Q__RETURNED
-			? m->due
-			: 0;
+	o->due_ms = m->in_heap && o->state != Q_MSG_READY ? m->due : 0;
 	o->expires_ms = m->expires;
 }
 

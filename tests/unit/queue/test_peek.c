@@ -21,7 +21,8 @@ struct seen {
 	uint8_t dl_reason[64];
 	char body[64][16];
 	char dl_queue[64][16];
-	int stop_after; /* cb returns 7 after this many (0 = never) */
+	int stop_after;	   /* cb returns 7 after this many (0 = never) */
+	const char *queue; /* the queue peeked */
 };
 
 static int record(void *data, const struct q_peeked *m)
@@ -30,16 +31,18 @@ static int record(void *data, const struct q_peeked *m)
 	size_t i = s->n++;
 
 	cr_assert_lt(i, 64);
-	s->seq[i] = m->seq;
+	s->seq[i] = m->msg.seq;
 	s->state[i] = m->state;
-	s->count[i] = m->delivery_count;
-	s->consumer[i] = m->consumer;
+	s->count[i] = m->msg.delivery_count;
+	s->consumer[i] = m->msg.consumer;
 	s->due[i] = m->due_ms;
-	s->dl_reason[i] = m->dl_reason;
-	snprintf(s->body[i], sizeof s->body[i], "%.*s", (int)m->body_len,
-		 (const char *)m->body);
+	s->dl_reason[i] = m->msg.dl_reason;
+	snprintf(s->body[i], sizeof s->body[i], "%.*s", (int)m->msg.body_len,
+		 (const char *)m->msg.body);
 	snprintf(s->dl_queue[i], sizeof s->dl_queue[i], "%s",
-		 m->dl_queue != NULL ? m->dl_queue : "");
+		 m->msg.dl_queue != NULL ? m->msg.dl_queue : "");
+	cr_assert_str_eq(m->msg.queue, s->queue);
+	cr_assert_eq(m->msg.session != NULL, m->state == Q_MSG_HELD);
 	return s->stop_after != 0 && s->n == (size_t)s->stop_after ? 7 : 0;
 }
 
@@ -48,6 +51,7 @@ static struct seen peek(q_seq from, size_t max, unsigned flags)
 	struct seen s;
 
 	memset(&s, 0, sizeof s);
+	s.queue = "q";
 	cr_assert_eq(q_state_peek(H.s, "q", from, max, flags, record, &s), 0);
 	return s;
 }
@@ -224,6 +228,7 @@ Test(peek, dead_lettered_copy_says_where_from)
 	c = h_attach(H.s, "src", 1, 2);
 	h_nack1(H.s, c, 1, 0, 3);
 	memset(&s, 0, sizeof s);
+	s.queue = "dlq";
 	cr_assert_eq(q_state_peek(H.s, "dlq", 0, 10, 0, record, &s), 0);
 	cr_assert_eq(s.n, 1);
 	cr_assert_eq(s.dl_reason[0], Q_REASON_MAX_DELIVERIES);
@@ -239,6 +244,7 @@ Test(peek, callback_stops_the_walk)
 	make_queue(0, NULL);
 	publish_n(5, 1);
 	memset(&s, 0, sizeof s);
+	s.queue = "q";
 	s.stop_after = 2;
 	cr_assert_eq(q_state_peek(H.s, "q", 0, 10, 0, record, &s), 7);
 	cr_assert_eq(s.n, 2);
@@ -299,6 +305,7 @@ Test(peek, out_of_memory_visits_nothing)
 	h_publish(e.s, "q", NULL, "x", 1);
 	bytes = h_totals(e.s).alloc_bytes;
 	memset(&s, 0, sizeof s);
+	s.queue = "q";
 	h_fail_alloc_arm(&fa, 0, 1);
 	cr_assert_eq(q_state_peek(e.s, "q", 0, 10, 0, record, &s), Q_ENOMEM);
 	h_fail_alloc_disarm(&fa);
