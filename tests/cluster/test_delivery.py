@@ -17,11 +17,14 @@ Peek to the leader. Pages follow next_seq; held and delayed messages show
 on request; an answer never exceeds the server's frame limit.
 
 One cluster serves the module (distinct queue names per test); its frame
-limit is 1 MiB so that the frame-limit test needs only a few messages.
+limit is 1 MiB so that the frame-limit test needs only a few messages. The
+permission test (a Peek needs the consume permission) runs its own
+single-node cluster with auth on.
 """
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -273,3 +276,29 @@ def test_peek_answer_fits_in_a_frame(cluster):
     lines = cli(addr, "queue", "peek", "big")
     assert len(lines) == 6 and all(len(m["body"]) == len(body)
                                    for m in lines)
+
+
+def test_peek_needs_the_consume_permission():
+    """With auth on, peeking is allowed to whoever may consume the queue
+    (bob may consume events.*, publish to logs.*)."""
+    from raftmq_secure import TOKENS, secure_cluster
+    sc = secure_cluster(1, tls=False)
+    try:
+        sc.start()
+        with raftmq.Client(sc.addresses(), token=TOKENS["admin"]) as adm:
+            for q in ("events.q", "logs.q"):
+                adm.create_queue(q)
+                adm.publish(q, b"m")
+        with raftmq.Client(sc.addresses(), token=TOKENS["bob"]) as bob:
+            msgs, _ = bob.peek("events.q")
+            assert [m.body for m in msgs] == [b"m"]
+            with pytest.raises(raftmq.Error) as e:
+                bob.peek("logs.q")
+            assert e.value.code == raftmq.pb.ERROR_CODE_PERMISSION_DENIED
+            assert "consume" in e.value.message, e.value.message
+        assert not sc.crashes()
+    except BaseException:
+        sys.stderr.write(sc.logs())
+        raise
+    finally:
+        sc.cleanup()
