@@ -12,10 +12,11 @@
  *
  * Writes go into the open batch (node_batch_add) and are answered when the
  * batch is applied (node_dispatch_results → kind->answer). Reads (queue
- * info, lists) are answered at once from the leader's applied state
- * (node_read.c). q_result codes map one to one onto protocol error codes
- * (proto/client.proto mirrors q.h); consensus codes map onto NOT_LEADER,
- * UNKNOWN_OUTCOME and UNAVAILABLE. Every error carries a sentence.
+ * info, lists) are answered at once from the leader's applied state, Peek
+ * from the same state after a read barrier (node_read.c). q_result codes
+ * map one to one onto protocol error codes (proto/client.proto mirrors
+ * q.h); consensus codes map onto NOT_LEADER, UNKNOWN_OUTCOME and
+ * UNAVAILABLE. Every error carries a sentence.
  *
  * The files of the request path: node_read.c (Hello, status, info, lists,
  * membership), node_write.c (publishes, queues, topics, consumers, tags),
