@@ -129,12 +129,12 @@ struct cons_propose {
 	void *priv;
 };
 
-/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and what they point
- * to) are borrowed: they are encoded before this returns. cmd->now_ms is
- * ignored: the entry carries the leader's clock. Returns 0 (cb will be
- * called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN or
- * CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow;
- * cb never called). */
+/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and
+ * what they point to) are borrowed: they are encoded before this returns.
+ * cmd->now_ms is ignored: the entry carries the leader's clock. Returns 0 (cb
+ * will be called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN
+ * or CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow; cb
+ * never called). */
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb);
 
