@@ -88,6 +88,16 @@ bool fake_cons_complete(struct fake_cons *c, int status)
 	return true;
 }
 
+size_t fake_cons_complete_due_barriers(struct fake_cons *c)
+{
+	size_t n = 0;
+	while (c->n_barriers > 0 && c->barriers[0].after <= c->completions) {
+		(void)fake_cons_complete_barrier(c, 0);
+		n++;
+	}
+	return n;
+}
+
 bool fake_cons_complete_change(struct fake_cons *c, int status)
 {
 	struct cons_change *req;
@@ -104,12 +114,16 @@ bool fake_cons_complete_change(struct fake_cons *c, int status)
 
 bool fake_cons_complete_barrier(struct fake_cons *c, int status)
 {
-	struct cons_barrier *req = c->barrier;
-	if (req == NULL) {
+	struct cons_barrier *req;
+	cons_barrier_cb cb;
+	if (c->n_barriers == 0) {
 		return false;
 	}
-	c->barrier = NULL;
-	c->barrier_cb(req, status);
+	req = c->barriers[0].req;
+	cb = c->barriers[0].cb;
+	memmove(&c->barriers[0], &c->barriers[1],
+		--c->n_barriers * sizeof c->barriers[0]);
+	cb(req, status);
 	return true;
 }
 
@@ -184,11 +198,13 @@ int cons_barrier(struct cons *cons, struct cons_barrier *req,
 	if (!c->leader) {
 		return CONS_ENOTLEADER;
 	}
-	if (c->barrier != NULL) {
+	if (c->n_barriers == FAKE_MAX_BARRIERS) {
 		return CONS_EBUSY;
 	}
-	c->barrier = req;
-	c->barrier_cb = cb;
+	c->barriers[c->n_barriers].req = req;
+	c->barriers[c->n_barriers].cb = cb;
+	c->barriers[c->n_barriers].after = c->proposals;
+	c->n_barriers++;
 	return 0;
 }
 
@@ -315,6 +331,7 @@ void cons_close(struct cons *cons, void (*cb)(void *data), void *data)
 	}
 	while (fake_cons_complete_change(c, CONS_ESHUTDOWN)) {
 	}
-	(void)fake_cons_complete_barrier(c, CONS_ESHUTDOWN);
+	while (fake_cons_complete_barrier(c, CONS_ESHUTDOWN)) {
+	}
 	cb(data);
 }

@@ -31,6 +31,7 @@
 
 #define FAKE_MAX_PENDING 64
 #define FAKE_MAX_CHANGES 8
+#define FAKE_MAX_BARRIERS 64
 #define FAKE_HISTORY 4096
 
 /* One proposal in flight. */
@@ -68,8 +69,12 @@ struct fake_cons {
 		cons_change_cb cb;
 	} changes[FAKE_MAX_CHANGES];
 	size_t n_changes;
-	struct cons_barrier *barrier; /* NULL: none waiting */
-	cons_barrier_cb barrier_cb;
+	struct {
+		struct cons_barrier *req;
+		cons_barrier_cb cb;
+		unsigned after;	       /* proposals made before it */
+	} barriers[FAKE_MAX_BARRIERS]; /* oldest first */
+	size_t n_barriers;
 	void (*watch_cb)(void *data);
 	void *watch_data;
 	/* Called by cons_propose() with each encoded entry (borrowed) before
@@ -103,8 +108,12 @@ static inline struct cons *fake_cons_handle(struct fake_cons *c)
 bool fake_cons_complete(struct fake_cons *c, int status);
 /* Answers the newest membership change; returns false if none waits. */
 bool fake_cons_complete_change(struct fake_cons *c, int status);
-/* Answers the barrier; returns false if none waits. */
+/* Answers the oldest barrier; returns false if none waits. */
 bool fake_cons_complete_barrier(struct fake_cons *c, int status);
+/* Answers (status 0) every barrier whose proposals made before it are all
+ * answered, as a real barrier completes once everything before it is
+ * applied; returns how many. */
+size_t fake_cons_complete_due_barriers(struct fake_cons *c);
 /* Sets the role (a new term when this node becomes leader) and calls the
  * watcher, as the real node does after an iteration in which it changed.
  * When not leading the leader is unknown (leader_id 0), so node/ starts no

@@ -151,12 +151,15 @@ void fake_node_settle(struct fake_node *n)
 	for (rounds = 0; rounds < 1000; rounds++) {
 		node_batch_flush(&n->srv);
 		if (c->n_pending == 0 && c->n_changes == 0 &&
-		    c->barrier == NULL) {
+		    c->n_barriers == 0) {
 			break;
 		}
-		(void)fake_cons_complete_barrier(c, 0);
-		while (fake_cons_complete(c, 0)) {
-		}
+		/* A barrier completes once what was proposed before it is
+		 * applied. */
+		do {
+			(void)fake_cons_complete_due_barriers(c);
+		} while (fake_cons_complete(c, 0));
+		(void)fake_cons_complete_due_barriers(c);
 		while (c->n_changes > 0) {
 			bool busy =
 				n->odd_changes_busy && c->n_changes % 2 == 0;
@@ -248,7 +251,7 @@ uint64_t fake_client_send(struct fake_client *c, Envelope *env)
 	size_t len;
 	unsigned char *buf;
 	if (env->version == 0) {
-		env->version = 1;
+		env->version = NODE_PROTOCOL_VERSION;
 	}
 	if (env->correlation_id == 0) {
 		env->correlation_id = ++c->corr;

@@ -91,9 +91,9 @@ void fake_client_close(struct fake_client *c);
 /* Writes len bytes (borrowed) of the client's stream and lets the node
  * read every complete frame. */
 void fake_client_write(struct fake_client *c, const void *buf, size_t len);
-/* Sends one frame: env (borrowed) packed with version 1 if it has none
- * and the next correlation id if it has none. Returns the correlation
- * id. Nothing is proposed until the iteration ends. */
+/* Sends one frame: env (borrowed) packed with NODE_PROTOCOL_VERSION if it
+ * has no version and the next correlation id if it has none. Returns the
+ * correlation id. Nothing is proposed until the iteration ends. */
 uint64_t fake_client_send(struct fake_client *c, Envelope *env);
 /* The next frame written to the client not returned yet (what the node
  * wrote so far is collected first), or NULL. Owned by the client. */
