@@ -6,24 +6,9 @@
 
 #include "helpers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TN_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TN_LSAN 1
-#endif
-#endif
-#ifdef TN_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
 void tn_stop(struct fake_node *n)
 {
 	fake_node_stop(n);
-#ifdef TN_LSAN
-	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
-		     "memory leaked (LeakSanitizer's report above)");
-#endif
 }
 
 void tn_cleanup(struct fake_node *n)

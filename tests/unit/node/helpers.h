@@ -16,11 +16,9 @@
 
 #include "fake_node.h"
 
-/* Stops the node (fake_node_stop()) and, in a build with LeakSanitizer,
- * fails the test if anything allocated is no longer reachable: Criterion
- * runs each test in a process of its own and does not look at the leak
- * report that process prints at exit (nor at asserts in .fini). The last
- * call of every test. */
+/* Stops the node (fake_node_stop()): the last call of every test, so that
+ * the leak check that ends each test in a build with AddressSanitizer
+ * (tests/lib/leak_check.c) sees everything the node allocated freed. */
 void tn_stop(struct fake_node *n);
 /* For .fini: stops the node if the test did not get to tn_stop(). */
 void tn_cleanup(struct fake_node *n);

@@ -106,8 +106,8 @@ Test(oom, fetch_refused_when_its_record_cannot_be_made)
 Test(oom, refused_attach_frees_the_record)
 {
 	/* The ATTACH is refused by the state (no such queue): the record
-	 * made for it goes with the request (LeakSanitizer's check in
-	 * tn_stop), and the session has no consumer. */
+	 * made for it goes with the request (the leak check that ends
+	 * every test), and the session has no consumer. */
 	uint64_t c1 = tn_consume(cl, "nosuch", 10);
 	uint64_t c2 = tn_fetch(cl, "nosuch", 1, 0);
 	fake_node_settle(&node);
