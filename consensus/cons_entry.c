@@ -300,6 +300,7 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 		b->release.consumer = c->u.tags.consumer;
 		b->release.n_tags = c->u.tags.n_tags;
 		b->release.tags = (uint64_t *)(uintptr_t)c->u.tags.tags;
+		b->release.unseen = c->u.tags.unseen;
 		pc->kind_case = KIND(RELEASE);
 		pc->release = &b->release;
 		break;
@@ -380,8 +381,9 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 	/* Format 2 only where it is needed (log.proto, LOG_FORMAT_2). */
 	e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1;
 	for (i = 0; i < n; i++) {
-		if (cmds[i].type == Q_CMD_DETACH &&
-		    cmds[i].u.consumer.n_unseen > 0) {
+		if ((cmds[i].type == Q_CMD_DETACH &&
+		     cmds[i].u.consumer.n_unseen > 0) ||
+		    (cmds[i].type == Q_CMD_RELEASE && cmds[i].u.tags.unseen)) {
 			e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_2;
 		}
 	}
@@ -452,11 +454,14 @@ Raftmq__Log__V1__LogEntry *cons__entry_decode(struct cons_arena *a,
 		return NULL;
 	}
 	if (e->format == RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1) {
-		/* Format 1 has no Detach.unseen: no writer put it there. */
+		/* Format 1 has no Detach.unseen nor Release.unseen: no
+		 * writer put them there. */
 		for (n = 0; n < e->n_commands; n++) {
 			const Raftmq__Log__V1__Command *pc = e->commands[n];
-			if (pc->kind_case == KIND(DETACH) &&
-			    pc->detach->n_unseen > 0) {
+			if ((pc->kind_case == KIND(DETACH) &&
+			     pc->detach->n_unseen > 0) ||
+			    (pc->kind_case == KIND(RELEASE) &&
+			     pc->release->unseen)) {
 				return NULL;
 			}
 		}
@@ -609,6 +614,7 @@ int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
 		c->u.tags.consumer = pc->release->consumer;
 		c->u.tags.tags = pc->release->tags;
 		c->u.tags.n_tags = pc->release->n_tags;
+		c->u.tags.unseen = pc->release->unseen;
 		return 0;
 	case KIND(EXTEND):
 		c->type = Q_CMD_EXTEND;

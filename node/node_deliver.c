@@ -150,7 +150,9 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 		/* Delivered after its fetch was answered (credit still left
 		 * before the withdrawal applied): nobody waits for it, so
 		 * give it back at once rather than let it sit until its ack
-		 * deadline. */
+		 * deadline. No application saw it: the release is unseen, so
+		 * the delivery is undone and the message comes back with the
+		 * delivery_count it had. */
 		{
 			q_seq *tag = malloc(sizeof *tag);
 			struct node_req *r =
@@ -167,6 +169,7 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 			cmd->u.tags.consumer = d->consumer;
 			cmd->u.tags.tags = tag;
 			cmd->u.tags.n_tags = 1;
+			cmd->u.tags.unseen = true;
 		}
 		return;
 	}

@@ -51,6 +51,14 @@
  *     one, so the next consumer gets the count the application would have
  *     seen (the queue's `delivered` counter still counts the push). Tags not
  *     held by the consumer are ignored.
+ *   - A RELEASE may say that all its tags are unseen (u.tags.unseen): each
+ *     tag held by the consumer returns as with any RELEASE (counted in
+ *     `released`) and its last delivery is undone as for DETACH. The node
+ *     releases so a pull consumer's delivery that arrived after its fetch
+ *     was answered: nobody ever saw it.
+ *   - An undone delivery never takes delivery_count below the message's
+ *     failure count (only the last delivery is undone, and it has not
+ *     failed), nor below 0; a saturated count stays saturated.
  *   - Dead-lettering moves the message into the queue named by dead_letter
  *     (reason and origin recorded, a fresh seq, the failure count reset, the
  *     delivery count kept as history, expiry from the dead-letter queue's own
@@ -283,6 +291,10 @@ struct q_cmd {
 			size_t n_tags;
 			/* NACK: delay; EXTEND: new timeout (0 = queue's). */
 			uint64_t ms;
+			/* RELEASE: the client never handed these deliveries
+			 * to its application; their last delivery is undone.
+			 * Ignored by the other tag commands. */
+			bool unseen;
 		} tags;
 		struct q_cmd_session { /* SESSION_GONE, DETACH_STALE */
 			/* DETACH_STALE uses node_id and epoch only. */

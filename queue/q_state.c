@@ -747,6 +747,18 @@ static int attach(struct q_state *s, const struct q_cmd *cmd,
 	return 0;
 }
 
+/* A held delivery the application never saw (DETACH's unseen tags, an
+ * unseen RELEASE) does not count: delivery_count goes back by one. A
+ * saturated count stays saturated (it no longer says how many there were).
+ * The undone delivery is the message's last and has not failed, so the
+ * count stays at least the failure count (q_state_check() verifies it). */
+static void undo_delivery(struct q_msg *m)
+{
+	if (m->deliveries != UINT32_MAX) {
+		m->deliveries--;
+	}
+}
+
 static int detach(struct q_state *s, const struct q_cmd *cmd,
 		  struct q_result *r)
 {
@@ -765,9 +777,7 @@ static int detach(struct q_state *s, const struct q_cmd *cmd,
 	for (i = 0; c->unseen != NULL && i < c->n_unseen; i++) {
 		struct q_msg *m = q__unacked_find(k->queue, c->unseen[i]);
 		if (m != NULL && m->consumer == k) {
-			if (m->deliveries != UINT32_MAX) {
-				m->deliveries--;
-			}
+			undo_delivery(m);
 			m->consumer = NULL;
 		}
 	}
@@ -858,6 +868,9 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 			break;
 		case Q_CMD_RELEASE:
 			q->c.released++;
+			if (c->unseen) {
+				undo_delivery(m);
+			}
 			q__unacked_return(s, m, 0, 0);
 			break;
 		default: { /* Q_CMD_EXTEND */

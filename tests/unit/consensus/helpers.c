@@ -131,6 +131,9 @@ void th_assert_cmd_eq(const struct q_cmd *want, const struct q_cmd *got)
 		if (want->type == Q_CMD_NACK || want->type == Q_CMD_EXTEND) {
 			NUM_EQ(u.tags.ms);
 		}
+		if (want->type == Q_CMD_RELEASE) {
+			NUM_EQ(u.tags.unseen);
+		}
 		break;
 	case Q_CMD_SESSION_GONE:
 		session_eq(&want->u.session.session, &got->u.session.session);

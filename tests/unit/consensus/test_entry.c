@@ -370,39 +370,56 @@ Test(entry, unknown_or_missing_format)
 	raft_free(b.base);
 }
 
+/* Encodes a tick and c (borrowed) as one entry, which must be of `format`,
+ * and c must come back as it went. */
+static void encodes_as_format(const struct q_cmd *c, uint32_t format)
+{
+	struct q_cmd cmds[2], got;
+	Raftmq__Log__V1__LogEntry *e;
+	struct raft_buffer b;
+
+	memset(&cmds[0], 0, sizeof cmds[0]);
+	cmds[0].type = Q_CMD_TICK;
+	cmds[1] = *c;
+	b = th_encode(cmds, 2, 10);
+	e = decode(b.base, b.len);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->format, format, "command %u: format %u, want %u",
+		     c->type, e->format, format);
+	cr_assert_eq(cons__entry_command(e->commands[1], 15, &got), 0);
+	th_assert_cmd_eq(c, &got);
+	raft_free(b.base);
+}
+
+/* pc (borrowed) decodes in a format-2 entry and is refused in a format-1
+ * one: no format-1 writer put it there, and a format-1 replica would
+ * ignore what it carries and diverge. */
+static void only_in_format_2(Raftmq__Log__V1__Command *pc)
+{
+	struct raft_buffer b = pack_entry(2, &pc, 1);
+	cr_assert_not_null(decode(b.base, b.len), "control");
+	raft_free(b.base);
+	b = pack_entry(1, &pc, 1);
+	cr_assert_null(decode(b.base, b.len), "unseen in a format-1 entry");
+	raft_free(b.base);
+}
+
 /* Format 2: Detach.unseen. Written only by an entry that carries it, and
- * refused in a format-1 entry (no format-1 writer put it there, and a
- * format-1 replica would ignore it and diverge). */
+ * refused in a format-1 entry. */
 Test(entry, detach_unseen_is_format_2)
 {
 	static const q_seq unseen[] = {7, 3, UINT64_MAX};
-	struct q_cmd c[2];
+	struct q_cmd c;
 	Raftmq__Log__V1__Command pc;
 	Raftmq__Log__V1__Detach d;
-	Raftmq__Log__V1__Command *ppc = &pc;
-	Raftmq__Log__V1__LogEntry *e;
-	struct raft_buffer b;
-	struct q_cmd got;
 
-	memset(c, 0, sizeof c);
-	c[0].type = Q_CMD_TICK;
-	c[1].type = Q_CMD_DETACH;
-	c[1].u.consumer.consumer = 5;
-	b = th_encode(c, 2, 10);
-	e = decode(b.base, b.len);
-	cr_assert_not_null(e);
-	cr_assert_eq(e->format, 1, "no unseen tags: still format 1");
-	raft_free(b.base);
-
-	c[1].u.consumer.unseen = unseen;
-	c[1].u.consumer.n_unseen = ARRAY_LEN(unseen);
-	b = th_encode(c, 2, 10);
-	e = decode(b.base, b.len);
-	cr_assert_not_null(e);
-	cr_assert_eq(e->format, 2);
-	cr_assert_eq(cons__entry_command(e->commands[1], 15, &got), 0);
-	th_assert_cmd_eq(&c[1], &got);
-	raft_free(b.base);
+	memset(&c, 0, sizeof c);
+	c.type = Q_CMD_DETACH;
+	c.u.consumer.consumer = 5;
+	encodes_as_format(&c, 1); /* no unseen tags: still format 1 */
+	c.u.consumer.unseen = unseen;
+	c.u.consumer.n_unseen = ARRAY_LEN(unseen);
+	encodes_as_format(&c, 2);
 
 	raftmq__log__v1__command__init(&pc);
 	raftmq__log__v1__detach__init(&d);
@@ -411,12 +428,38 @@ Test(entry, detach_unseen_is_format_2)
 	d.n_unseen = ARRAY_LEN(unseen);
 	pc.kind_case = LE(COMMAND__KIND_DETACH);
 	pc.detach = &d;
-	b = pack_entry(2, &ppc, 1);
-	cr_assert_not_null(decode(b.base, b.len), "control");
-	raft_free(b.base);
-	b = pack_entry(1, &ppc, 1);
-	cr_assert_null(decode(b.base, b.len), "unseen in a format-1 entry");
-	raft_free(b.base);
+	only_in_format_2(&pc);
+}
+
+/* Format 2 also carries Release.unseen (a pull delivery the node gives
+ * back because nobody waits for it): written only by an entry that has an
+ * unseen release, refused in a format-1 entry. A plain release stays
+ * format 1, what the previous release wrote. */
+Test(entry, release_unseen_is_format_2)
+{
+	static const q_seq tag = 9;
+	struct q_cmd c;
+	Raftmq__Log__V1__Command pc;
+	Raftmq__Log__V1__Release r;
+
+	memset(&c, 0, sizeof c);
+	c.type = Q_CMD_RELEASE;
+	c.u.tags.consumer = 5;
+	c.u.tags.tags = &tag;
+	c.u.tags.n_tags = 1;
+	encodes_as_format(&c, 1); /* a plain release: still format 1 */
+	c.u.tags.unseen = true;
+	encodes_as_format(&c, 2);
+
+	raftmq__log__v1__command__init(&pc);
+	raftmq__log__v1__release__init(&r);
+	r.consumer = 5;
+	r.tags = (uint64_t *)(uintptr_t)&tag;
+	r.n_tags = 1;
+	r.unseen = true;
+	pc.kind_case = LE(COMMAND__KIND_RELEASE);
+	pc.release = &r;
+	only_in_format_2(&pc);
 }
 
 Test(entry, unknown_command_kind)

@@ -134,3 +134,35 @@ Test(fetch, a_second_fetch_reuses_the_consumer)
 	cr_assert_eq(tn_queue(&node, "q").consumers, 1);
 	tn_stop(&node);
 }
+
+/* A delivery made after its fetch was answered: the publish that uses the
+ * credit is in the log before the withdrawal the answer proposes. Nobody
+ * waits for it, so the node releases it at once, as unseen: it is never
+ * pushed, and the next fetch gets it with the delivery_count it had. */
+Test(fetch, a_late_delivery_comes_back_unseen)
+{
+	Raftmq__Client__V1__FetchResult *r;
+	struct q_queue_info qi;
+	uint64_t pub, corr = tn_fetch(cons, "q", 5, 1000);
+	fake_node_settle(&node);
+	tn_expect_none(cons);
+	pub = tn_publish(prod, "q", "m", 1); /* in the open batch... */
+	fake_node_fire_fetch_timers(cons);   /* ...before the withdrawal */
+	expect_result(corr, 0);
+	fake_node_settle(&node);
+	tn_expect(prod, pub, BODY(PUBLISH_RESULT));
+	tn_expect_none(cons); /* not pushed */
+	qi = tn_queue(&node, "q");
+	cr_assert_eq(qi.delivered, 1, "the late delivery was made");
+	cr_assert_eq(qi.released, 1, "and given back");
+	cr_assert_eq(qi.unacked, 0);
+	cr_assert_eq(qi.ready, 1);
+	corr = tn_fetch(cons, "q", 1, 0);
+	fake_node_settle(&node);
+	r = expect_result(corr, 1);
+	cr_assert_eq(r->deliveries[0]->delivery_count, 1,
+		     "delivery_count %u: the late delivery was counted",
+		     r->deliveries[0]->delivery_count);
+	cr_assert(!r->deliveries[0]->redelivered);
+	tn_stop(&node);
+}

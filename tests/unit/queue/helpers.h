@@ -199,6 +199,9 @@ struct q_result h_nack(struct q_state *s, q_consumer_id c, const q_seq *tags,
 		       size_t n, uint64_t ms, uint64_t now);
 struct q_result h_release(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			  size_t n, uint64_t now);
+/* A RELEASE whose tags were never handed to the application (unseen). */
+struct q_result h_release_unseen(struct q_state *s, q_consumer_id c,
+				 const q_seq *tags, size_t n, uint64_t now);
 /* ms = new timeout (0 = queue's ack_timeout_ms). */
 struct q_result h_extend(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			 size_t n, uint64_t ms, uint64_t now);
