@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cons_defaults.h"
 #include "q.h"
 
 struct uv_loop_s;
@@ -47,21 +48,16 @@ enum {
 const char *cons_strerror(int code);
 
 /* The largest log entry cons_propose() accepts, in encoded bytes (header,
- * LogEntry, padding): 64 MiB. libraft and raft_uv keep entry lengths in 32
- * bits, and every replica holds a whole entry in memory to apply it, at
- * every replay too; an entry over 4 GiB would commit and then stop every
- * replica at apply. So the encoder refuses a larger one with CONS_ETOOBIG
- * before raft_apply(): it is never committed. node/ sizes its batches to
- * stay below this (node_server.c) and refuses a single request that could
- * not fit. */
-#define CONS_MAX_ENTRY_BYTES ((size_t)64 << 20)
-
-/* An upper bound of an entry's bytes besides its commands: the 8-byte
- * header, the LogEntry's own fields (format, leader clock, proposer) and
- * the padding to a multiple of 8. Each command then adds its encoding plus
- * at most CONS_COMMAND_WRAP_BYTES (its Command and list field headers). */
-#define CONS_ENTRY_BASE_BYTES 64
-#define CONS_COMMAND_WRAP_BYTES 16
+ * LogEntry, padding): CONS_MAX_ENTRY_MIB (64) MiB. libraft and raft_uv keep
+ * entry lengths in 32 bits, and every replica holds a whole entry in memory
+ * to apply it, at every replay too; an entry over 4 GiB would commit and
+ * then stop every replica at apply. So the encoder refuses a larger one
+ * with CONS_ETOOBIG before raft_apply(): it is never committed. node/ sizes
+ * its batches to stay below this (node_server.c, with CONS_ENTRY_BASE_BYTES
+ * and CONS_COMMAND_WRAP_BYTES of cons_defaults.h), refuses a single request
+ * that could not fit, and its configuration refuses a max_frame_bytes over
+ * what one entry holds. */
+#define CONS_MAX_ENTRY_BYTES ((size_t)CONS_MAX_ENTRY_MIB << 20)
 
 enum cons_role {
 	CONS_ROLE_VOTER = 0,

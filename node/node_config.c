@@ -36,6 +36,15 @@
  * validation needs them to compare values left at "default". */
 #define D CONS_STR
 
+/* A request goes into the Raft log in one entry, of at most
+ * CONS_MAX_ENTRY_MIB: node/ counts a publish as its frame plus
+ * CONS_COMMAND_WRAP_BYTES, and the entry adds at most
+ * CONS_ENTRY_BASE_BYTES (node_server.c). So the largest frame whose request
+ * surely fits is the cap less those. */
+#define ENTRY_OVERHEAD (CONS_ENTRY_BASE_BYTES + CONS_COMMAND_WRAP_BYTES)
+#define MAX_FRAME_IN_ENTRY ((uint64_t)CONS_MAX_ENTRY_MIB * MIB - ENTRY_OVERHEAD)
+#define ENTRY_CAP_TEXT D(CONS_MAX_ENTRY_MIB) " MiB"
+
 enum opt_type {
 	OPT_U64,       /* uint64_t in [min, max] */
 	OPT_UINT,      /* unsigned in [min, max] */
@@ -159,7 +168,8 @@ static const struct opt opts[] = {
 	{"limits", "max_frame_bytes", OPT_SIZE, FIELD(max_frame_bytes), KIB,
 	 GIB, false, "8M", "SIZE", NULL,
 	 "Largest client frame; a longer length prefix closes the connection "
-	 "with an error frame."},
+	 "with an error frame. Below " ENTRY_CAP_TEXT ": a request must fit "
+	 "in one log entry with the entry's own bytes."},
 	{"limits", "max_message_bytes", OPT_SIZE, FIELD(max_message_bytes), 1,
 	 GIB, false, "4M", "SIZE", NULL,
 	 "Largest message body; must be below max_frame_bytes."},
@@ -182,7 +192,8 @@ static const struct opt opts[] = {
 	{"batching", "max_batch_bytes", OPT_SIZE, FIELD(max_batch_bytes), KIB,
 	 GIB, false, "1M", "SIZE", NULL,
 	 "Bytes of commands packed into one log entry, at most; a larger "
-	 "request goes alone. An entry never holds more than 64 MiB."},
+	 "request goes alone. An entry never holds more than " ENTRY_CAP_TEXT
+	 "."},
 	{"batching", "max_inflight_batches", OPT_UINT,
 	 FIELD(max_inflight_batches), 1, 1024, false, "16", "N", "entries",
 	 "Batches (log entries) proposed and not yet applied, at most; must "
@@ -1603,6 +1614,25 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		     "election_timeout_ms (%u), or followers start elections "
 		     "against a live leader",
 		     heartbeat, election);
+		return -1;
+	}
+	if (c->max_message_bytes >= MAX_FRAME_IN_ENTRY) {
+		errf(err, errlen,
+		     "max_message_bytes (%llu) must be below %llu: a message "
+		     "is written to the Raft log in one entry, which also "
+		     "holds its envelope and its own bytes, in at "
+		     "most " ENTRY_CAP_TEXT,
+		     (unsigned long long)c->max_message_bytes,
+		     (unsigned long long)MAX_FRAME_IN_ENTRY);
+		return -1;
+	}
+	if (c->max_frame_bytes > MAX_FRAME_IN_ENTRY) {
+		errf(err, errlen,
+		     "max_frame_bytes (%llu) must be at most %llu: a request "
+		     "is written to the Raft log in one entry, which holds at "
+		     "most " ENTRY_CAP_TEXT " with its own %d bytes",
+		     (unsigned long long)c->max_frame_bytes,
+		     (unsigned long long)MAX_FRAME_IN_ENTRY, ENTRY_OVERHEAD);
 		return -1;
 	}
 	if (c->max_frame_bytes == 0 || c->max_message_bytes == 0 ||

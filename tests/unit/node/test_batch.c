@@ -188,12 +188,17 @@ Test(batch, full_batches_wait_for_a_free_slot)
 /* --------------------------------------------------------------------------
  * The 64 MiB entry cap */
 
+/* The largest frame node_config_validate() accepts: one entry holds it
+ * with the entry's and the command's own bytes. */
+#define MAX_FRAME \
+	(CONS_MAX_ENTRY_BYTES - CONS_ENTRY_BASE_BYTES - CONS_COMMAND_WRAP_BYTES)
+
 static void big_config(struct node_config *cfg)
 {
 	tn_config(cfg);
 	cfg->max_batch_bytes = 1024 * MIB; /* the cap is lower */
-	cfg->max_message_bytes = 100 * MIB;
-	cfg->max_frame_bytes = 200 * MIB;
+	cfg->max_message_bytes = 48 * MIB;
+	cfg->max_frame_bytes = MAX_FRAME;
 	cfg->memory_limit = 0;
 }
 
@@ -223,16 +228,18 @@ Test(batch, no_entry_over_the_cap_whatever_max_batch_bytes, .timeout = 120)
 
 Test(batch, a_request_that_cannot_fit_an_entry_is_refused, .timeout = 120)
 {
-	/* A publish batch of 2 x 40 MiB: it cannot be split (its items are
-	 * answered together), and alone it is over the cap. Refused before
-	 * it is proposed, with a reason; the requests around it go on. */
+	/* A publish batch of 65536 x 1000 bytes: its frame is within
+	 * max_frame_bytes (about 66.3 MB), but each item adds its Command's
+	 * headers in the log, so alone it is over the cap. It cannot be
+	 * split (its items are answered together): refused before it is
+	 * proposed, with a reason; the requests around it go on. */
 	struct node_config cfg;
 	uint64_t before, batch, after;
 	Envelope *e;
 	big_config(&cfg);
 	start(&cfg);
 	before = publish_n(1, 10);
-	batch = tn_publish_batch(cl, "q", 2, 40 * MIB, 'y');
+	batch = tn_publish_batch(cl, "q", 65536, 1000, 'y');
 	after = publish_n(1, 10);
 	e = tn_expect_error(cl, batch, EC(MESSAGE_TOO_LARGE));
 	cr_assert_not_null(strstr(e->error->message, "64 MiB"), "%s",
@@ -244,6 +251,105 @@ Test(batch, a_request_that_cannot_fit_an_entry_is_refused, .timeout = 120)
 	tn_expect(cl, after, BODY(PUBLISH_RESULT));
 	tn_expect_none(cl);
 	cr_assert_eq(tn_queue(&node, "q").ready, 2);
+	tn_stop(&node);
+}
+
+/* Whether node_config_validate() accepts a configuration whose
+ * max_frame_bytes is `frame` (max_message_bytes one below it); the limits
+ * are left in *cfg. */
+static bool frame_valid(struct node_config *cfg, uint64_t frame)
+{
+	char fb[32], mb[32], err[512];
+	char *argv[] = {
+		"raftmqd",
+		"--id",
+		"1",
+		"--data-dir",
+		"/nonexistent",
+		"--raft-address",
+		"127.0.0.1:7101",
+		"--client-address",
+		"127.0.0.1:7001",
+		"--members",
+		"1@127.0.0.1:7101@127.0.0.1:7001",
+		"--memory-limit",
+		"1G",
+		"--max-frame-bytes",
+		fb,
+		"--max-message-bytes",
+		mb,
+	};
+	snprintf(fb, sizeof fb, "%llu", (unsigned long long)frame);
+	snprintf(mb, sizeof mb, "%llu", (unsigned long long)frame - 1);
+	node_config_defaults(cfg);
+	cr_assert_eq(node_config_parse_args(cfg, sizeof argv / sizeof *argv,
+					    argv, stdout, err, sizeof err),
+		     0, "%s", err);
+	return node_config_validate(cfg, err, sizeof err) == 0;
+}
+
+/* Publishes to "q" one message whose frame (the packed Envelope) is exactly
+ * `frame` bytes long. */
+static uint64_t publish_frame_of(struct fake_client *c, size_t frame)
+{
+	Raftmq__Client__V1__Publish p;
+	Envelope env;
+	uint8_t *body;
+	uint64_t corr;
+	size_t len;
+	PB(publish__init)(&p);
+	p.target_case = RAFTMQ__CLIENT__V1__PUBLISH__TARGET_QUEUE;
+	p.queue = "q";
+	PB(envelope__init)(&env);
+	env.version = NODE_PROTOCOL_VERSION;
+	env.correlation_id = c->corr + 1;
+	env.body_case = BODY(PUBLISH);
+	env.publish = &p;
+	/* The body's length prefix has the same size for all lengths near
+	 * the target, so one correction makes the size exact. */
+	p.body.len = frame - 64;
+	len = p.body.len + frame - PB(envelope__get_packed_size)(&env);
+	p.body.len = len;
+	cr_assert_eq(PB(envelope__get_packed_size)(&env), frame);
+	body = malloc(len);
+	cr_assert_not_null(body);
+	memset(body, 'z', len);
+	p.body.data = body;
+	corr = fake_client_send(c, &env);
+	free(body);
+	return corr;
+}
+
+/* Whatever a configuration that validates lets in fits in one entry: for
+ * the largest max_frame_bytes node_config_validate() accepts (looked for
+ * up to twice the cap), a publish whose frame is that long is committed in
+ * one entry, never refused for its size. */
+Test(batch, the_largest_frame_a_valid_config_allows_fits_an_entry,
+     .timeout = 300)
+{
+	struct node_config cfg, valid;
+	uint64_t lo = 8 * MIB, hi = 2 * CONS_MAX_ENTRY_BYTES, corr;
+	cr_assert(frame_valid(&valid, lo));
+	while (lo < hi) { /* validation is monotone in max_frame_bytes */
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (frame_valid(&valid, mid)) {
+			lo = mid;
+		} else {
+			hi = mid - 1;
+		}
+	}
+	cr_assert(frame_valid(&valid, lo));
+	tn_config(&cfg);
+	cfg.max_frame_bytes = valid.max_frame_bytes;
+	cfg.max_message_bytes = valid.max_message_bytes;
+	cfg.memory_limit = valid.memory_limit;
+	start(&cfg);
+	corr = publish_frame_of(cl, lo);
+	fake_node_settle(&node);
+	tn_expect(cl, corr, BODY(PUBLISH_RESULT));
+	cr_assert_str_eq(entries(), "1");
+	expect_entries_at_most(CONS_MAX_ENTRY_BYTES);
+	cr_assert_eq(tn_queue(&node, "q").ready, 1);
 	tn_stop(&node);
 }
 
