@@ -573,6 +573,7 @@ int raftmq_cluster_status(struct raftmq *conn,
 		nd->id = r->nodes[i]->id;
 		nd->role = (enum raftmq_role)r->nodes[i]->role;
 		nd->reachable = r->nodes[i]->reachable;
+		nd->reachable_unknown = r->nodes[i]->reachable_unknown;
 		nd->raft_address = strdup(r->nodes[i]->raft_address);
 		nd->client_address = strdup(r->nodes[i]->client_address);
 		if (nd->raft_address == NULL || nd->client_address == NULL) {

@@ -815,15 +815,35 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 		snprintf(n->client_address, sizeof n->client_address, "%s",
 			 cons__fsm_member_addr(&c->fsm, s->id));
 		n->role = role_of(s->role);
+		n->last_contact_ms = -1;
 		if (s->id == c->id) {
-			n->reachable = 1;
+			n->reachable = CONS_REACH_YES;
 		} else if (st->is_leader) {
-			n->reachable = c->progress[i].id == s->id &&
-				       now - c->progress[i].seen_ms <
-					       2 * (uint64_t)election;
+			bool seen = c->progress[i].id == s->id;
+			if (seen) {
+				n->last_contact_ms =
+					(int64_t)(now - c->progress[i].seen_ms);
+			}
+			n->reachable =
+				seen && now - c->progress[i].seen_ms <
+							2 * (uint64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
+		} else if (s->id == leader) {
+			/* A follower restarts its election timer on each
+			 * message of the leader (heartbeats included), so the
+			 * timer's start is the leader's last contact. */
+			raft_time t = c->raft.io->time(c->raft.io);
+			raft_time last = c->raft.election_timer_start;
+			n->last_contact_ms = t > last ? (int64_t)(t - last) : 0;
+			n->reachable =
+				n->last_contact_ms < 2 * (int64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
 		} else {
-			/* A follower knows only the leader is alive. */
-			n->reachable = s->id == leader;
+			/* Nothing reaches a follower about the other
+			 * followers: say so rather than "unreachable". */
+			n->reachable = CONS_REACH_UNKNOWN;
 		}
 	}
 }

@@ -410,9 +410,20 @@ static void status_json(struct node_server *srv, struct out *o, bool digest)
 		put_json_str(o, n->raft_address);
 		put(o, ",\"client_address\":");
 		put_json_str(o, n->client_address);
-		put(o, ",\"role\":\"%s\",\"reachable\":%s,\"leader\":%s}",
-		    roles[n->role], n->reachable ? "true" : "false",
+		/* null: this node cannot tell (a follower's view of another
+		 * follower); never a false "false" (docs/operations.md). */
+		put(o, ",\"role\":\"%s\",\"reachable\":%s,\"leader\":%s",
+		    roles[n->role],
+		    n->reachable == CONS_REACH_UNKNOWN ? "null"
+		    : n->reachable == CONS_REACH_YES   ? "true"
+						       : "false",
 		    n->id == st.leader_id ? "true" : "false");
+		if (n->last_contact_ms >= 0) {
+			put(o, ",\"last_contact_ms\":%lld}",
+			    (long long)n->last_contact_ms);
+		} else {
+			put(o, ",\"last_contact_ms\":null}");
+		}
 	}
 	put(o, "],\"queues\":[");
 	c.o = o;

@@ -760,6 +760,12 @@ void cli_json_bool(struct cli_json *j, const char *k, bool v)
 	fputs(v ? "true" : "false", j->f);
 }
 
+void cli_json_null(struct cli_json *j, const char *k)
+{
+	key(j, k);
+	fputs("null", j->f);
+}
+
 void cli_json_bytes(struct cli_json *j, const char *k, const void *body,
 		    size_t n)
 {
