@@ -266,6 +266,10 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_connections_refused_total", "counter",
 	  "Connections refused over max_connections.", "%llu",
 	  (unsigned long long)srv->connections_refused);
+	G("raftmq_connections_idle_closed_total", "counter",
+	  "Connections closed for sending no first request (Hello with auth) "
+	  "within hello_timeout_ms.",
+	  "%llu", (unsigned long long)srv->connections_idle_closed);
 	G("raftmq_frame_max_bytes", "gauge", "max_frame_bytes setting.", "%llu",
 	  (unsigned long long)srv->cfg.max_frame_bytes);
 	G("raftmq_requests_total", "counter", "Client requests received.",
