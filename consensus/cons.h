@@ -129,7 +129,7 @@ struct cons_propose {
 	void *priv;
 };
 
-/* Proposes cmds[0..n) as one log entry. The commands (and what they point
+/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and what they point
  * to) are borrowed: they are encoded before this returns. cmd->now_ms is
  * ignored: the entry carries the leader's clock. Returns 0 (cb will be
  * called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN or

@@ -9,6 +9,7 @@
  * rarer then), pre-vote on so a returning node cannot depose a healthy
  * leader. libraft has no leadership-change callback: a uv_check handle
  * compares role, term and leader after every loop iteration. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -18,15 +19,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cons_defaults.h"
 #include "cons_int.h"
 
-#define DEFAULT_ELECTION_MS 1000
-#define DEFAULT_HEARTBEAT_MS 100
-#define DEFAULT_SNAPSHOT_THRESHOLD 65536
-#define DEFAULT_SNAPSHOT_TRAILING 8192
-#define DEFAULT_SNAPSHOT_MIN_BYTES (16u << 20)
-#define DEFAULT_TRAILING_BYTES (4u << 20)
-#define DEFAULT_MAX_INFLIGHT 256
+#define DEFAULT_SNAPSHOT_MIN_BYTES \
+	((uint64_t)CONS_DEFAULT_SNAPSHOT_MIN_MIB << 20)
+#define DEFAULT_TRAILING_BYTES ((uint64_t)CONS_DEFAULT_TRAILING_MIB << 20)
 
 static uint64_t wall_ms(void)
 {
@@ -223,14 +221,17 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	c->raft.data = c;
 	raft_set_election_timeout(&c->raft, cfg->election_timeout_ms
 						    ? cfg->election_timeout_ms
-						    : DEFAULT_ELECTION_MS);
-	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms
-						     ? cfg->heartbeat_timeout_ms
-						     : DEFAULT_HEARTBEAT_MS);
-	c->fsm.threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold
-						   : DEFAULT_SNAPSHOT_THRESHOLD;
-	c->fsm.trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing
-						 : DEFAULT_SNAPSHOT_TRAILING;
+						    : CONS_DEFAULT_ELECTION_MS);
+	raft_set_heartbeat_timeout(&c->raft,
+				   cfg->heartbeat_timeout_ms
+					   ? cfg->heartbeat_timeout_ms
+					   : CONS_DEFAULT_HEARTBEAT_MS);
+	c->fsm.threshold = cfg->snapshot_threshold
+				   ? cfg->snapshot_threshold
+				   : CONS_DEFAULT_SNAPSHOT_THRESHOLD;
+	c->fsm.trailing = cfg->snapshot_trailing
+				  ? cfg->snapshot_trailing
+				  : CONS_DEFAULT_SNAPSHOT_TRAILING;
 	c->fsm.snapshot_min_bytes = cfg->snapshot_min_bytes
 					    ? cfg->snapshot_min_bytes
 					    : DEFAULT_SNAPSHOT_MIN_BYTES;
@@ -239,9 +240,10 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 					: DEFAULT_TRAILING_BYTES;
 	raft_set_snapshot_threshold(&c->raft, c->fsm.threshold);
 	raft_set_snapshot_trailing(&c->raft, c->fsm.trailing);
-	raft_set_max_inflight_entries(
-		&c->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries
-						    : DEFAULT_MAX_INFLIGHT);
+	raft_set_max_inflight_entries(&c->raft,
+				      cfg->max_inflight_entries
+					      ? cfg->max_inflight_entries
+					      : CONS_DEFAULT_MAX_INFLIGHT);
 	raft_set_pre_vote(&c->raft, true);
 
 	if (bootstrap) {
@@ -614,6 +616,7 @@ void cons_close(struct cons *c, void (*cb)(void *data), void *data)
 
 static void pending_unlink(struct cons_pending *p)
 {
+	assert(p->prev->next == p && p->next->prev == p);
 	p->prev->next = p->next;
 	p->next->prev = p->prev;
 	p->next = p->prev = p;
@@ -714,9 +717,8 @@ static int propose(struct cons *c, struct cons_propose *req,
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb)
 {
-	if (n == 0) {
-		return CONS_EINVAL;
-	}
+	/* An empty entry would commit and answer nothing: a caller bug. */
+	assert(n > 0);
 	return propose(c, req, cmds, n, NULL, 0, cb);
 }
 

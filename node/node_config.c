@@ -26,15 +26,15 @@
 
 #include <ini.h>
 
+#include "cons_defaults.h"
+
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
 
-/* consensus/ uses these when a [raft] value is 0; validation needs them to
- * compare timeouts that were left at "library default". */
-#define RAFT_DEFAULT_ELECTION_MS 1000
-#define RAFT_DEFAULT_HEARTBEAT_MS 100
-#define RAFT_DEFAULT_MAX_INFLIGHT 256
+/* cons_defaults.h: consensus/ uses those when a [raft] value is 0;
+ * validation needs them to compare values left at "default". */
+#define D CONS_STR
 
 enum opt_type {
 	OPT_U64,       /* uint64_t in [min, max] */
@@ -116,36 +116,39 @@ static const struct opt opts[] = {
 	 "(raftmq cluster add)."},
 
 	{"raft", "election_timeout_ms", OPT_UINT, FIELD(election_timeout_ms), 0,
-	 3600000, false, "1000", "MS", "ms",
-	 "Raft election timeout; 0 = libraft's default (1000)."},
+	 3600000, false, D(CONS_DEFAULT_ELECTION_MS), "MS", "ms",
+	 "Raft election timeout; 0 = default (" D(
+		 CONS_DEFAULT_ELECTION_MS) ")."},
 	{"raft", "heartbeat_timeout_ms", OPT_UINT, FIELD(heartbeat_timeout_ms),
-	 0, 3600000, false, "100", "MS", "ms",
+	 0, 3600000, false, D(CONS_DEFAULT_HEARTBEAT_MS), "MS", "ms",
 	 "Interval of the leader's heartbeats; must be below the election "
-	 "timeout. 0 = default (100)."},
+	 "timeout. 0 = default (" D(CONS_DEFAULT_HEARTBEAT_MS) ")."},
 	{"raft", "snapshot_threshold", OPT_UINT, FIELD(snapshot_threshold), 0,
-	 UINT_MAX, false, "65536", "N", "entries",
+	 UINT_MAX, false, D(CONS_DEFAULT_SNAPSHOT_THRESHOLD), "N", "entries",
 	 "Take a snapshot after this many applied entries; 0 = default "
-	 "(65536)."},
+	 "(" D(CONS_DEFAULT_SNAPSHOT_THRESHOLD) ")."},
 	{"raft", "snapshot_trailing", OPT_UINT, FIELD(snapshot_trailing), 0,
-	 UINT_MAX, false, "8192", "N", "entries",
+	 UINT_MAX, false, D(CONS_DEFAULT_SNAPSHOT_TRAILING), "N", "entries",
 	 "Entries kept in the log after a snapshot, so that a slightly lagging "
 	 "follower catches up without a snapshot install; 0 = default "
-	 "(8192)."},
+	 "(" D(CONS_DEFAULT_SNAPSHOT_TRAILING) ")."},
 	{"raft", "snapshot_min_bytes", OPT_SIZE, FIELD(snapshot_min_bytes), 0,
-	 1024 * GIB, false, "16M", "SIZE", NULL,
+	 1024 * GIB, false, D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M", "SIZE", NULL,
 	 "Also take a snapshot once the log since the last one holds this "
 	 "many bytes and 2-4 times as many as the queue state (by role, so "
 	 "that nodes do not stall together), so that the log kept in memory "
-	 "is bounded by bytes as well as entries; 0 = default (16M)."},
+	 "is bounded by bytes as well as entries; 0 = default "
+	 "(" D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M)."},
 	{"raft", "snapshot_trailing_bytes", OPT_SIZE,
-	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false, "4M", "SIZE",
-	 NULL,
+	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false,
+	 D(CONS_DEFAULT_TRAILING_MIB) "M", "SIZE", NULL,
 	 "About this many bytes of entries are kept after a snapshot (at "
-	 "least 512 entries, at most snapshot_trailing); 0 = default (4M)."},
+	 "least 512 entries, at most snapshot_trailing); 0 = default "
+	 "(" D(CONS_DEFAULT_TRAILING_MIB) "M)."},
 	{"raft", "max_inflight_entries", OPT_UINT, FIELD(max_inflight_entries),
-	 0, 1048576, false, "256", "N", "entries",
+	 0, 1048576, false, D(CONS_DEFAULT_MAX_INFLIGHT), "N", "entries",
 	 "Log entries appended but not yet committed, at most; 0 = default "
-	 "(256)."},
+	 "(" D(CONS_DEFAULT_MAX_INFLIGHT) ")."},
 
 	{"limits", "memory_limit", OPT_SIZE_PCT, FIELD(memory_limit), MIB,
 	 UINT64_MAX, false, "40%", "SIZE|N%", "of RAM",
@@ -1597,9 +1600,9 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		return -1;
 	}
 	election = c->election_timeout_ms != 0 ? c->election_timeout_ms
-					       : RAFT_DEFAULT_ELECTION_MS;
+					       : CONS_DEFAULT_ELECTION_MS;
 	heartbeat = c->heartbeat_timeout_ms != 0 ? c->heartbeat_timeout_ms
-						 : RAFT_DEFAULT_HEARTBEAT_MS;
+						 : CONS_DEFAULT_HEARTBEAT_MS;
 	if (heartbeat >= election) {
 		errf(err, errlen,
 		     "heartbeat_timeout_ms (%u) must be below "
@@ -1638,7 +1641,7 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		return -1;
 	}
 	inflight = c->max_inflight_entries != 0 ? c->max_inflight_entries
-						: RAFT_DEFAULT_MAX_INFLIGHT;
+						: CONS_DEFAULT_MAX_INFLIGHT;
 	if (c->max_inflight_batches > inflight) {
 		errf(err, errlen,
 		     "max_inflight_batches (%u) must not exceed "

@@ -255,16 +255,138 @@ struct node_consumer *node_session_consumer(struct node_session *s,
 int node_codec_check_strings(const uint8_t *frame, size_t len, char *err,
 			     size_t errlen);
 
+/* ------------------------------------------------------- request kinds */
+
+/* Shorthands for the generated names of client.proto, for node/ only. */
+#define PB(x) raftmq__client__v1__##x
+#define BODY(x) RAFTMQ__CLIENT__V1__ENVELOPE__BODY_##x
+#define EC(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
+
+/* What a request kind needs when auth is on (docs/operations.md). */
+enum node_access {
+	NODE_ACCESS_UNSET = 0, /* no entry: refused (never a default) */
+	NODE_ACCESS_ANYONE,    /* before authentication: Hello */
+	NODE_ACCESS_USER,      /* any authenticated user: lists (filtered to
+				  what the user may see), and requests on
+				  the session's own consumers (authorised
+				  when the consumer was attached) */
+	NODE_ACCESS_NAMED,     /* the permissions `grant` lists */
+	NODE_ACCESS_ADMIN,     /* a user with admin = true */
+};
+
+/* Any permission on the name (queue info): beside enum node_perm. */
+#define NODE_PERM_VISIBLE (-1)
+
+/* One permission a request needs on a name. */
+struct node_grant {
+	int perm;	  /* enum node_perm or NODE_PERM_VISIBLE */
+	const char *what; /* for the refusal: "to queue", "topic"... */
+	const char *name; /* borrowed from the request, or buf */
+	char buf[2 * Q_NAME_MAX + 2]; /* room for a composed name */
+};
+
+/* One request kind (an Envelope body case): everything node/ does with it,
+ * in one place (the shape of dqlite's REQUEST__TYPES). The table of kinds
+ * is in node_dispatch.c; each descriptor sits with its handlers. */
+struct node_kind {
+	const char *name; /* "create_queue": logs and sentences */
+	enum node_access access;
+	bool any_node; /* answered by followers too, not redirected */
+	/* NODE_ACCESS_NAMED: the i-th permission the request needs (i from
+	 * 0); false past the last. env is borrowed. */
+	bool (*grant)(const Envelope *env, size_t i, struct node_grant *g);
+	/* Names what the request acts on into buf ("queue \"orders\""), for
+	 * error sentences; NULL: "request". */
+	void (*target)(const Envelope *env, char *buf, size_t len);
+	/* Serves it once access, leadership and shutdown are checked (only
+	 * access for any_node kinds). Reads answer at once; writes add
+	 * commands to the open batch. Returns true when env was handed to
+	 * node_batch_add (which owns it from then on, even when it failed),
+	 * false when the caller still owns env and frees it. */
+	bool (*start)(struct node_session *s, Envelope *env);
+	/* A batched request was applied: answers it from res[r->first ..
+	 * r->first + r->count) (borrowed). NULL for kinds never batched. */
+	void (*answer)(struct node_server *srv, struct node_req *r,
+		       const struct q_result *res);
+	/* Its batch failed with a CONS_E* status; NULL: the common answer
+	 * (node_dispatch.c). */
+	void (*fail)(struct node_session *s, struct node_req *r, int status);
+};
+
+/* The descriptor of a request body case, or NULL when it is not a
+ * request this node serves (a result, a push, an unknown number). */
+const struct node_kind *node_kind_of(int body_case);
+
+/* The descriptors, one per request kind (defined beside their handlers). */
+extern const struct node_kind node_kind_hello, node_kind_cluster_status,
+	node_kind_queue_info, node_kind_queue_list, node_kind_topic_list,
+	node_kind_cluster_add, node_kind_cluster_remove,
+	node_kind_cluster_transfer; /* node_read.c */
+extern const struct node_kind node_kind_publish, node_kind_publish_batch,
+	node_kind_create_queue, node_kind_configure_queue,
+	node_kind_delete_queue, node_kind_purge_queue, node_kind_create_topic,
+	node_kind_delete_topic, node_kind_subscribe, node_kind_unsubscribe,
+	node_kind_consume, node_kind_cancel, node_kind_credit, node_kind_ack,
+	node_kind_nack, node_kind_release, node_kind_extend; /* node_write.c */
+extern const struct node_kind node_kind_fetch;		     /* node_write.c */
+/* Fills an ATTACH of a consumer of session s to `queue` (borrowed: it must
+ * live as long as the batch, like the request's envelope). */
+void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
+		     const char *queue, uint32_t prefetch, uint32_t credit);
+
+/* node_fetch.c */
+
 /* node_dispatch.c */
+/* Serves one decoded request (env always transferred). */
 void node_dispatch(struct node_session *s, Envelope *env);
 void node_dispatch_results(struct node_server *srv, struct node_batch *b,
 			   int status, const struct q_result *results,
 			   size_t n);
 void node_error(struct node_session *s, uint64_t corr, int code,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* NOT_LEADER with the leader's address, or UNAVAILABLE when none is known. */
+void node_not_leader(struct node_session *s, uint64_t corr);
+/* Sends a result: msg (borrowed) is the body member for body_case. */
+void node_reply(struct node_session *s, uint64_t corr, int body_case,
+		void *msg);
+/* When the command was refused (q->status != 0), answers the error with
+ * the request's target and returns true. */
+bool node_refused(struct node_session *s, const struct node_req *r,
+		  const struct q_result *q);
+/* Drops a UTF-8 character cut in half at the end of buf. */
+void node_utf8_cut(char *buf);
+
+/* node_perm.c */
+/* Whether the session's user may make this request (auth on, user set);
+ * answers PERMISSION_DENIED when not. */
+bool node_permitted(struct node_session *s, const struct node_kind *k,
+		    const Envelope *env);
+
+/* node_write.c */
+/* Fills an ATTACH of a consumer of session s to `queue` (borrowed: it must
+ * live as long as the batch, like the request's envelope). */
+void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
+		     const char *queue, uint32_t prefetch, uint32_t credit);
+
+/* node_fetch.c */
+struct node_fetch *node_fetch_find(struct node_session *s,
+				   q_consumer_id consumer, uint64_t id);
+/* Adds a packed Delivery (borrowed) to a fetch; answers it when full. */
+int node_fetch_add(struct node_fetch *f, const void *packed, size_t len);
+void node_fetch_timeout(uv_timer_t *t);
+
+/* node_deliver.c: the delivery sink and the session's consumer list. */
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
-void node_fetch_timeout(uv_timer_t *t);
+/* Adds a consumer to the session (queue borrowed); NULL when out of
+ * memory. */
+struct node_consumer *node_consumer_add(struct node_session *s,
+					q_consumer_id id, uint64_t corr,
+					const char *queue, bool pull);
+void node_consumer_drop(struct node_session *s, q_consumer_id id);
+/* Sends (or hands to the waiting fetch) the deliveries that arrived for c
+ * before its ATTACH result. */
+void node_flush_early(struct node_session *s, struct node_consumer *c);
 
 /* node_http.c */
 int node_http_start(struct node_server *srv, char *err, size_t errlen);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "node_auth.h"
+#include "cons_defaults.h"
 #include "node_int.h"
 #include "node_log.h"
 #include "node_tls.h"
@@ -662,7 +663,7 @@ void node_server_stop(struct node_server *srv, int exit_code)
 				&srv->stop_timer, stop_timeout,
 				2 * (srv->cfg.election_timeout_ms
 					     ? srv->cfg.election_timeout_ms
-					     : 1000),
+					     : CONS_DEFAULT_ELECTION_MS),
 				0);
 			return;
 		}

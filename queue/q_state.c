@@ -877,6 +877,8 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 	uint64_t old_now = s->now;
 	int rv = 0;
 
+	assert(!s->applying && "q_state_apply re-entered (from the sink?)");
+	s->applying = true;
 	memset(r, 0, sizeof *r);
 	/* The state clock never goes back: a stale stamp (a new leader whose
 	 * clock is behind) leaves it where it is. */
@@ -942,9 +944,11 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 	if (rv != 0) {
 		s->now = old_now;
 		memset(r, 0, sizeof *r);
+		s->applying = false;
 		return rv;
 	}
 	q__dispatch_dirty(s);
+	s->applying = false;
 	return 0;
 }
 
