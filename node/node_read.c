@@ -165,7 +165,9 @@ static void cluster_status(struct node_session *s, uint64_t corr)
 			: st.nodes[i].role == CONS_ROLE_STANDBY
 				? RAFTMQ__CLIENT__V1__NODE_ROLE__NODE_ROLE_STANDBY
 				: RAFTMQ__CLIENT__V1__NODE_ROLE__NODE_ROLE_SPARE;
-		nodes[i].reachable = st.nodes[i].reachable;
+		nodes[i].reachable = st.nodes[i].reachable == CONS_REACH_YES;
+		nodes[i].reachable_unknown =
+			st.nodes[i].reachable == CONS_REACH_UNKNOWN;
 		np[i] = &nodes[i];
 	}
 	r.n_nodes = st.n_nodes;
