@@ -129,12 +129,12 @@ struct cons_propose {
 	void *priv;
 };
 
-/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and what they point
- * to) are borrowed: they are encoded before this returns. cmd->now_ms is
- * ignored: the entry carries the leader's clock. Returns 0 (cb will be
- * called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN or
- * CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow;
- * cb never called). */
+/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and
+ * what they point to) are borrowed: they are encoded before this returns.
+ * cmd->now_ms is ignored: the entry carries the leader's clock. Returns 0 (cb
+ * will be called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN
+ * or CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow; cb
+ * never called). */
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb);
 
@@ -235,5 +235,10 @@ int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
  * (status 0 if this node no longer leads). */
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb);
+
+/* After cons_add, cons_remove or cons_transfer returned non-zero: one
+ * sentence saying why ("node 9 is not a member of the cluster (members:
+ * ...)"), or "" when the code says it all. Valid until the next call. */
+const char *cons_errmsg(const struct cons *c);
 
 #endif /* RAFTMQ_CONS_H */

@@ -11,6 +11,8 @@ import tempfile
 import time
 import uuid
 
+from . import names
+
 
 def load_proto():
     """Imports client_pb2, generating it with protoc if it is not on the path.
@@ -368,7 +370,15 @@ class Client:
             setattr(s, names.get(k, k), v)
         return s
 
+    @staticmethod
+    def _new_name(what, name):
+        why = names.name_problem(name)
+        if why:
+            raise Error(pb.ERROR_CODE_INVALID_ARGUMENT, "%s %s: invalid "
+                        "name: %s" % (what, names.quote(name), why))
+
     def create_queue(self, name, **settings):
+        self._new_name("queue", name)
         self.call(create_queue=pb.CreateQueue(
             name=name, settings=self._settings(**settings)))
 
@@ -383,6 +393,7 @@ class Client:
         return self.call(purge_queue=pb.PurgeQueue(name=name)).purged
 
     def create_topic(self, name, dedup_window_ms=None):
+        self._new_name("topic", name)
         t = pb.CreateTopic(name=name)
         if dedup_window_ms is not None:
             t.dedup_window_ms = dedup_window_ms
@@ -392,6 +403,7 @@ class Client:
         self.call(delete_topic=pb.DeleteTopic(name=name))
 
     def subscribe(self, topic, subscription, **settings):
+        self._new_name("subscription", subscription)
         return self.call(subscribe=pb.Subscribe(
             topic=topic, subscription=subscription,
             settings=self._settings(**settings))).queue
