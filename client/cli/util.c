@@ -69,19 +69,24 @@ int cli_usage(const char *cmd, const char *fmt, ...)
  * the cluster answers: HOST:PORT (why), ...". */
 #define NO_NODE "no node of the cluster answers: "
 
-/* Whether msg names `kind "name"` as missing (the node says `queue "x" not
- * found`, or `queue "x": no such queue, topic or subscription`), rather than
- * something else the request refers to (its dead-letter queue, say). */
-static bool names_missing(const char *msg, const char *kind, const char *name)
+/* Whether msg is the node's plain "not found" (`queue "x" not found`, or
+ * `subscription "t:s": no such queue, topic or subscription`), rather than
+ * a sentence about something else the request refers to (its dead-letter
+ * queue, say), which is kept. */
+static bool plain_missing(const char *msg)
 {
-	char obj[600];
-	size_t n;
+	static const char *const ends[] = {
+		"\" not found", ": no such queue, topic or subscription"};
+	size_t n = strlen(msg), i;
 
-	snprintf(obj, sizeof(obj), "%s \"%s\"", kind, name);
-	n = strlen(obj);
-	return strncmp(msg, obj, n) == 0 &&
-	       (strcmp(msg + n, " not found") == 0 ||
-		strncmp(msg + n, ": no such", 9) == 0);
+	for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		size_t e = strlen(ends[i]);
+
+		if (n >= e && strcmp(msg + n - e, ends[i]) == 0) {
+			return true;
+		}
+	}
+	return false;
 }
 
 static void shorten_quoted(const char *in, char *out, size_t n);
@@ -123,8 +128,7 @@ void cli_describe(int rv, const char *msg, const char *action, const char *kind,
 		}
 		break; /* nodes answer, none leads: the node's words */
 	case RAFTMQ_ENOTFOUND:
-		if (kind == NULL || name == NULL ||
-		    !names_missing(whole, kind, name)) {
+		if (kind == NULL || name == NULL || !plain_missing(whole)) {
 			break;
 		}
 		snprintf(out, n, "%s \"%s\" not found", kind, name);

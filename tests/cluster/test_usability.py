@@ -12,12 +12,32 @@ closed after about 1.5 s and counted in
 raftmq_connections_idle_closed_total; a connection that said Hello stays;
 the followers' leader-watch connections (idle on purpose, plain TCP even on
 a TLS port) are not closed, so no election follows.
+
+test_name_grammar: the node refuses new queue, topic and subscription
+names outside the grammar (docs/queue.md, "Names") with INVALID_ARGUMENT
+naming the bad byte and its position (sent raw, past the Python client,
+which refuses the same names before sending); after `create queue x:y` is
+refused, `create topic x` and `subscribe x y` make the queue x:y.
+
+test_sentences_keep_the_reason: with a 256-byte name the sentence quotes
+the name shortened and keeps the whole reason; ALREADY_EXISTS names the
+settings that differ.
+
+test_dead_letter_queue_must_exist: create, configure and subscribe with a
+dead-letter queue that does not exist are refused (NOT_FOUND) and change
+nothing; a queue cannot be its own dead-letter queue.
+
+test_membership_refusals_say_which: transfer to the leader itself, to a
+node that is not a member, removing a non-member and adding a member
+again each say which.
 """
 import os
 import socket
 import ssl
 import sys
 import time
+
+import pytest
 
 import raftmq
 from raftmq import pb
@@ -166,3 +186,163 @@ def test_idle_tls_connections_closed():
         assert quiet_cluster(c) == before
         for n in c.nodes:
             assert "is gone" not in n.log(), n.id
+
+
+# ------------------------------------------------------------------ names
+
+
+def raw_client(node):
+    s = socket.create_connection(("127.0.0.1", node.client_port), timeout=5)
+    send(s, 1, hello=pb.Hello(protocol_version=1))
+    assert recv(s).WhichOneof("body") == "hello_result"
+    return s
+
+
+def refused(s, corr, code, *words, **body):
+    send(s, corr, **body)
+    env = recv(s)
+    assert env.WhichOneof("body") == "error", (body, env)
+    assert env.error.code == code, (body, env.error)
+    for w in words:
+        assert w in env.error.message, (w, env.error.message)
+    return env.error.message
+
+
+BAD_NAMES = [
+    ("a b", "a space at position 2 is not allowed"),
+    ("x:y", "':' at position 2 is reserved for subscription queues"),
+    ("caf\u00e9", "byte 0xc3 at position 4 is not allowed (not ASCII)"),
+    ("a*", "'*' at position 2 is reserved for routing patterns"),
+    ("a>", "'>' at position 2 is reserved for routing patterns"),
+    ("#a", "'#' at position 1 is reserved for routing patterns"),
+    ("a/b", "'/' at position 2 is not allowed"),
+    ("q@x", "'@' at position 2 is not allowed"),
+    ("", "the name is empty"),
+    ("n" * 256, "256 bytes long, over the limit of 255"),
+]
+
+
+def test_name_grammar(cluster):
+    lead = cluster.wait_leader()
+    s = raw_client(lead)
+    inval = pb.ERROR_CODE_INVALID_ARGUMENT
+    c = raftmq.Client(cluster.addresses())
+    for i, (name, why) in enumerate(BAD_NAMES):
+        refused(s, 10 + i, inval, "invalid name", why,
+                create_queue=pb.CreateQueue(name=name))
+        refused(s, 30 + i, inval, "topic", "invalid name", why,
+                create_topic=pb.CreateTopic(name=name))
+        with pytest.raises(raftmq.Error) as e:
+            c.create_queue(name)
+        assert e.value.code == inval and why in e.value.message, e.value
+    assert c.queue_list() == []
+    assert c.topic_list() == []
+    # The letters, digits and . _ - of RabbitMQ, Kafka and NATS names.
+    for name in ("orders", "orders.eu-west_1", "A-Z.0-9", "n" * 255):
+        c.create_queue(name)
+    # ':' joins a topic and a subscription: x:y is made by subscribing.
+    c.create_topic("x")
+    assert c.subscribe("x", "y") == "x:y"
+    refused(s, 50, inval, 'subscription "x:a:b"', "invalid name",
+            "':' at position 2",
+            subscribe=pb.Subscribe(topic="x", subscription="a:b"))
+    refused(s, 51, inval, "TOPIC:SUBSCRIPTION would be 257 bytes",
+            subscribe=pb.Subscribe(topic="x", subscription="s" * 255))
+    assert {q.name for q in c.queue_list()} == {
+        "orders", "orders.eu-west_1", "A-Z.0-9", "n" * 255, "x:y"}
+    s.close()
+    c.close()
+
+
+def test_sentences_keep_the_reason(cluster):
+    lead = cluster.wait_leader()
+    s = raw_client(lead)
+    msg = refused(s, 2, pb.ERROR_CODE_INVALID_ARGUMENT,
+                  create_queue=pb.CreateQueue(name="b" * 256))
+    assert msg == ('queue "%s\u2026": invalid name: the name is 256 bytes '
+                   "long, over the limit of 255; names are 1 to 255 bytes "
+                   "of letters, digits, '.', '_' and '-' (docs/queue.md)"
+                   % ("b" * 40)), msg
+    c = raftmq.Client(cluster.addresses())
+    long = "c" * 250
+    c.create_queue(long, ack_timeout_ms=1000)
+    c.create_queue(long, ack_timeout_ms=1000)  # the same: fine
+    with pytest.raises(raftmq.Error) as e:
+        c.create_queue(long, ack_timeout_ms=2000, max_length=5)
+    assert e.value.code == pb.ERROR_CODE_ALREADY_EXISTS
+    assert e.value.message == (
+        'queue "%s\u2026": already exists with different settings: '
+        "ack_timeout_ms 1000 (requested 2000), max_length 0 (requested 5)"
+        % ("c" * 40)), e.value.message
+    c.create_topic("t", dedup_window_ms=1000)
+    with pytest.raises(raftmq.Error) as e:
+        c.create_topic("t")
+    assert e.value.message == (
+        'topic "t": already exists with different settings: '
+        "dedup_window_ms 1000 (requested 120000)"), e.value.message
+    c.subscribe("t", "s", max_deliveries=3)
+    with pytest.raises(raftmq.Error) as e:
+        c.subscribe("t", "s")
+    assert e.value.message == (
+        'subscription "t:s": already exists with different settings: '
+        "max_deliveries 3 (requested 20)"), e.value.message
+    s.close()
+    c.close()
+
+
+def test_dead_letter_queue_must_exist(cluster):
+    c = raftmq.Client(cluster.addresses())
+    missing = pb.ERROR_CODE_NOT_FOUND
+    with pytest.raises(raftmq.Error) as e:
+        c.create_queue("work", dead_letter="work-dlq")
+    assert e.value.code == missing
+    assert e.value.message == (
+        'queue "work": its dead-letter queue "work-dlq" does not exist; '
+        "create that queue first"), e.value.message
+    assert c.queue_list() == []  # nothing was created
+    c.create_queue("work")
+    with pytest.raises(raftmq.Error) as e:
+        c.configure_queue("work", dead_letter="work-dlq")
+    assert e.value.code == missing
+    assert c.queue_info("work").settings.dead_letter_queue == ""
+    c.create_topic("t")
+    with pytest.raises(raftmq.Error) as e:
+        c.subscribe("t", "s", dead_letter="work-dlq")
+    assert e.value.code == missing and "work-dlq" in e.value.message
+    with pytest.raises(raftmq.Error) as e:
+        c.configure_queue("work", dead_letter="work")
+    assert e.value.code == pb.ERROR_CODE_INVALID_ARGUMENT
+    assert "cannot be its own dead-letter queue" in e.value.message
+    c.create_queue("work-dlq")
+    c.configure_queue("work", dead_letter="work-dlq")
+    assert c.queue_info("work").settings.dead_letter_queue == "work-dlq"
+    c.configure_queue("work", dead_letter="")  # removing it is fine
+    c.close()
+
+
+def test_membership_refusals_say_which(cluster):
+    lead = cluster.wait_leader()
+    c = raftmq.Client(cluster.addresses())
+    members = "(members: node 1 voter, node 2 voter, node 3 voter)"
+    cases = [
+        (lambda: c.cluster_transfer(lead.id),
+         "node %d is the leader already" % lead.id),
+        (lambda: c.cluster_transfer(9),
+         "node 9 is not a member of the cluster " + members),
+        (lambda: c.cluster_remove(9),
+         "node 9 is not a member of the cluster " + members),
+        (lambda: c.cluster_add(2, "127.0.0.1:1", "127.0.0.1:2"),
+         "node 2 is already a member (voter at %s)"
+         % cluster.node(2).raft_address),
+        (lambda: c.cluster_add(4, cluster.node(3).raft_address,
+                               "127.0.0.1:2"),
+         "raft address %s is already node 3's"
+         % cluster.node(3).raft_address),
+    ]
+    for call, want in cases:
+        with pytest.raises(raftmq.Error) as e:
+            call()
+        assert e.value.code == pb.ERROR_CODE_INVALID_ARGUMENT, e.value
+        assert e.value.message == want, e.value.message
+    assert cluster.wait_leader().id == lead.id
+    c.close()
