@@ -342,6 +342,82 @@ int raftmq_queue_info(struct raftmq *conn, const char *name,
 	return rv;
 }
 
+void raftmq_peeked_free(struct raftmq_peeked *p, size_t n)
+{
+	size_t i;
+
+	if (p == NULL) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		raftmq_delivery_free(&p[i].m);
+	}
+	free(p);
+}
+
+int raftmq_peek(struct raftmq *conn, const char *queue, uint64_t from_seq,
+		uint32_t max_messages, unsigned flags,
+		struct raftmq_peeked **out, size_t *n, uint64_t *next_seq)
+{
+	Raftmq__Client__V1__Peek m = RAFTMQ__CLIENT__V1__PEEK__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	Raftmq__Client__V1__PeekResult *r;
+	struct raftmq_peeked *arr = NULL;
+	rmq_env *resp;
+	size_t i;
+	int rv;
+
+	*out = NULL;
+	*n = 0;
+	if (next_seq != NULL) {
+		*next_seq = 0;
+	}
+	if (!valid_name(conn, queue, &rv)) {
+		return rv;
+	}
+	m.queue = (char *)queue;
+	m.from_seq = from_seq;
+	m.max_messages = max_messages;
+	m.include_delayed = (flags & RAFTMQ_PEEK_DELAYED) != 0;
+	m.include_held = (flags & RAFTMQ_PEEK_HELD) != 0;
+	env.body_case = RMQ_BODY(PEEK);
+	env.peek = &m;
+	rv = rmq__call_expect(conn, &env, RMQ_REPLAY_RESEND, true, 0,
+			      RMQ_BODY(PEEK_RESULT), &resp);
+	if (rv != 0) {
+		return rv;
+	}
+	r = resp->peek_result;
+	for (i = 0; i < r->n_messages; i++) {
+		if (r->messages[i]->message == NULL) {
+			rmq__env_free(resp);
+			return rmq__fail(conn, RAFTMQ_EPROTO,
+					 "PeekResult message without body");
+		}
+	}
+	if (r->n_messages > 0) {
+		arr = calloc(r->n_messages, sizeof(*arr));
+		rv = arr == NULL ? RAFTMQ_ENOMEM : 0;
+	}
+	for (i = 0; rv == 0 && i < r->n_messages; i++) {
+		rv = rmq__delivery_copy(r->messages[i]->message, &arr[i].m);
+		arr[i].state = (enum raftmq_msg_state)r->messages[i]->state;
+		arr[i].due_ms = r->messages[i]->due_ms;
+	}
+	if (rv != 0) {
+		raftmq_peeked_free(arr, r->n_messages);
+		rmq__env_free(resp);
+		return rmq__fail(conn, rv, "out of memory");
+	}
+	*out = arr;
+	*n = r->n_messages;
+	if (next_seq != NULL) {
+		*next_seq = r->next_seq;
+	}
+	rmq__env_free(resp);
+	return 0;
+}
+
 int raftmq_queue_list(struct raftmq *conn, struct raftmq_queue_status **out,
 		      size_t *n)
 {

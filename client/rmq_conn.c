@@ -329,7 +329,7 @@ int rmq__queue(struct raftmq *conn, rmq_env *env, uint64_t corr)
 	size_t before;
 	int rv;
 
-	env->version = RMQ_PROTOCOL_VERSION;
+	env->version = RMQ_FRAME_VERSION(env->body_case);
 	env->correlation_id = corr;
 	if (conn->fd < 0 || conn->broken) {
 		return 0; /* replayed after the reconnect */
@@ -436,6 +436,12 @@ static void dispatch(struct raftmq *conn, rmq_env *env)
 	if (conn->n_ack_corrs > 0 && rmq__acks_on_frame(conn, env)) {
 		return;
 	}
+	if (corr >= conn->bye_lo && corr < conn->bye_hi) {
+		/* A goodbye Cancel answered (or refused: all the same). */
+		conn->bye_left--;
+		rmq__env_free(env);
+		return;
+	}
 	/* A late answer to an abandoned request, or an unknown push. */
 	rmq__env_free(env);
 }
@@ -502,6 +508,22 @@ static void read_some(struct raftmq *conn, int timeout_ms)
 		broken(conn, "", "closed by the server");
 	} else if (n < 0) {
 		broken(conn, "recv: ", strerror(errno));
+	}
+}
+
+void rmq__read_ready(struct raftmq *conn)
+{
+	int i;
+
+	/* A chunk at a time while more is waiting, with a bound: what the
+	 * server had sent is bounded by its output limit anyway. */
+	for (i = 0; i < 64 && conn->fd >= 0 && !conn->broken; i++) {
+		struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+
+		if (poll(&pfd, 1, 0) <= 0) {
+			break;
+		}
+		read_some(conn, 0);
 	}
 }
 
@@ -1000,6 +1022,40 @@ err:
 	return rv;
 }
 
+/* The longest raftmq_close() waits for the answers to its goodbye. */
+#define CLOSE_WAIT_MS 2000
+
+/*
+ * The goodbye of a graceful close: the queued async acks, and a Cancel for
+ * every consumer naming the deliveries the application never got, sent
+ * before the socket closes. The server counts the messages a connection
+ * held as failed deliveries only when it ends without this (a crash), so
+ * messages that merely sat in our buffer are not pushed towards the
+ * dead-letter queue. Waits until every Cancel and ack is answered (the
+ * server has then applied them), the connection fails, or CLOSE_WAIT_MS
+ * (at most the request timeout) passes: a dead server costs that much.
+ */
+static void goodbye(struct raftmq *conn)
+{
+	uint64_t wait = conn->request_timeout_ms < CLOSE_WAIT_MS
+				? conn->request_timeout_ms
+				: CLOSE_WAIT_MS;
+	uint64_t deadline = rmq__deadline(wait);
+
+	if (conn->fd < 0 || conn->broken) {
+		return;
+	}
+	(void)rmq__acks_send(conn);
+	/* Deliveries already here are undelivered too: read them first. */
+	rmq__read_ready(conn);
+	rmq__consumers_goodbye(conn);
+	rmq__flush(conn);
+	while ((conn->bye_left > 0 || conn->n_ack_corrs > 0) && conn->fd >= 0 &&
+	       !conn->broken && rmq__now_ms() < deadline) {
+		read_some(conn, rmq__poll_timeout(deadline));
+	}
+}
+
 void raftmq_close(struct raftmq *conn)
 {
 	struct raftmq_consumer *c;
@@ -1009,10 +1065,7 @@ void raftmq_close(struct raftmq *conn)
 	if (conn == NULL) {
 		return;
 	}
-	if (conn->fd >= 0 && !conn->broken) {
-		/* Best effort: acks not sent would mean redeliveries. */
-		(void)rmq__acks_send(conn);
-	}
+	goodbye(conn);
 	close_fd(conn);
 	rmq__dq_drop(conn, NULL);
 	free(conn->ack_tags);

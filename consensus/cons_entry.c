@@ -265,6 +265,8 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 	case Q_CMD_DETACH:
 		raftmq__log__v1__detach__init(&b->detach);
 		b->detach.consumer = c->u.consumer.consumer;
+		b->detach.n_unseen = c->u.consumer.n_unseen;
+		b->detach.unseen = (uint64_t *)(uintptr_t)c->u.consumer.unseen;
 		pc->kind_case = KIND(DETACH);
 		pc->detach = &b->detach;
 		break;
@@ -375,7 +377,14 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		ptrs[n + i] = &member_cmds[i];
 	}
 	raftmq__log__v1__log_entry__init(&e);
+	/* Format 2 only where it is needed (log.proto, LOG_FORMAT_2). */
 	e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1;
+	for (i = 0; i < n; i++) {
+		if (cmds[i].type == Q_CMD_DETACH &&
+		    cmds[i].u.consumer.n_unseen > 0) {
+			e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_2;
+		}
+	}
 	e.leader_time_ms = leader_time_ms;
 	e.n_commands = total;
 	e.commands = ptrs;
@@ -435,7 +444,16 @@ Raftmq__Log__V1__LogEntry *cons__entry_decode(struct cons_arena *a,
 	if (e == NULL) {
 		return NULL;
 	}
-	if (e->format != RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1) {
+	if (e->format == RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1) {
+		/* Format 1 has no Detach.unseen: no writer put it there. */
+		for (n = 0; n < e->n_commands; n++) {
+			const Raftmq__Log__V1__Command *pc = e->commands[n];
+			if (pc->kind_case == KIND(DETACH) &&
+			    pc->detach->n_unseen > 0) {
+				return NULL;
+			}
+		}
+	} else if (e->format != RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_2) {
 		return NULL;
 	}
 	return e;
@@ -557,6 +575,8 @@ int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
 	case KIND(DETACH):
 		c->type = Q_CMD_DETACH;
 		c->u.consumer.consumer = pc->detach->consumer;
+		c->u.consumer.unseen = pc->detach->unseen;
+		c->u.consumer.n_unseen = pc->detach->n_unseen;
 		return 0;
 	case KIND(CREDIT):
 		c->type = Q_CMD_CREDIT;

@@ -90,8 +90,8 @@ static struct node_session *session_of(struct node_server *srv,
 	return s != NULL && !s->closing ? s : NULL;
 }
 
-static void delivery_msg(Raftmq__Client__V1__Delivery *m,
-			 const struct q_delivery *d)
+void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
+		       const struct q_delivery *d)
 {
 	PB(delivery__init)(m);
 	m->consumer_id = d->consumer;
@@ -130,7 +130,7 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 	if (s == NULL) {
 		return; /* not ours: a follower, or the client has gone */
 	}
-	delivery_msg(&m, d);
+	node_delivery_msg(&m, d);
 	c = node_session_consumer(s, d->consumer);
 	if (c != NULL && c->pull) {
 		struct node_fetch *f = node_fetch_find(s, c->id, 0);

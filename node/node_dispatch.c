@@ -12,10 +12,11 @@
  *
  * Writes go into the open batch (node_batch_add) and are answered when the
  * batch is applied (node_dispatch_results → kind->answer). Reads (queue
- * info, lists) are answered at once from the leader's applied state
- * (node_read.c). q_result codes map one to one onto protocol error codes
- * (proto/client.proto mirrors q.h); consensus codes map onto NOT_LEADER,
- * UNKNOWN_OUTCOME and UNAVAILABLE. Every error carries a sentence.
+ * info, lists) are answered at once from the leader's applied state, Peek
+ * from the same state after a read barrier (node_read.c). q_result codes
+ * map one to one onto protocol error codes (proto/client.proto mirrors
+ * q.h); consensus codes map onto NOT_LEADER, UNKNOWN_OUTCOME and
+ * UNAVAILABLE. Every error carries a sentence.
  *
  * The files of the request path: node_read.c (Hello, status, info, lists,
  * membership), node_write.c (publishes, queues, topics, consumers, tags),
@@ -60,6 +61,7 @@ static const struct node_kind *const kinds[] = {
 	[BODY(CLUSTER_ADD)] = &node_kind_cluster_add,
 	[BODY(CLUSTER_REMOVE)] = &node_kind_cluster_remove,
 	[BODY(CLUSTER_TRANSFER)] = &node_kind_cluster_transfer,
+	[BODY(PEEK)] = &node_kind_peek,
 };
 
 const struct node_kind *node_kind_of(int body_case)
@@ -129,7 +131,7 @@ void node_error(struct node_session *s, uint64_t corr, int code,
 			st.is_leader ? (char *)"" : st.leader_client_address;
 	}
 	if (code == EC(UNSUPPORTED_VERSION)) {
-		err.supported_version = 1;
+		err.supported_version = NODE_PROTOCOL_VERSION;
 	}
 	env_init(&e, corr);
 	e.body_case = BODY(ERROR);
@@ -171,6 +173,9 @@ void node_reply(struct node_session *s, uint64_t corr, int body_case, void *msg)
 	Envelope e;
 	env_init(&e, corr);
 	e.body_case = (Raftmq__Client__V1__Envelope__BodyCase)body_case;
+	if (body_case == BODY(PEEK_RESULT)) {
+		e.version = 2; /* the version that defines it */
+	}
 	/* Every body member is a pointer in the same union. */
 	e.hello = msg;
 	node_session_send(s, &e);
@@ -211,11 +216,11 @@ void node_dispatch(struct node_session *s, Envelope *env)
 			   "frame has no protocol version");
 		goto done;
 	}
-	if (env->version > 1) {
+	if (env->version > NODE_PROTOCOL_VERSION) {
 		node_error(s, corr, EC(UNSUPPORTED_VERSION),
 			   "protocol version %u is newer than this server's "
-			   "(1)",
-			   env->version);
+			   "(%u)",
+			   env->version, NODE_PROTOCOL_VERSION);
 		goto done;
 	}
 	k = node_kind_of(env->body_case);

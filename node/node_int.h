@@ -15,6 +15,12 @@
 
 typedef Raftmq__Client__V1__Envelope Envelope;
 
+/* The protocol version this node speaks (client.proto): it accepts frames
+ * of versions 1 to this, and answers in version 1 but for the results of
+ * version-2 requests (PeekResult), so version-1 clients read every answer
+ * they can get. */
+#define NODE_PROTOCOL_VERSION 2u
+
 /* The largest prefetch a push consumer gets; 0 ("unlimited") means this. */
 #define NODE_MAX_PREFETCH 65536
 
@@ -321,7 +327,7 @@ const struct node_kind *node_kind_of(int body_case);
 extern const struct node_kind node_kind_hello, node_kind_cluster_status,
 	node_kind_queue_info, node_kind_queue_list, node_kind_topic_list,
 	node_kind_cluster_add, node_kind_cluster_remove,
-	node_kind_cluster_transfer; /* node_read.c */
+	node_kind_cluster_transfer, node_kind_peek; /* node_read.c */
 extern const struct node_kind node_kind_publish, node_kind_publish_batch,
 	node_kind_create_queue, node_kind_configure_queue,
 	node_kind_delete_queue, node_kind_purge_queue, node_kind_create_topic,
@@ -376,6 +382,9 @@ int node_fetch_add(struct node_fetch *f, const void *packed, size_t len);
 void node_fetch_timeout(uv_timer_t *t);
 
 /* node_deliver.c: the delivery sink and the session's consumer list. */
+/* Fills *m from d: every pointer in *m is borrowed from d (the state). */
+void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
+		       const struct q_delivery *d);
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
 /* Adds a consumer to the session (queue borrowed); NULL when out of

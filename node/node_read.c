@@ -1,7 +1,8 @@
-/* Requests answered at once, without a log entry: Hello, cluster status,
- * queue info and the lists (from the applied state of the leader, which
- * reflects every write it has confirmed), and membership changes (through
- * consensus/, not the queue state). */
+/* Requests answered without a command of their own: Hello, cluster status,
+ * queue info and the lists (at once, from the applied state of the leader,
+ * which reflects every write it has confirmed), Peek (from the same state,
+ * but after a read barrier), and membership changes (through consensus/,
+ * not the queue state). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +118,7 @@ static bool hello(struct node_session *s, uint64_t corr,
 	}
 	cons_status(s->srv->cons, &st);
 	PB(hello_result__init)(&r);
-	r.protocol_version = 1;
+	r.protocol_version = NODE_PROTOCOL_VERSION;
 	r.node_id = s->srv->cfg.id;
 	r.server_version = (char *)RAFTMQ_VERSION;
 	r.max_frame_bytes = s->srv->cfg.max_frame_bytes;
@@ -237,6 +238,189 @@ const struct node_kind node_kind_queue_info = {
 	.grant = queue_info_grant,
 	.target = queue_info_target,
 	.start = queue_info_start,
+};
+
+/* ------------------------------------------------------------------- peek */
+
+/* Most messages one PeekResult carries (client.proto, Peek). */
+#define PEEK_MAX 1000
+/* Room left in a frame for the Envelope and PeekResult around the
+ * messages (tags, lengths, correlation id, next_seq). */
+#define PEEK_FRAME_SLACK 64
+
+/* What peek_cb returns to stop the walk: not a Q_E* code (those are
+ * positive), so the two cannot be confused. */
+#define PEEK_STOP (-1)
+
+/* A Peek waiting for its barrier: what it asked, copied out of the
+ * request (freed on return of the start function). */
+struct peek_req {
+	struct cons_barrier barrier; /* barrier.data = this */
+	struct node_session *s;	     /* ref held until the callback */
+	uint64_t corr;
+	char *queue; /* owned */
+	uint64_t from;
+	uint32_t max;
+	unsigned flags; /* Q_PEEK_* */
+};
+
+/* The answer being built: messages point into the state (valid until the
+ * next apply; the answer is sent before the callback returns). */
+struct peek_out {
+	Raftmq__Client__V1__PeekedMessage *pm, **ptrs;
+	Raftmq__Client__V1__Delivery *d;
+	size_t n, max;
+	size_t bytes, budget; /* packed size so far, frame budget */
+	uint64_t next_seq;
+};
+
+static int peek_cb(void *data, const struct q_peeked *m)
+{
+	struct peek_out *o = data;
+	Raftmq__Client__V1__PeekedMessage *pm;
+	Raftmq__Client__V1__Delivery *d;
+	size_t len;
+	if (o->n == o->max) {
+		o->next_seq = m->msg.seq; /* one more than asked: next page */
+		return PEEK_STOP;
+	}
+	pm = &o->pm[o->n];
+	d = &o->d[o->n];
+	node_delivery_msg(d, &m->msg);
+	/* Here the count is of deliveries so far (client.proto). */
+	d->redelivered = m->msg.delivery_count > 0;
+	PB(peeked_message__init)(pm);
+	pm->message = d;
+	pm->state = (Raftmq__Client__V1__MessageState)m->state;
+	pm->due_ms = m->due_ms;
+	/* The message, its field tag and length prefix (<= 11 bytes). */
+	len = PB(peeked_message__get_packed_size)(pm) + 11;
+	if (o->n > 0 && o->bytes + len > o->budget) {
+		o->next_seq = m->msg.seq; /* the frame is full: next page */
+		return PEEK_STOP;
+	}
+	o->bytes += len;
+	o->ptrs[o->n++] = pm;
+	return 0;
+}
+
+static void peek_answer(struct node_session *s, const struct peek_req *p)
+{
+	Raftmq__Client__V1__PeekResult r;
+	struct peek_out o;
+	int rv;
+	memset(&o, 0, sizeof o);
+	o.max = p->max;
+	o.budget = s->srv->cfg.max_frame_bytes > PEEK_FRAME_SLACK
+			   ? s->srv->cfg.max_frame_bytes - PEEK_FRAME_SLACK
+			   : 0;
+	o.pm = malloc(p->max * sizeof *o.pm);
+	o.ptrs = malloc(p->max * sizeof *o.ptrs);
+	o.d = malloc(p->max * sizeof *o.d);
+	if (o.pm == NULL || o.ptrs == NULL || o.d == NULL) {
+		node_error(s, p->corr, EC(NO_MEMORY), "out of memory");
+		goto out;
+	}
+	/* One more than asked, to know whether a next page exists. */
+	rv = q_state_peek(cons_state(s->srv->cons), p->queue, p->from,
+			  (size_t)p->max + 1, p->flags, peek_cb, &o);
+	if (rv == Q_ENOTFOUND) {
+		node_error(s, p->corr, EC(NOT_FOUND), "queue \"%s\" not found",
+			   p->queue);
+		goto out;
+	}
+	if (rv == Q_ENOMEM) {
+		node_error(s, p->corr, EC(NO_MEMORY), "out of memory");
+		goto out;
+	}
+	PB(peek_result__init)(&r);
+	r.n_messages = o.n;
+	r.messages = o.ptrs;
+	r.next_seq = o.next_seq;
+	node_reply(s, p->corr, BODY(PEEK_RESULT), &r);
+out:
+	free(o.pm);
+	free(o.ptrs);
+	free(o.d);
+}
+
+static void peek_barrier_cb(struct cons_barrier *req, int status)
+{
+	struct peek_req *p = req->data;
+	struct node_session *s = p->s;
+	if (s->closing) {
+		/* Nobody to answer. */
+	} else if (status != 0 || !s->srv->leader) {
+		/* Not the leader (any more): the state may be behind. */
+		node_not_leader(s, p->corr);
+	} else {
+		peek_answer(s, p);
+	}
+	node_session_unref(s);
+	free(p->queue);
+	free(p);
+}
+
+/* The state a leader has applied may miss entries committed by a newer
+ * leader it has not heard of; the barrier commits an entry in this term
+ * first, so what is read includes every write acknowledged before. */
+static bool peek_start(struct node_session *s, Envelope *env)
+{
+	const Raftmq__Client__V1__Peek *pk = env->peek;
+	struct peek_req *p = calloc(1, sizeof *p);
+	int rv;
+	if (p == NULL || (p->queue = strdup(pk->queue)) == NULL) {
+		free(p);
+		node_error(s, env->correlation_id, EC(NO_MEMORY),
+			   "out of memory");
+		return false;
+	}
+	p->s = s;
+	p->corr = env->correlation_id;
+	p->from = pk->from_seq;
+	p->max = pk->max_messages == 0	       ? 1
+		 : pk->max_messages > PEEK_MAX ? PEEK_MAX
+					       : pk->max_messages;
+	p->flags = (pk->include_delayed ? Q_PEEK_DELAYED : 0u) |
+		   (pk->include_held ? Q_PEEK_HELD : 0u);
+	p->barrier.data = p;
+	rv = cons_barrier(s->srv->cons, &p->barrier, peek_barrier_cb);
+	if (rv != 0) {
+		free(p->queue);
+		free(p);
+		if (rv == CONS_ENOTLEADER) {
+			node_not_leader(s, env->correlation_id);
+		} else {
+			node_error(s, env->correlation_id, EC(UNAVAILABLE),
+				   "cannot read the queue now: %s",
+				   cons_strerror(rv));
+		}
+		return false;
+	}
+	node_session_ref(s);
+	return false;
+}
+
+static bool peek_grant(const Envelope *env, size_t i, struct node_grant *g)
+{
+	g->perm = NODE_PERM_CONSUME;
+	g->what = "from queue";
+	g->name = env->peek->queue;
+	return i == 0;
+}
+
+static void peek_target(const Envelope *env, char *buf, size_t len)
+{
+	snprintf(buf, len, "queue \"%s\"", env->peek->queue);
+}
+
+/* Looking at messages needs what taking them needs. */
+const struct node_kind node_kind_peek = {
+	.name = "peek",
+	.access = NODE_ACCESS_NAMED,
+	.grant = peek_grant,
+	.target = peek_target,
+	.start = peek_start,
 };
 
 /* ------------------------------------------------------------------ lists */

@@ -943,7 +943,12 @@ static bool consumer_start(struct node_session *s, Envelope *env)
 	}
 	cmd->u.consumer.consumer = id;
 	if (env->body_case == BODY(CANCEL)) {
+		/* The deliveries the client never handed out go back as
+		 * never delivered; the tags live in env, kept with the batch.
+		 */
 		cmd->type = Q_CMD_DETACH;
+		cmd->u.consumer.unseen = env->cancel->unseen_tags;
+		cmd->u.consumer.n_unseen = env->cancel->n_unseen_tags;
 	} else {
 		cmd->type = Q_CMD_CREDIT;
 		cmd->u.consumer.prefetch = prefetch_cap(env->credit->prefetch);

@@ -320,6 +320,10 @@ void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window);
 
 void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra);
 struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq);
+/* Describes m as a delivery to its holder (consumer 0 and session NULL when
+ * none); pointers borrowed from the state. */
+void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
+		      struct q_delivery *d);
 /* Hands m (ready/returned, unlinked) to consumer c; reports the delivery. */
 void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m);
 /* Takes an unacked message away from its consumer (unlinked afterwards). */

@@ -750,10 +750,32 @@ static int attach(struct q_state *s, const struct q_cmd *cmd,
 static int detach(struct q_state *s, const struct q_cmd *cmd,
 		  struct q_result *r)
 {
-	struct q_consumer *k = q__consumer_find(s, cmd->u.consumer.consumer);
+	const struct q_cmd_consumer *c = &cmd->u.consumer;
+	struct q_consumer *k = q__consumer_find(s, c->consumer);
+	size_t i;
 	if (k == NULL) {
 		r->status = Q_ENOCONSUMER;
 		return 0;
+	}
+	/* Unseen deliveries: the application never had them, so their last
+	 * delivery does not count (a saturated count stays saturated). A tag
+	 * named twice is undone once: an undone message's consumer pointer is
+	 * cleared as the mark, and set back for all of k's messages before
+	 * anything else looks at them. */
+	for (i = 0; c->unseen != NULL && i < c->n_unseen; i++) {
+		struct q_msg *m = q__unacked_find(k->queue, c->unseen[i]);
+		if (m != NULL && m->consumer == k) {
+			if (m->deliveries != UINT32_MAX) {
+				m->deliveries--;
+			}
+			m->consumer = NULL;
+		}
+	}
+	if (c->n_unseen > 0) {
+		struct q_link *l;
+		for (l = k->unacked.next; l != &k->unacked; l = l->next) {
+			Q__CONTAINER_OF(l, struct q_msg, link)->consumer = k;
+		}
 	}
 	q__consumer_remove(s, k, 0, 0);
 	r->count = 1;

@@ -239,6 +239,11 @@ int cli_consume_main(int argc, char **argv);
 int cli_cluster_main(int argc, char **argv);
 int cli_stats_main(int argc, char **argv);
 
+/* One message as the JSON line of 'raftmq consume' (id, seq, body,
+ * delivery_count, redelivered, dead-letter fields), plus "state" when
+ * `state` is not NULL ('raftmq queue peek'). */
+void cli_print_delivery(const struct raftmq_delivery *d, const char *state);
+
 /* Settings and counters of one queue as JSON object members. */
 void cli_json_queue(struct cli_json *j, const struct raftmq_queue_status *q);
 

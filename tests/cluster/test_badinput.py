@@ -340,22 +340,24 @@ def test_unknown_request_type_and_versions(cluster):
                                 delivery=pb.Delivery(tag=1))))
     assert_error(r.error(14), pb.ERROR_CODE_MALFORMED, "not a request")
     # versions just above and far above what the server speaks
-    for corr, version in ((15, 2), (16, 0xFFFFFFFF)):
+    current = pb.PROTOCOL_VERSION_CURRENT
+    for corr, version in ((15, current + 1), (16, 0xFFFFFFFF)):
         s.sendall(frame(pb.Envelope(version=version, correlation_id=corr,
                                     publish=pb.Publish(queue="keep",
                                                        body=b"v2"))))
         err = r.error(corr)
         assert_error(err, pb.ERROR_CODE_UNSUPPORTED_VERSION,
                      "protocol version %d" % version, "newer")
-        assert err.supported_version == 1
+        assert err.supported_version == current
     # the connection is still in step and usable
     s.sendall(frame(pb.Envelope(version=1, correlation_id=17,
                                 hello=pb.Hello(protocol_version=1))))
     env = r.read()
-    assert env.correlation_id == 17 and env.hello_result.protocol_version == 1
+    assert env.correlation_id == 17 and \
+        env.hello_result.protocol_version == current
     s.close()
     info = raftmq.Client(cluster.addresses()).queue_info("keep")
-    assert info.published == len(kept)  # the v2 publishes were not stored
+    assert info.published == len(kept)  # the too new ones were not stored
     check_healthy(cluster, kept)
 
 

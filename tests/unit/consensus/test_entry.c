@@ -342,8 +342,10 @@ Test(entry, unknown_or_missing_format)
 	/* The encoder writes format first: 08 01. */
 	cr_assert_eq(p[0], 0x08);
 	cr_assert_eq(p[1], 0x01);
+	p[1] = 0x03;
+	cr_assert_null(decode(b.base, b.len), "format 3 is unknown");
 	p[1] = 0x02;
-	cr_assert_null(decode(b.base, b.len), "format 2 is unknown");
+	cr_assert_not_null(decode(b.base, b.len), "format 2 is a superset");
 	p[1] = 0x00;
 	cr_assert_null(decode(b.base, b.len), "format 0 is never written");
 	p[1] = 0x7f;
@@ -361,6 +363,55 @@ Test(entry, unknown_or_missing_format)
 	cr_assert_null(decode("", 0), "empty bytes");
 	b = pack_entry(UINT32_MAX, NULL, 0);
 	cr_assert_null(decode(b.base, b.len));
+	raft_free(b.base);
+}
+
+/* Format 2: Detach.unseen. Written only by an entry that carries it, and
+ * refused in a format-1 entry (no format-1 writer put it there, and a
+ * format-1 replica would ignore it and diverge). */
+Test(entry, detach_unseen_is_format_2)
+{
+	static const q_seq unseen[] = {7, 3, UINT64_MAX};
+	struct q_cmd c[2];
+	Raftmq__Log__V1__Command pc;
+	Raftmq__Log__V1__Detach d;
+	Raftmq__Log__V1__Command *ppc = &pc;
+	Raftmq__Log__V1__LogEntry *e;
+	struct raft_buffer b;
+	struct q_cmd got;
+
+	memset(c, 0, sizeof c);
+	c[0].type = Q_CMD_TICK;
+	c[1].type = Q_CMD_DETACH;
+	c[1].u.consumer.consumer = 5;
+	b = th_encode(c, 2, 10);
+	e = decode(b.base, b.len);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->format, 1, "no unseen tags: still format 1");
+	raft_free(b.base);
+
+	c[1].u.consumer.unseen = unseen;
+	c[1].u.consumer.n_unseen = ARRAY_LEN(unseen);
+	b = th_encode(c, 2, 10);
+	e = decode(b.base, b.len);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->format, 2);
+	cr_assert_eq(cons__entry_command(e->commands[1], 15, &got), 0);
+	th_assert_cmd_eq(&c[1], &got);
+	raft_free(b.base);
+
+	raftmq__log__v1__command__init(&pc);
+	raftmq__log__v1__detach__init(&d);
+	d.consumer = 5;
+	d.unseen = (uint64_t *)(uintptr_t)unseen;
+	d.n_unseen = ARRAY_LEN(unseen);
+	pc.kind_case = LE(COMMAND__KIND_DETACH);
+	pc.detach = &d;
+	b = pack_entry(2, &ppc, 1);
+	cr_assert_not_null(decode(b.base, b.len), "control");
+	raft_free(b.base);
+	b = pack_entry(1, &ppc, 1);
+	cr_assert_null(decode(b.base, b.len), "unseen in a format-1 entry");
 	raft_free(b.base);
 }
 

@@ -493,6 +493,17 @@ struct q_result h_detach(struct q_state *s, q_consumer_id id, uint64_t now)
 	return h_apply(s, &c);
 }
 
+struct q_result h_detach_unseen(struct q_state *s, q_consumer_id id,
+				const q_seq *unseen, size_t n, uint64_t now)
+{
+	struct q_cmd c = cmd_new(Q_CMD_DETACH, now);
+
+	c.u.consumer.consumer = id;
+	c.u.consumer.unseen = unseen;
+	c.u.consumer.n_unseen = n;
+	return h_apply(s, &c);
+}
+
 struct q_result h_credit(struct q_state *s, q_consumer_id id, uint32_t prefetch,
 			 uint32_t credit, uint64_t now)
 {

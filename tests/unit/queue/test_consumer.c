@@ -543,6 +543,93 @@ Test(consumer_nack, detach_returns_unacked_without_failure)
 	h_check(H.s);
 }
 
+/* A client library's buffer: pushed, never handed to the application. */
+Test(consumer_nack, detach_unseen_undoes_their_delivery)
+{
+	const q_seq unseen[] = {2, 3};
+	q_consumer_id a, b;
+	struct q_result r;
+
+	make_queue("q", 1, NULL);
+	a = h_attach(H.s, "q", 10, 1);
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_publish(H.s, "q", NULL, "y", 2);
+	h_publish(H.s, "q", NULL, "z", 2);
+	cr_assert_eq(h_rec_count_for(&H.rec, a), 3);
+	/* The application saw seq 1 only (not acked). */
+	r = h_detach_unseen(H.s, a, unseen, 2, 3);
+	cr_assert_eq(r.status, Q_OK);
+	cr_assert_eq(r.count, 1);
+	cr_assert_eq(h_info(H.s, "q").ready, 3);
+	cr_assert_eq(h_info(H.s, "q").dropped, 0, "no failure counted");
+	h_check(H.s);
+	b = h_attach(H.s, "q", 10, 4);
+	cr_assert_eq(h_rec_count_for(&H.rec, b), 3);
+	/* Back in delivery order; only seq 1 was delivered before. */
+	cr_assert_eq(H.rec.d[3].seq, 1);
+	cr_assert_eq(H.rec.d[3].delivery_count, 2);
+	cr_assert_eq(H.rec.d[4].seq, 2);
+	cr_assert_eq(H.rec.d[4].delivery_count, 1);
+	cr_assert_eq(H.rec.d[5].seq, 3);
+	cr_assert_eq(H.rec.d[5].delivery_count, 1);
+	cr_assert_eq(h_info(H.s, "q").delivered, 6, "pushes still counted");
+	cr_assert_eq(h_info(H.s, "q").redelivered, 1);
+	h_check(H.s);
+}
+
+Test(consumer_nack, detach_unseen_twice_named_is_undone_once)
+{
+	const q_seq twice[] = {1, 1, 1};
+	q_consumer_id a, b;
+
+	make_queue("q", 0, NULL);
+	a = h_attach(H.s, "q", 10, 1);
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_release1(H.s, a, 1, 3); /* delivered again: count 2 */
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	h_detach_unseen(H.s, a, twice, 3, 4);
+	h_check(H.s);
+	b = h_attach(H.s, "q", 10, 5);
+	cr_assert_eq(h_rec_last(&H.rec)->consumer, b);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	h_check(H.s);
+}
+
+Test(consumer_nack, detach_unseen_ignores_tags_it_does_not_hold)
+{
+	q_consumer_id a, b, c;
+	q_seq of_b;
+
+	make_queue("q", 0, NULL);
+	a = h_attach(H.s, "q", 1, 1);
+	b = h_attach(H.s, "q", 1, 1);
+	h_publish(H.s, "q", NULL, "x", 2); /* to a */
+	h_publish(H.s, "q", NULL, "y", 2); /* to b */
+	h_publish(H.s, "q", NULL, "z", 2); /* ready */
+	cr_assert_eq(H.rec.d[1].consumer, b);
+	of_b = H.rec.d[1].seq;
+	{
+		const q_seq unseen[] = {of_b, 3, 99};
+		cr_assert_eq(h_detach_unseen(H.s, a, unseen, 3, 3).status,
+			     Q_OK);
+	}
+	h_check(H.s);
+	/* b still holds its message; a's came back. */
+	cr_assert_eq(h_info(H.s, "q").unacked, 1);
+	cr_assert_eq(h_info(H.s, "q").ready, 2);
+	h_detach(H.s, b, 4);
+	c = h_attach(H.s, "q", 0, 5);
+	cr_assert_eq(h_rec_count_for(&H.rec, c), 3);
+	for (size_t i = 0; i < H.rec.n_d; i++) {
+		if (H.rec.d[i].consumer == c) {
+			cr_assert_eq(H.rec.d[i].delivery_count,
+				     H.rec.d[i].seq == 3 ? 1 : 2, "seq %llu",
+				     (unsigned long long)H.rec.d[i].seq);
+		}
+	}
+	h_check(H.s);
+}
+
 Test(consumer_nack, session_gone_counts_a_failure)
 {
 	q_consumer_id a, b, d;
