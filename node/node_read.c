@@ -325,8 +325,9 @@ static void peek_answer(struct node_session *s, const struct peek_req *p)
 	rv = q_state_peek(cons_state(s->srv->cons), p->queue, p->from,
 			  (size_t)p->max + 1, p->flags, peek_cb, &o);
 	if (rv == Q_ENOTFOUND) {
-		node_error(s, p->corr, EC(NOT_FOUND), "queue \"%s\" not found",
-			   p->queue);
+		char q[PROTO_QUOTE_SIZE];
+		node_error(s, p->corr, EC(NOT_FOUND), "queue %s not found",
+			   proto_name_quote(p->queue, q));
 		goto out;
 	}
 	if (rv == Q_ENOMEM) {
@@ -411,7 +412,8 @@ static bool peek_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void peek_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "queue \"%s\"", env->peek->queue);
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "queue %s", proto_name_quote(env->peek->queue, q));
 }
 
 /* Looking at messages needs what taking them needs. */
