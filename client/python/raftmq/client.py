@@ -512,7 +512,9 @@ class Client:
         return list(self.call(topic_list=pb.TopicList()).topics)
 
     def cluster_status(self):
-        """This node's view of the cluster (any node answers)."""
+        """This node's view of the cluster (any node answers). A node's
+        reachable_unknown is set when the answering node cannot tell (a
+        follower does not see the other followers)."""
         return self.call(cluster_status=pb.ClusterStatus(), retry="redirect")
 
     def cluster_add(self, node_id, raft_address, client_address, role=0):
