@@ -38,13 +38,30 @@ enum {
 	CONS_EBADID = 6, /* unknown or invalid member id */
 	CONS_EIO = 7,	 /* disk or network setup failed */
 	CONS_EINVAL = 8,
-	CONS_ETOOBIG = 9,    /* the entry would be over the size limit */
+	CONS_ETOOBIG = 9,    /* entry over CONS_MAX_ENTRY_BYTES: refused */
 	CONS_ECORRUPT = 10,  /* data dir or snapshot unreadable */
 	CONS_ENOSPACE = 11,  /* disk full */
 	CONS_ENOLEADER = 12, /* no known leader */
 };
 
 const char *cons_strerror(int code);
+
+/* The largest log entry cons_propose() accepts, in encoded bytes (header,
+ * LogEntry, padding): 64 MiB. libraft and raft_uv keep entry lengths in 32
+ * bits, and every replica holds a whole entry in memory to apply it, at
+ * every replay too; an entry over 4 GiB would commit and then stop every
+ * replica at apply. So the encoder refuses a larger one with CONS_ETOOBIG
+ * before raft_apply(): it is never committed. node/ sizes its batches to
+ * stay below this (node_server.c) and refuses a single request that could
+ * not fit. */
+#define CONS_MAX_ENTRY_BYTES ((size_t)64 << 20)
+
+/* An upper bound of an entry's bytes besides its commands: the 8-byte
+ * header, the LogEntry's own fields (format, leader clock, proposer) and
+ * the padding to a multiple of 8. Each command then adds its encoding plus
+ * at most CONS_COMMAND_WRAP_BYTES (its Command and list field headers). */
+#define CONS_ENTRY_BASE_BYTES 64
+#define CONS_COMMAND_WRAP_BYTES 16
 
 enum cons_role {
 	CONS_ROLE_VOTER = 0,
@@ -132,9 +149,10 @@ struct cons_propose {
 /* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and
  * what they point to) are borrowed: they are encoded before this returns.
  * cmd->now_ms is ignored: the entry carries the leader's clock. Returns 0 (cb
- * will be called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN
- * or CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow; cb
- * never called). */
+ * will be called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG (the entry would
+ * be over CONS_MAX_ENTRY_BYTES), CONS_ESHUTDOWN or CONS_EINVAL (a value no
+ * replica could apply, e.g. an unknown overflow); cb is never called when
+ * this returns non-zero. */
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb);
 

@@ -394,6 +394,13 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		e.proposal_seq = by->seq;
 	}
 	len = raftmq__log__v1__log_entry__get_packed_size(&e);
+	/* The header holds the length in 32 bits and raft_uv stores entry
+	 * lengths in 32 bits too: past the cap (far below 4 GiB) the entry is
+	 * refused here, before raft_apply(), so it never commits. */
+	if (CONS_ENTRY_HEADER + len > CONS_MAX_ENTRY_BYTES) {
+		rv = CONS_ETOOBIG;
+		goto out;
+	}
 	/* raft_uv wants entry buffers in multiples of 8 bytes: an 8-byte
 	 * header with the LogEntry's length, the LogEntry, zero padding. */
 	out->len = (CONS_ENTRY_HEADER + len + 7) & ~(size_t)7;

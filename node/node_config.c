@@ -188,7 +188,8 @@ static const struct opt opts[] = {
 	 "Commands packed into one log entry, at most."},
 	{"batching", "max_batch_bytes", OPT_SIZE, FIELD(max_batch_bytes), KIB,
 	 GIB, false, "1M", "SIZE", NULL,
-	 "Bytes of commands packed into one log entry, at most."},
+	 "Bytes of commands packed into one log entry, at most; a larger "
+	 "request goes alone. An entry never holds more than 64 MiB."},
 	{"batching", "max_inflight_batches", OPT_UINT,
 	 FIELD(max_inflight_batches), 1, 1024, false, "16", "N", "entries",
 	 "Batches (log entries) proposed and not yet applied, at most; must "

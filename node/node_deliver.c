@@ -48,21 +48,25 @@ void node_flush_early(struct node_session *s, struct node_consumer *c)
 	}
 }
 
-struct node_consumer *node_consumer_add(struct node_session *s,
-					q_consumer_id id, uint64_t corr,
-					const char *queue, bool pull)
+struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
+					bool pull)
 {
 	struct node_consumer *c = calloc(1, sizeof *c);
 	if (c == NULL) {
 		return NULL;
 	}
-	c->id = id;
 	c->corr = corr;
 	c->pull = pull;
 	snprintf(c->queue, sizeof c->queue, "%s", queue);
+	return c;
+}
+
+void node_consumer_attached(struct node_session *s, struct node_consumer *c,
+			    q_consumer_id id)
+{
+	c->id = id;
 	c->next = s->consumers;
 	s->consumers = c;
-	return c;
 }
 
 void node_consumer_drop(struct node_session *s, q_consumer_id id)

@@ -293,6 +293,15 @@ static void failed(struct node_server *srv, struct node_session *s,
 		node_error(s, r->corr, EC(NO_MEMORY),
 			   "the node is out of memory");
 		break;
+	case CONS_ETOOBIG:
+		/* node_batch_add keeps batches below the cap; should one
+		 * still be over, nothing was written. */
+		node_error(s, r->corr, EC(MESSAGE_TOO_LARGE),
+			   "the log entry holding the request would be over "
+			   "the %zu MiB limit; nothing was written: send fewer "
+			   "or smaller messages per request",
+			   CONS_MAX_ENTRY_BYTES >> 20);
+		break;
 	case CONS_ENOSPACE:
 		node_error(s, r->corr, EC(RESOURCE_LIMIT),
 			   "not enough disk space to write the request "

@@ -5,6 +5,7 @@
  * in one FetchResult when max are held or the wait is over; what credit is
  * left then is withdrawn, and a delivery that still arrives after the
  * answer is released at once (node_deliver.c). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +110,7 @@ static bool fetch_start(struct node_session *s, Envelope *env)
 {
 	struct node_server *srv = s->srv;
 	const Raftmq__Client__V1__Fetch *fe = env->fetch;
-	struct node_consumer *c = NULL;
+	struct node_consumer *c = NULL, *rec;
 	struct node_fetch *f;
 	struct node_req *r;
 	struct q_cmd *cmd;
@@ -143,15 +144,21 @@ static bool fetch_start(struct node_session *s, Envelope *env)
 		return false;
 	}
 	f = calloc(1, sizeof *f);
-	if (f == NULL) {
+	/* A new pull consumer's record is made now: see node_consumer_new. */
+	rec = c == NULL ? node_consumer_new(corr, fe->queue, true) : NULL;
+	if (f == NULL || (c == NULL && rec == NULL)) {
+		free(f);
+		free(rec);
 		node_error(s, corr, EC(NO_MEMORY), "out of memory");
 		return false;
 	}
 	r = node_batch_add(srv, s, corr, env->body_case, env, 1, &cmd);
 	if (r == NULL) {
 		free(f);
+		free(rec);
 		return true;
 	}
+	r->owned = rec; /* recorded by fetch_result */
 	f->id = ++srv->next_fetch_id;
 	f->corr = corr;
 	f->max = max;
@@ -192,12 +199,12 @@ static void fetch_result(struct node_server *srv, struct node_req *r,
 		return;
 	}
 	if (f->consumer == 0) {
-		struct node_consumer *c = node_consumer_add(
-			s, res->consumer, r->corr, fe->queue, true);
+		struct node_consumer *c = r->owned; /* fetch_start made it */
+		assert(c != NULL);
+		r->owned = NULL;
+		node_consumer_attached(s, c, res->consumer);
 		f->consumer = res->consumer;
-		if (c != NULL) {
-			node_flush_early(s, c); /* may answer f */
-		}
+		node_flush_early(s, c); /* may answer f */
 		if (f->answered) {
 			return;
 		}

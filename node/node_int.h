@@ -51,7 +51,10 @@ struct node_req {
 	Envelope *env;	   /* owned until the batch is answered */
 	uint64_t t0_ns;	   /* arrival, for confirm latency */
 	uint64_t fetch_id; /* Fetch: the pending fetch it serves */
-	void *owned;	   /* malloc()ed data its commands point to */
+	/* malloc()ed, freed with the request: data its commands point to,
+	 * or the consumer record an ATTACH's answer takes (node_consumer_new)
+	 */
+	void *owned;
 };
 
 /* A batch of commands proposed as one log entry (group commit). */
@@ -62,7 +65,7 @@ struct node_batch {
 	size_t n, cap;
 	struct node_req *reqs; /* owned array */
 	size_t n_reqs, cap_reqs;
-	size_t bytes;		 /* payload bytes, for the size limit */
+	size_t bytes;		 /* log entry bytes of its commands, at most */
 	struct node_batch *next; /* waiting queue */
 };
 
@@ -200,12 +203,25 @@ struct node_server {
 /* node_server.c */
 int node_server_init(struct node_server *srv, uv_loop_t *loop,
 		     const struct node_config *cfg, char *err, size_t errlen);
+/* The two halves of node_server_init() that need no network, disk or
+ * Raft, so that tests run the node over a fake consensus/
+ * (tests/lib/fake_node.c). node_server_setup() fills *srv (cfg copied, loop
+ * retained) and initialises every handle finish_stop() closes;
+ * node_server_attach() takes `cons` (retained until cons_close()'s callback)
+ * and follows its role changes (cons_watch). */
+void node_server_setup(struct node_server *srv, uv_loop_t *loop,
+		       const struct node_config *cfg);
+void node_server_attach(struct node_server *srv, struct cons *cons);
 void node_server_stop(struct node_server *srv, int exit_code);
 uint64_t node_now_ns(void);
 
-/* Appends commands for a request to the open batch. Returns the request
- * slot (its cmds are batch->cmds[req->first..]) or NULL with an error
- * already answered. `n` command slots are reserved and zeroed; fill them. */
+/* Appends commands for a request to the open batch, first closing it if
+ * the request would take it over max_batch_commands or max_batch_bytes.
+ * Returns the request slot (its cmds are batch->cmds[req->first..]) or
+ * NULL with an error already answered (out of memory, or MESSAGE_TOO_LARGE
+ * for a request that could not fit in one log entry). `n` command slots
+ * are reserved and zeroed; fill them. `env` is transferred on success and
+ * freed on failure. */
 struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 				uint64_t corr, int kind, Envelope *env,
 				size_t n, struct q_cmd **cmds);
@@ -387,11 +403,17 @@ void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
 		       const struct q_delivery *d);
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
-/* Adds a consumer to the session (queue borrowed); NULL when out of
- * memory. */
-struct node_consumer *node_consumer_add(struct node_session *s,
-					q_consumer_id id, uint64_t corr,
-					const char *queue, bool pull);
+/* A consumer record (queue borrowed, copied), allocated before its ATTACH
+ * is proposed: recording the consumer the state attached must not fail, or
+ * the state holds a consumer the session does not know (its messages
+ * cannot be acked, its deliveries pile up). NULL when out of memory: refuse
+ * the request then, nothing proposed. */
+struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
+					bool pull);
+/* The ATTACH of c applied as consumer `id`: c (always transferred) joins the
+ * session's consumers. */
+void node_consumer_attached(struct node_session *s, struct node_consumer *c,
+			    q_consumer_id id);
 void node_consumer_drop(struct node_session *s, q_consumer_id id);
 /* Sends (or hands to the waiting fetch) the deliveries that arrived for c
  * before its ATTACH result. */

@@ -862,14 +862,25 @@ void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
 static bool consume_start(struct node_session *s, Envelope *env)
 {
 	struct q_cmd *cmd;
-	if (node_batch_add(s->srv, s, env->correlation_id, env->body_case, env,
-			   1, &cmd) != NULL) {
-		node_attach_cmd(s, cmd, env->consume->queue,
-				prefetch_cap(env->consume->prefetch),
-				env->consume->_credit_case != 0
-					? env->consume->credit
-					: Q_CREDIT_UNLIMITED);
+	struct node_req *r;
+	struct node_consumer *c = node_consumer_new(env->correlation_id,
+						    env->consume->queue, false);
+	if (c == NULL) {
+		node_error(s, env->correlation_id, EC(NO_MEMORY),
+			   "the node is out of memory");
+		return false;
 	}
+	r = node_batch_add(s->srv, s, env->correlation_id, env->body_case, env,
+			   1, &cmd);
+	if (r == NULL) {
+		free(c);
+		return true;
+	}
+	r->owned = c; /* recorded by consume_answer */
+	node_attach_cmd(s, cmd, env->consume->queue,
+			prefetch_cap(env->consume->prefetch),
+			env->consume->_credit_case != 0 ? env->consume->credit
+							: Q_CREDIT_UNLIMITED);
 	return true;
 }
 
@@ -886,12 +897,12 @@ static void consume_answer(struct node_server *srv, struct node_req *r,
 	}
 	PB(consume_result__init)(&m);
 	m.consumer_id = q->consumer;
-	c = node_consumer_add(s, q->consumer, r->corr, r->env->consume->queue,
-			      false);
+	c = r->owned; /* consume_start made it */
+	assert(c != NULL);
+	r->owned = NULL;
+	node_consumer_attached(s, c, q->consumer);
 	node_reply(s, r->corr, BODY(CONSUME_RESULT), &m);
-	if (c != NULL) {
-		node_flush_early(s, c);
-	}
+	node_flush_early(s, c);
 }
 
 const struct node_kind node_kind_consume = {

@@ -21,7 +21,11 @@
  *     commands of golden_v1.c forever (its size and hash are pinned).
  *   - Whatever encode accepts, every replica can decode: otherwise one bad
  *     proposal commits an entry that stops every replica (cons_fsm.c aborts
- *     on an undecodable entry) and keeps stopping them after restart. */
+ *     on an undecodable entry) and keeps stopping them after restart.
+ *   - The size cap: an entry of exactly CONS_MAX_ENTRY_BYTES encodes, one
+ *     byte more (one command, or a batch of commands that each fit) is
+ *     CONS_ETOOBIG with nothing handed out; CONS_ENTRY_BASE_BYTES and
+ *     CONS_COMMAND_WRAP_BYTES bound an entry's bytes besides its commands'. */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
@@ -974,4 +978,126 @@ Test(entry, encode_never_writes_a_poison_entry)
 	c.u.queue.name = "q";
 	c.u.queue.mask = 1u << 8;
 	assert_encode_refuses_or_decodes(&c, "CONFIGURE_QUEUE mask 0x100");
+}
+
+/* --------------------------------------------------------------------------
+ * The size cap (CONS_MAX_ENTRY_BYTES, CONS_ETOOBIG)
+ *
+ * The header keeps the LogEntry length in 32 bits, and raft_uv its entry
+ * lengths too: an entry past the cap must be refused before it reaches
+ * raft_apply(), whole (never cut or wrapped). */
+
+/* A publish of `len` bytes of body to queue "q" (body: a malloc()ed buffer
+ * the caller frees). */
+static void big_publish(struct q_cmd *c, size_t len, void **body)
+{
+	*body = malloc(len);
+	cr_assert_not_null(*body);
+	memset(*body, 'x', len);
+	memset(c, 0, sizeof *c);
+	c->type = Q_CMD_PUBLISH;
+	c->u.publish.queue = "q";
+	c->u.publish.body = *body;
+	c->u.publish.body_len = len;
+}
+
+Test(entry, cap_refuses_an_entry_over_64_mib, .timeout = 60)
+{
+	struct q_cmd c;
+	struct raft_buffer b = {NULL, 0};
+	void *body;
+
+	cr_assert_eq(CONS_MAX_ENTRY_BYTES, (size_t)64 << 20);
+	/* One publish of B body bytes (B needs a 4-byte varint) packs as a
+	 * LogEntry of B + 22 bytes: format 2, leader_time_ms 1 (2 bytes),
+	 * commands tag + length 1 + 4, Command.publish tag + length 1 + 4,
+	 * queue "q" 3, body tag + length 1 + 4. With the 8-byte header the
+	 * entry is B + 30 bytes: B = cap - 30 is the largest that fits. */
+	big_publish(&c, CONS_MAX_ENTRY_BYTES - 30, &body);
+	cr_assert_eq(cons__entry_encode(&c, 1, NULL, 0, 1, NULL, &b), 0);
+	cr_assert_eq(b.len, CONS_MAX_ENTRY_BYTES, "the largest entry: %zu",
+		     b.len);
+	decode_expect(b.base, b.len, &c, 1, 1);
+	raft_free(b.base);
+	free(body);
+
+	/* One byte more is refused, and nothing is handed out. */
+	big_publish(&c, CONS_MAX_ENTRY_BYTES - 29, &body);
+	b.base = NULL;
+	b.len = 0;
+	cr_assert_eq(cons__entry_encode(&c, 1, NULL, 0, 1, NULL, &b),
+		     CONS_ETOOBIG);
+	cr_assert_null(b.base);
+	cr_assert_eq(b.len, 0);
+	free(body);
+	cr_assert_str_eq(cons_strerror(CONS_ETOOBIG),
+			 "log entry over the 64 MiB limit");
+}
+
+Test(entry, cap_counts_the_whole_batch, .timeout = 60)
+{
+	/* Two commands that each fit, 80 MiB together: the batch is refused
+	 * as a whole (a replica never sees part of it). */
+	struct q_cmd c[2];
+	struct raft_buffer b = {NULL, 0};
+	void *body[2];
+	big_publish(&c[0], (size_t)40 << 20, &body[0]);
+	big_publish(&c[1], (size_t)40 << 20, &body[1]);
+	cr_assert_eq(cons__entry_encode(&c[0], 1, NULL, 0, 1, NULL, &b), 0);
+	raft_free(b.base);
+	b.base = NULL;
+	b.len = 0;
+	cr_assert_eq(cons__entry_encode(c, 2, NULL, 0, 1, NULL, &b),
+		     CONS_ETOOBIG);
+	cr_assert_null(b.base);
+	free(body[0]);
+	free(body[1]);
+}
+
+Test(entry, base_and_wrap_bounds_hold)
+{
+	/* CONS_ENTRY_BASE_BYTES and CONS_COMMAND_WRAP_BYTES bound what node/
+	 * adds to its request sizes when it sizes batches: an entry of n
+	 * commands is at most BASE + sum(command body + WRAP). Checked with
+	 * the largest values every field can take. */
+	struct q_cmd c[3];
+	struct raft_buffer b;
+	struct cons_proposer by = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+	Raftmq__Log__V1__Publish p;
+	Raftmq__Log__V1__Ack a;
+	static char body[300];
+	static q_seq tags[50];
+	size_t i, bodies = 0;
+	memset(c, 0, sizeof c);
+	memset(tags, 0xff, sizeof tags);
+	for (i = 0; i < 2; i++) {
+		c[i].type = Q_CMD_PUBLISH;
+		c[i].u.publish.queue = "queue";
+		c[i].u.publish.body = body;
+		c[i].u.publish.body_len = i == 0 ? 1 : sizeof body;
+		c[i].u.publish.delay_ms = UINT64_MAX;
+		c[i].u.publish.ttl_ms = UINT64_MAX;
+		raftmq__log__v1__publish__init(&p);
+		p.target_case = RAFTMQ__LOG__V1__PUBLISH__TARGET_QUEUE;
+		p.queue = (char *)"queue";
+		p.body.data = (uint8_t *)body;
+		p.body.len = c[i].u.publish.body_len;
+		p.delay_ms = p.ttl_ms = UINT64_MAX;
+		bodies += raftmq__log__v1__publish__get_packed_size(&p);
+	}
+	c[2].type = Q_CMD_ACK;
+	c[2].u.tags.consumer = UINT64_MAX;
+	c[2].u.tags.tags = tags;
+	c[2].u.tags.n_tags = ARRAY_LEN(tags);
+	raftmq__log__v1__ack__init(&a);
+	a.consumer = UINT64_MAX;
+	a.tags = tags;
+	a.n_tags = ARRAY_LEN(tags);
+	bodies += raftmq__log__v1__ack__get_packed_size(&a);
+	cr_assert_eq(cons__entry_encode(c, 3, NULL, 0, UINT64_MAX, &by, &b), 0);
+	cr_assert_leq(
+		b.len,
+		CONS_ENTRY_BASE_BYTES + bodies + 3 * CONS_COMMAND_WRAP_BYTES,
+		"%zu bytes for %zu bytes of commands", b.len, bodies);
+	raft_free(b.base);
 }
