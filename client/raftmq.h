@@ -642,6 +642,9 @@ struct raftmq_node {
 	char *client_address; /* owned by the status */
 	enum raftmq_role role;
 	bool reachable; /* as seen by the answering node */
+	/* The answering node cannot tell: a follower does not see the other
+	 * followers (the leader sees everyone). `reachable` is then false. */
+	bool reachable_unknown;
 };
 
 struct raftmq_cluster_status {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "rmq_int.h"
 
 #define QS(x) RAFTMQ__CLIENT__V1__QUEUE_SETTINGS___##x
@@ -67,6 +68,25 @@ static bool valid_name(struct raftmq *conn, const char *name, int *rv)
 	return true;
 }
 
+/* A name the request creates must follow the protocol's grammar
+ * (proto/names.h). The node enforces it; checking here only saves a round
+ * trip, with the node's words. */
+static bool new_name(struct raftmq *conn, const char *what, const char *name,
+		     int *rv)
+{
+	char why[200], q[PROTO_QUOTE_SIZE];
+	if (name == NULL) {
+		*rv = rmq__fail(conn, RAFTMQ_EINVAL, "%s name missing", what);
+		return false;
+	}
+	if (proto_name_check(name, why, sizeof why) != 0) {
+		*rv = rmq__fail(conn, RAFTMQ_EINVAL, "%s %s: invalid name: %s",
+				what, proto_name_quote(name, q), why);
+		return false;
+	}
+	return true;
+}
+
 /* A request whose result carries nothing. */
 static int simple(struct raftmq *conn, rmq_env *env, enum rmq_replay replay,
 		  int expect)
@@ -91,7 +111,7 @@ int raftmq_queue_create(struct raftmq *conn, const char *name,
 	rmq_settings_msg sm;
 	int rv;
 
-	if (!valid_name(conn, name, &rv)) {
+	if (!new_name(conn, "queue", name, &rv)) {
 		return rv;
 	}
 	rmq__settings_to_msg(settings, &sm);
@@ -432,7 +452,7 @@ int raftmq_topic_create(struct raftmq *conn, const char *name,
 	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
 	int rv;
 
-	if (!valid_name(conn, name, &rv)) {
+	if (!new_name(conn, "topic", name, &rv)) {
 		return rv;
 	}
 	m.name = (char *)name;
@@ -478,7 +498,7 @@ int raftmq_subscribe(struct raftmq *conn, const char *topic,
 		*queue = NULL;
 	}
 	if (!valid_name(conn, topic, &rv) ||
-	    !valid_name(conn, subscription, &rv)) {
+	    !new_name(conn, "subscription", subscription, &rv)) {
 		return rv;
 	}
 	rmq__settings_to_msg(settings, &sm);
@@ -649,6 +669,7 @@ int raftmq_cluster_status(struct raftmq *conn,
 		nd->id = r->nodes[i]->id;
 		nd->role = (enum raftmq_role)r->nodes[i]->role;
 		nd->reachable = r->nodes[i]->reachable;
+		nd->reachable_unknown = r->nodes[i]->reachable_unknown;
 		nd->raft_address = strdup(r->nodes[i]->raft_address);
 		nd->client_address = strdup(r->nodes[i]->client_address);
 		if (nd->raft_address == NULL || nd->client_address == NULL) {

@@ -190,8 +190,18 @@ struct raftmq_consumer {
 	char errmsg[200]; /* when GONE */
 };
 
+/* What the last attempt to reach one configured address gave, since the
+ * current call began (rmq_conn.c): a request that finds no leader says
+ * which nodes answer and why the others do not. */
+struct rmq_seen {
+	uint64_t node_id; /* answered Hello as this node; 0 = did not */
+	char why[96];	  /* why the last attempt failed; "" = none failed */
+};
+
 struct raftmq {
 	struct rmq_addr *addrs; /* owned */
+	struct rmq_seen *seen;	/* owned, one per addrs entry */
+	char no_leader[256];	/* the last UNAVAILABLE sentence of a node */
 	size_t n_addrs;
 	size_t next_addr;
 	char *client_name; /* owned */
@@ -212,7 +222,7 @@ struct raftmq {
 	bool reconnecting;	/* between losing a connection and a new one */
 	uint64_t attempt_at;	/* reconnecting: next attempt not before */
 	unsigned hops;		/* reconnecting: redirects followed so far */
-	char last_failure[256]; /* reconnecting: why the last attempt failed */
+	char last_failure[512]; /* reconnecting: why the last attempt failed */
 	uint64_t rng;		/* backoff jitter */
 	uint64_t node_id;
 	uint64_t leader_id;
@@ -246,7 +256,7 @@ struct raftmq {
 	uint64_t bye_lo, bye_hi;
 	uint64_t bye_left;
 
-	char errmsg[256];
+	char errmsg[512];
 };
 
 /* printf into conn->errmsg; returns code (for `return rmq__fail(...)`). */

@@ -173,12 +173,26 @@ int cons_barrier(struct cons *c, struct cons_barrier *req, cons_barrier_cb cb);
  * Borrowed; valid until the next loop iteration that applies entries. */
 const struct q_state *cons_state(const struct cons *c);
 
+/* Whether a member is reachable, as the answering node can tell. A leader
+ * sees every member (replication progress); a follower sees itself and the
+ * leader (its messages), but nothing tells it about the other followers:
+ * those are UNKNOWN, never NO (a false alarm on a healthy cluster). */
+enum cons_reach {
+	CONS_REACH_NO = 0,
+	CONS_REACH_YES = 1,
+	CONS_REACH_UNKNOWN = 2,
+};
+
 struct cons_node_status {
 	uint64_t id;
 	char raft_address[64];
 	char client_address[64];
 	int role;      /* enum cons_role */
-	int reachable; /* as seen from here (leader: recent replication) */
+	int reachable; /* enum cons_reach, as seen from here */
+	/* Milliseconds since this node last heard of the member: on the
+	 * leader, since its replication last progressed; on a follower, since
+	 * the leader's last message. -1 when not known (or this node). */
+	int64_t last_contact_ms;
 };
 
 #define CONS_MAX_NODES 16
@@ -235,5 +249,10 @@ int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
  * (status 0 if this node no longer leads). */
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb);
+
+/* After cons_add, cons_remove or cons_transfer returned non-zero: one
+ * sentence saying why ("node 9 is not a member of the cluster (members:
+ * ...)"), or "" when the code says it all. Valid until the next call. */
+const char *cons_errmsg(const struct cons *c);
 
 #endif /* RAFTMQ_CONS_H */

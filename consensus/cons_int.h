@@ -145,6 +145,7 @@ struct cons {
 	uint64_t hurry_rng;   /* jitter of hurried elections */
 	uint64_t hurry_until; /* uv_now: keep elections short until then */
 	uint64_t leader_changed_ms; /* uv_now when the known leader changed */
+	char errmsg[256]; /* why the last membership call was refused */
 	int closing;
 	void (*close_cb)(void *data);
 	void *close_data;

@@ -817,20 +817,98 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 		snprintf(n->client_address, sizeof n->client_address, "%s",
 			 cons__fsm_member_addr(&c->fsm, s->id));
 		n->role = role_of(s->role);
+		n->last_contact_ms = -1;
 		if (s->id == c->id) {
-			n->reachable = 1;
+			n->reachable = CONS_REACH_YES;
 		} else if (st->is_leader) {
-			n->reachable = c->progress[i].id == s->id &&
-				       now - c->progress[i].seen_ms <
-					       2 * (uint64_t)election;
+			bool seen = c->progress[i].id == s->id;
+			if (seen) {
+				n->last_contact_ms =
+					(int64_t)(now - c->progress[i].seen_ms);
+			}
+			n->reachable =
+				seen && now - c->progress[i].seen_ms <
+							2 * (uint64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
+		} else if (s->id == leader) {
+			/* A follower restarts its election timer on each
+			 * message of the leader (heartbeats included), so the
+			 * timer's start is the leader's last contact. */
+			raft_time t = c->raft.io->time(c->raft.io);
+			raft_time last = c->raft.election_timer_start;
+			n->last_contact_ms = t > last ? (int64_t)(t - last) : 0;
+			n->reachable =
+				n->last_contact_ms < 2 * (int64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
 		} else {
-			/* A follower knows only the leader is alive. */
-			n->reachable = s->id == leader;
+			/* Nothing reaches a follower about the other
+			 * followers: say so rather than "unreachable". */
+			n->reachable = CONS_REACH_UNKNOWN;
 		}
 	}
 }
 
 /* ----------------------------------------------------------- membership */
+
+const char *cons_errmsg(const struct cons *c)
+{
+	return c->errmsg;
+}
+
+static const char *role_name(int raft_role)
+{
+	static const char *const names[] = {"voter", "standby", "spare"};
+	return names[role_of(raft_role)];
+}
+
+/* The member `id`, or NULL. */
+static const struct raft_server *member(struct cons *c, uint64_t id)
+{
+	unsigned i;
+	for (i = 0; i < c->raft.configuration.n; i++) {
+		if (c->raft.configuration.servers[i].id == id) {
+			return &c->raft.configuration.servers[i];
+		}
+	}
+	return NULL;
+}
+
+/* "node 9 is not a member of the cluster (members: 1 voter, 2 voter)". */
+static int not_member(struct cons *c, uint64_t id)
+{
+	size_t n;
+	unsigned i;
+	n = (size_t)snprintf(c->errmsg, sizeof c->errmsg,
+			     "node %llu is not a member of the cluster "
+			     "(members:",
+			     (unsigned long long)id);
+	for (i = 0; i < c->raft.configuration.n && n < sizeof c->errmsg; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		n += (size_t)snprintf(c->errmsg + n, sizeof c->errmsg - n,
+				      "%s node %llu %s", i ? "," : "",
+				      (unsigned long long)s->id,
+				      role_name(s->role));
+	}
+	if (n < sizeof c->errmsg) {
+		snprintf(c->errmsg + n, sizeof c->errmsg - n, ")");
+	}
+	return CONS_EBADID;
+}
+
+/* Refusals libraft would give with one code (RAFT_BUSY, RAFT_BADID),
+ * said in words first. Returns 0 when none applies. */
+static int busy(struct cons *c)
+{
+	if (c->raft.configuration_uncommitted_index == 0) {
+		return 0;
+	}
+	snprintf(c->errmsg, sizeof c->errmsg,
+		 "another membership change is in progress; retry when it "
+		 "is done (raftmq cluster status)");
+	return CONS_EBUSY;
+}
 
 struct change_req {
 	struct raft_change req;
@@ -917,18 +995,31 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 	     cons_change_cb cb)
 {
 	struct change_req *w;
+	const struct raft_server *s;
 	Raftmq__Log__V1__SetMember m;
 	int rv;
+	c->errmsg[0] = '\0';
 	if (id == 0 || raft_address == NULL || client_address == NULL ||
 	    strlen(raft_address) >= sizeof w->raft_address ||
 	    strlen(client_address) >= 64) {
 		return CONS_EINVAL;
 	}
-	if (c->raft.configuration_uncommitted_index != 0) {
-		return CONS_EBUSY;
+	if ((rv = busy(c)) != 0) {
+		return rv;
+	}
+	if ((s = member(c, id)) != NULL) {
+		snprintf(c->errmsg, sizeof c->errmsg,
+			 "node %llu is already a member (%s at %s)",
+			 (unsigned long long)id, role_name(s->role),
+			 s->address);
+		return CONS_EBADID;
 	}
 	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
-		if (c->raft.configuration.servers[i].id == id) {
+		s = &c->raft.configuration.servers[i];
+		if (strcmp(s->address, raft_address) == 0) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "raft address %s is already node %llu's",
+				 raft_address, (unsigned long long)s->id);
 			return CONS_EBADID;
 		}
 	}
@@ -952,8 +1043,18 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
 		cons_change_cb cb)
 {
-	struct change_req *w = change_new(c, req, id, cb);
+	struct change_req *w;
 	int rv;
+	c->errmsg[0] = '\0';
+	if (raft_state(&c->raft) == RAFT_LEADER) {
+		if (member(c, id) == NULL) {
+			return not_member(c, id);
+		}
+		if ((rv = busy(c)) != 0) {
+			return rv;
+		}
+	}
+	w = change_new(c, req, id, cb);
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
@@ -976,14 +1077,39 @@ static void transfer_cb(struct raft_transfer *req)
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb)
 {
-	struct change_req *w = change_new(c, req, id, cb);
+	const struct raft_server *s;
+	struct change_req *w;
 	int rv;
+	c->errmsg[0] = '\0';
+	if (raft_state(&c->raft) == RAFT_LEADER && id != 0) {
+		if ((s = member(c, id)) == NULL) {
+			return not_member(c, id);
+		}
+		if (id == c->id) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "node %llu is the leader already",
+				 (unsigned long long)id);
+			return CONS_EBADID;
+		}
+		if (s->role != RAFT_VOTER) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "node %llu is a %s: only a voter can lead",
+				 (unsigned long long)id, role_name(s->role));
+			return CONS_EBADID;
+		}
+	}
+	w = change_new(c, req, id, cb);
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
 	rv = raft_transfer(&c->raft, &w->transfer, id, transfer_cb);
 	if (rv != 0) {
 		free(w);
+		if (rv == RAFT_NOTFOUND && id == 0) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "there is no other voter to take the "
+				 "leadership");
+		}
 		return cons__translate(rv);
 	}
 	return 0;

@@ -178,6 +178,13 @@ static const struct opt opts[] = {
 	 "Client connections served at once; more are refused. Each "
 	 "follower holds one to the leader (it watches the leader's "
 	 "process), so allow for the cluster's size."},
+	{"limits", "hello_timeout_ms", OPT_UINT, FIELD(hello_timeout_ms), 0,
+	 3600000, false, "10000", "MS", "ms",
+	 "A client connection that has not sent its first request (Hello, "
+	 "when auth is on) this long after connecting, TLS handshake "
+	 "included, is closed and counted in "
+	 "raftmq_connections_idle_closed_total. The followers' leader-watch "
+	 "connections are exempt. 0: never."},
 	{"limits", "max_client_output_bytes", OPT_SIZE,
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,

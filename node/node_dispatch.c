@@ -145,9 +145,19 @@ void node_not_leader(struct node_session *s, uint64_t corr)
 	struct cons_status st;
 	cons_status(s->srv->cons, &st);
 	if (st.leader_id == 0 || st.leader_client_address[0] == '\0') {
+		/* Say what it takes: clients add which nodes answer. */
+		unsigned voters = 0;
+		size_t i;
+		for (i = 0; i < st.n_nodes; i++) {
+			voters += st.nodes[i].role == CONS_ROLE_VOTER;
+		}
 		node_error(s, corr, EC(UNAVAILABLE),
-			   "no leader is known right now (election in "
-			   "progress?); retry shortly");
+			   "node %llu knows no leader: electing one needs a "
+			   "majority of the voters (%u of %u) up and "
+			   "reachable; either an election is in progress or "
+			   "fewer voters answer; retry shortly",
+			   (unsigned long long)s->srv->cfg.id, voters / 2 + 1,
+			   voters);
 	} else {
 		node_error(s, corr, EC(NOT_LEADER),
 			   "node %llu is not the leader; the leader is node "

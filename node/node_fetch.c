@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "node_auth.h"
+#include "names.h"
 #include "node_int.h"
 
 struct node_fetch *node_fetch_find(struct node_session *s,
@@ -243,7 +244,9 @@ static void fetch_target(const Envelope *env, char *buf, size_t len)
 {
 	if (env->fetch->source_case ==
 	    RAFTMQ__CLIENT__V1__FETCH__SOURCE_QUEUE) {
-		snprintf(buf, len, "queue \"%s\"", env->fetch->queue);
+		char q[PROTO_QUOTE_SIZE];
+		snprintf(buf, len, "queue %s",
+			 proto_name_quote(env->fetch->queue, q));
 	} else {
 		snprintf(buf, len, "consumer %llu",
 			 (unsigned long long)env->fetch->consumer_id);

@@ -121,6 +121,15 @@ struct node_session {
 	struct node_consumer *consumers;
 	struct node_early *early;
 	struct node_fetch *fetches;
+	/* Idle connections (hello_timeout_ms): closed unless the first
+	 * request (Hello with auth) comes in time; leader watches exempt. */
+	uv_timer_t hello_timer;
+	bool hello_timer_on; /* hello_timer initialised, not closed */
+	bool greeted;	     /* sent its first request (Hello with auth) */
+	bool sniffed;	     /* first bytes seen: client or leader watch */
+	bool watch;	     /* a follower's leader watch (node_watch.c) */
+	char pre[8]; /* first bytes, while they may be NODE_WATCH_HELLO */
+	size_t n_pre;
 	struct node_tls *tls;	      /* owned; NULL = plain TCP (node_tls.c) */
 	const struct node_user *user; /* authenticated as (borrowed from
 					 srv->cfg); NULL = not yet */
@@ -180,6 +189,8 @@ struct node_server {
 
 	/* metrics */
 	uint64_t connections_total, connections_refused;
+	uint64_t connections_idle_closed; /* hello_timeout_ms */
+	unsigned n_watches;		  /* sessions that are leader watches */
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
 	uint64_t requests_total, errors_total;
 	uint64_t publishes_refused_memory;
@@ -232,6 +243,14 @@ int node_resolve(const char *addr, struct sockaddr_in *sa);
  * client_address (borrowed), replacing any earlier watch; leader_id 0 (or
  * this node) just stops watching. */
 struct node_watch;
+/* What a leader watch sends first, so that the leader exempts it from
+ * hello_timeout_ms: no frame starts with 0xff (lengths are at most 1 GiB)
+ * and no TLS record does (0x16), so it cannot be mistaken for a client. */
+#define NODE_WATCH_HELLO "\xffRAFTMQW"
+#define NODE_WATCH_HELLO_LEN 8
+/* At most this many connections are exempt as watches (one per follower;
+ * a larger cluster is refused by consensus/). */
+#define NODE_MAX_WATCHES CONS_MAX_NODES
 void node_watch_leader(struct node_server *srv, uint64_t leader_id,
 		       const char *client_address);
 

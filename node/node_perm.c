@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "node_auth.h"
+#include "names.h"
 #include "node_int.h"
 
 /* Checks one grant; answers PERMISSION_DENIED when it is missing. */
@@ -12,21 +13,23 @@ static bool allow(struct node_session *s, uint64_t corr,
 		  const struct node_grant *g)
 {
 	const struct node_user *u = s->user;
-	const char *name = g->name != NULL ? g->name : "";
+	char name[PROTO_QUOTE_SIZE];
 	const char *list;
 	enum node_perm perm;
 
+	proto_name_quote(g->name != NULL ? g->name : "", name);
+
 	if (g->perm == NODE_PERM_VISIBLE) {
-		if (node_auth_visible(u, name)) {
+		if (node_auth_visible(u, g->name != NULL ? g->name : "")) {
 			return true;
 		}
 		node_error(s, corr, EC(PERMISSION_DENIED),
-			   "user \"%s\" has no permission on %s \"%s\"",
-			   u->name, g->what, name);
+			   "user \"%s\" has no permission on %s %s", u->name,
+			   g->what, name);
 		return false;
 	}
 	perm = (enum node_perm)g->perm;
-	if (node_auth_allows(u, perm, name)) {
+	if (node_auth_allows(u, perm, g->name != NULL ? g->name : "")) {
 		return true;
 	}
 	list = perm == NODE_PERM_PUBLISH   ? u->publish
@@ -34,13 +37,13 @@ static bool allow(struct node_session *s, uint64_t corr,
 					   : u->configure;
 	if (list[0] == '\0') {
 		node_error(s, corr, EC(PERMISSION_DENIED),
-			   "user \"%s\" may not %s %s \"%s\" (it has no %s "
+			   "user \"%s\" may not %s %s %s (it has no %s "
 			   "permission)",
 			   u->name, node_auth_perm_name(perm), g->what, name,
 			   node_auth_perm_name(perm));
 	} else {
 		node_error(s, corr, EC(PERMISSION_DENIED),
-			   "user \"%s\" may not %s %s \"%s\" (its %s "
+			   "user \"%s\" may not %s %s %s (its %s "
 			   "prefixes are %s)",
 			   u->name, node_auth_perm_name(perm), g->what, name,
 			   node_auth_perm_name(perm), list);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "node_auth.h"
+#include "names.h"
 #include "node_int.h"
 #include "node_log.h"
 
@@ -166,7 +167,9 @@ static void cluster_status(struct node_session *s, uint64_t corr)
 			: st.nodes[i].role == CONS_ROLE_STANDBY
 				? RAFTMQ__CLIENT__V1__NODE_ROLE__NODE_ROLE_STANDBY
 				: RAFTMQ__CLIENT__V1__NODE_ROLE__NODE_ROLE_SPARE;
-		nodes[i].reachable = st.nodes[i].reachable;
+		nodes[i].reachable = st.nodes[i].reachable == CONS_REACH_YES;
+		nodes[i].reachable_unknown =
+			st.nodes[i].reachable == CONS_REACH_UNKNOWN;
 		np[i] = &nodes[i];
 	}
 	r.n_nodes = st.n_nodes;
@@ -195,9 +198,10 @@ static void queue_info(struct node_session *s, uint64_t corr, const char *name)
 	Raftmq__Client__V1__QueueStatus qs;
 	Raftmq__Client__V1__QueueSettings so;
 	struct q_queue_info i;
+	char q[PROTO_QUOTE_SIZE];
 	if (q_state_queue_info(cons_state(s->srv->cons), name, &i) != 0) {
-		node_error(s, corr, EC(NOT_FOUND), "queue \"%s\" not found",
-			   name);
+		node_error(s, corr, EC(NOT_FOUND), "queue %s not found",
+			   proto_name_quote(name, q));
 		return;
 	}
 	status_out(&qs, &so, &i);
@@ -217,7 +221,9 @@ static bool queue_info_grant(const Envelope *env, size_t i,
 
 static void queue_info_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "queue \"%s\"", env->queue_info->name);
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "queue %s",
+		 proto_name_quote(env->queue_info->name, q));
 }
 
 static bool queue_info_start(struct node_session *s, Envelope *env)
@@ -319,8 +325,9 @@ static void peek_answer(struct node_session *s, const struct peek_req *p)
 	rv = q_state_peek(cons_state(s->srv->cons), p->queue, p->from,
 			  (size_t)p->max + 1, p->flags, peek_cb, &o);
 	if (rv == Q_ENOTFOUND) {
-		node_error(s, p->corr, EC(NOT_FOUND), "queue \"%s\" not found",
-			   p->queue);
+		char q[PROTO_QUOTE_SIZE];
+		node_error(s, p->corr, EC(NOT_FOUND), "queue %s not found",
+			   proto_name_quote(p->queue, q));
 		goto out;
 	}
 	if (rv == Q_ENOMEM) {
@@ -405,7 +412,8 @@ static bool peek_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void peek_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "queue \"%s\"", env->peek->queue);
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "queue %s", proto_name_quote(env->peek->queue, q));
 }
 
 /* Looking at messages needs what taking them needs. */
@@ -641,13 +649,19 @@ static void membership(struct node_session *s, Envelope *env)
 		if (rv == CONS_ENOTLEADER) {
 			node_not_leader(s, env->correlation_id);
 		} else {
+			/* consensus/ says which member and why, when it
+			 * can ("node 9 is not a member ..."). */
+			const char *why = cons_errmsg(srv->cons);
 			node_error(s, env->correlation_id,
 				   rv == CONS_EBUSY || rv == CONS_EBADID ||
 						   rv == CONS_EINVAL
 					   ? EC(INVALID_ARGUMENT)
 					   : EC(UNAVAILABLE),
-				   "membership change refused: %s",
-				   cons_strerror(rv));
+				   "%s%s",
+				   why[0] != '\0'
+					   ? ""
+					   : "membership change refused: ",
+				   why[0] != '\0' ? why : cons_strerror(rv));
 		}
 		return;
 	}

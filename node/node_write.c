@@ -3,12 +3,20 @@
  * extend). Each start validates what can be checked without the state and
  * adds its commands to the open batch (node_batch_add); each answer turns
  * the q_result of its commands into the result message, or into an error
- * naming the request's target. */
+ * naming the request's target.
+ *
+ * Checks made here, before proposing, and not in queue/: the name grammar
+ * of new queues, topics and subscriptions (proto/names.h), and that a
+ * dead-letter queue exists. queue/ applies old log entries exactly as it
+ * always did (a queue created with a name or a dead-letter queue refused
+ * today replays as created), so replicas of different versions and replays
+ * of old logs agree; the node is the one place that refuses. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "node_auth.h"
 #include "node_int.h"
 
@@ -191,11 +199,14 @@ static bool publish_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void publish_target(const Envelope *env, char *buf, size_t len)
 {
+	char q[PROTO_QUOTE_SIZE];
 	if (env->publish->target_case ==
 	    RAFTMQ__CLIENT__V1__PUBLISH__TARGET_TOPIC) {
-		snprintf(buf, len, "topic \"%s\"", env->publish->topic);
+		snprintf(buf, len, "topic %s",
+			 proto_name_quote(env->publish->topic, q));
 	} else {
-		snprintf(buf, len, "queue \"%s\"", env->publish->queue);
+		snprintf(buf, len, "queue %s",
+			 proto_name_quote(env->publish->queue, q));
 	}
 }
 
@@ -368,7 +379,130 @@ static bool queue_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void queue_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "queue \"%s\"", queue_name(env));
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "queue %s", proto_name_quote(queue_name(env), q));
+}
+
+/* A new name (queue, topic, subscription) must follow the grammar. */
+static bool name_ok(struct node_session *s, const Envelope *env,
+		    const char *name)
+{
+	const struct node_kind *k = node_kind_of(env->body_case);
+	char why[300], what[64 + PROTO_QUOTE_SIZE];
+	if (proto_name_check(name, why, sizeof why) == 0) {
+		return true;
+	}
+	k->target(env, what, sizeof what);
+	node_error(s, env->correlation_id, EC(INVALID_ARGUMENT),
+		   "%s: invalid name: %s", what, why);
+	return false;
+}
+
+/* A dead-letter queue must exist when it is set (creating it on the fly
+ * would give it settings nobody chose). Checked against the leader's
+ * applied state: create the dead-letter queue first and wait for its
+ * confirm. */
+static bool dead_letter_ok(struct node_session *s, const Envelope *env,
+			   const char *own, const struct q_settings *st,
+			   uint32_t mask)
+{
+	const struct node_kind *k = node_kind_of(env->body_case);
+	struct q_queue_info i;
+	char what[64 + PROTO_QUOTE_SIZE], q[PROTO_QUOTE_SIZE];
+	if (!(mask & Q_SET_DEAD_LETTER) || st->dead_letter == NULL ||
+	    st->dead_letter[0] == '\0') {
+		return true;
+	}
+	k->target(env, what, sizeof what);
+	if (strcmp(st->dead_letter, own) == 0) {
+		node_error(s, env->correlation_id, EC(INVALID_ARGUMENT),
+			   "%s: a queue cannot be its own dead-letter queue",
+			   what);
+		return false;
+	}
+	if (q_state_queue_info(cons_state(s->srv->cons), st->dead_letter, &i) !=
+	    0) {
+		node_error(s, env->correlation_id, EC(NOT_FOUND),
+			   "%s: its dead-letter queue %s does not exist; "
+			   "create that queue first",
+			   what, proto_name_quote(st->dead_letter, q));
+		return false;
+	}
+	return true;
+}
+
+/* Appends ", NAME VALUE (requested VALUE)" for each setting that differs
+ * between the existing `have` and the requested `want`. */
+static void settings_diff(char *buf, size_t len, const struct q_settings *have,
+			  const struct q_settings *want)
+{
+	static const char *const overflow[] = {"reject-publish", "drop-head"};
+	const char *hd = have->dead_letter ? have->dead_letter : "";
+	const char *wd = want->dead_letter ? want->dead_letter : "";
+	size_t n = strlen(buf);
+	char a[PROTO_QUOTE_SIZE], b[PROTO_QUOTE_SIZE];
+#define DIFF(field, name)                                                     \
+	if (have->field != want->field && n < len) {                          \
+		n += (size_t)snprintf(                                        \
+			buf + n, len - n, "%s" name " %llu (requested %llu)", \
+			n ? ", " : "", (unsigned long long)have->field,       \
+			(unsigned long long)want->field);                     \
+	}
+	DIFF(ack_timeout_ms, "ack_timeout_ms")
+	DIFF(max_deliveries, "max_deliveries")
+	if (strcmp(hd, wd) != 0 && n < len) {
+		n += (size_t)snprintf(
+			buf + n, len - n, "%sdead_letter %s (requested %s)",
+			n ? ", " : "", hd[0] ? proto_name_quote(hd, a) : "none",
+			wd[0] ? proto_name_quote(wd, b) : "none");
+	}
+	DIFF(ttl_ms, "ttl_ms")
+	DIFF(max_length, "max_length")
+	DIFF(max_bytes, "max_bytes")
+	if (have->overflow != want->overflow && n < len) {
+		n += (size_t)snprintf(
+			buf + n, len - n, "%soverflow %s (requested %s)",
+			n ? ", " : "", overflow[have->overflow & 1],
+			overflow[want->overflow & 1]);
+	}
+	DIFF(dedup_window_ms, "dedup_window_ms")
+#undef DIFF
+	(void)n;
+}
+
+/* Q_EEXIST on create queue or subscribe: say what is in the way. `topic`
+ * is the topic of a subscribe (NULL for create queue). */
+static void exists_error(struct node_session *s, const struct node_req *r,
+			 const char *queue, const char *topic,
+			 const struct q_settings *want)
+{
+	const struct node_kind *k = node_kind_of(r->kind);
+	struct q_queue_info i;
+	char what[64 + 2 * PROTO_QUOTE_SIZE], diff[400], t[PROTO_QUOTE_SIZE];
+	k->target(r->env, what, sizeof what);
+	if (q_state_queue_info(cons_state(s->srv->cons), queue, &i) != 0) {
+		node_error(s, r->corr, EC(ALREADY_EXISTS), "%s: %s", what,
+			   q_strerror(Q_EEXIST));
+		return;
+	}
+	if (topic != NULL && (i.topic == NULL || strcmp(i.topic, topic) != 0)) {
+		node_error(s, r->corr, EC(ALREADY_EXISTS),
+			   "%s: a queue of that name already exists and is "
+			   "not a subscription of topic %s",
+			   what, proto_name_quote(topic, t));
+		return;
+	}
+	if (topic == NULL && i.topic != NULL) {
+		node_error(s, r->corr, EC(ALREADY_EXISTS),
+			   "%s: already exists as a subscription of topic %s",
+			   what, proto_name_quote(i.topic, t));
+		return;
+	}
+	diff[0] = '\0';
+	settings_diff(diff, sizeof diff, &i.settings, want);
+	node_error(s, r->corr, EC(ALREADY_EXISTS),
+		   "%s: already exists with different settings: %s", what,
+		   diff[0] ? diff : "(none differ now)");
 }
 
 static bool queue_start(struct node_session *s, Envelope *env)
@@ -383,6 +517,10 @@ static bool queue_start(struct node_session *s, Envelope *env)
 			   "unknown overflow value");
 		return false;
 	}
+	if ((kind == BODY(CREATE_QUEUE) && !name_ok(s, env, queue_name(env))) ||
+	    !dead_letter_ok(s, env, queue_name(env), &st, mask)) {
+		return false;
+	}
 	if (node_batch_add(s->srv, s, env->correlation_id, kind, env, 1,
 			   &cmd) == NULL) {
 		return true;
@@ -395,6 +533,20 @@ static bool queue_start(struct node_session *s, Envelope *env)
 	cmd->u.queue.settings = st;
 	cmd->u.queue.mask = mask;
 	return true;
+}
+
+static void create_queue_answer(struct node_server *srv, struct node_req *r,
+				const struct q_result *res)
+{
+	struct q_settings want;
+	uint32_t mask;
+	if (res[r->first].status != Q_EEXIST) {
+		empty_answer(srv, r, res);
+		return;
+	}
+	q_settings_default(&want);
+	(void)settings_in(r->env->create_queue->settings, &want, &mask);
+	exists_error(r->session, r, r->env->create_queue->name, NULL, &want);
 }
 
 static void purge_answer(struct node_server *srv, struct node_req *r,
@@ -418,7 +570,7 @@ static void purge_answer(struct node_server *srv, struct node_req *r,
 	}
 
 const struct node_kind node_kind_create_queue =
-	QUEUE_KIND("create_queue", empty_answer);
+	QUEUE_KIND("create_queue", create_queue_answer);
 const struct node_kind node_kind_configure_queue =
 	QUEUE_KIND("configure_queue", empty_answer);
 const struct node_kind node_kind_delete_queue =
@@ -442,25 +594,78 @@ static bool topic_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void topic_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "topic \"%s\"", topic_name(env));
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "topic %s", proto_name_quote(topic_name(env), q));
+}
+
+/* The dedup window a create topic asks for (a topic's default is a
+ * queue's). */
+static uint64_t topic_dedup_window(const Raftmq__Client__V1__CreateTopic *t)
+{
+	struct q_settings st;
+	q_settings_default(&st);
+	return t->_dedup_window_ms_case != 0 ? t->dedup_window_ms
+					     : st.dedup_window_ms;
+}
+
+struct topic_find {
+	const char *name;
+	uint64_t dedup_window_ms;
+	bool found;
+};
+
+static int topic_find_cb(void *data, const struct q_topic_info *i)
+{
+	struct topic_find *f = data;
+	if (strcmp(i->name, f->name) == 0) {
+		f->found = true;
+		f->dedup_window_ms = i->dedup_window_ms;
+		return 1;
+	}
+	return 0;
+}
+
+/* Q_EEXIST on create topic: its only setting is the dedup window. */
+static void create_topic_answer(struct node_server *srv, struct node_req *r,
+				const struct q_result *res)
+{
+	struct topic_find f = {r->env->create_topic->name, 0, false};
+	char what[64 + PROTO_QUOTE_SIZE];
+	if (res[r->first].status != Q_EEXIST) {
+		empty_answer(srv, r, res);
+		return;
+	}
+	q_state_foreach_topic(cons_state(srv->cons), topic_find_cb, &f);
+	topic_target(r->env, what, sizeof what);
+	if (!f.found) {
+		node_error(r->session, r->corr, EC(ALREADY_EXISTS), "%s: %s",
+			   what, q_strerror(Q_EEXIST));
+		return;
+	}
+	node_error(
+		r->session, r->corr, EC(ALREADY_EXISTS),
+		"%s: already exists with different settings: "
+		"dedup_window_ms %llu (requested %llu)",
+		what, (unsigned long long)f.dedup_window_ms,
+		(unsigned long long)topic_dedup_window(r->env->create_topic));
 }
 
 static bool topic_start(struct node_session *s, Envelope *env)
 {
 	struct q_cmd *cmd;
+	if (env->body_case == BODY(CREATE_TOPIC) &&
+	    !name_ok(s, env, topic_name(env))) {
+		return false;
+	}
 	if (node_batch_add(s->srv, s, env->correlation_id, env->body_case, env,
 			   1, &cmd) == NULL) {
 		return true;
 	}
 	cmd->u.topic.topic = topic_name(env);
 	if (env->body_case == BODY(CREATE_TOPIC)) {
-		struct q_settings st;
-		q_settings_default(&st); /* a topic's default is a queue's */
 		cmd->type = Q_CMD_CREATE_TOPIC;
 		cmd->u.topic.dedup_window_ms =
-			env->create_topic->_dedup_window_ms_case != 0
-				? env->create_topic->dedup_window_ms
-				: st.dedup_window_ms;
+			topic_dedup_window(env->create_topic);
 	} else {
 		cmd->type = Q_CMD_DELETE_TOPIC;
 	}
@@ -473,7 +678,7 @@ const struct node_kind node_kind_create_topic = {
 	.grant = topic_grant,
 	.target = topic_target,
 	.start = topic_start,
-	.answer = empty_answer,
+	.answer = create_topic_answer,
 };
 
 const struct node_kind node_kind_delete_topic = {
@@ -521,8 +726,10 @@ static bool subscribe_grant(const Envelope *env, size_t i, struct node_grant *g)
 static void subscribe_target(const Envelope *env, char *buf, size_t len)
 {
 	const char *topic, *sub;
+	char name[2 * Q_NAME_MAX + 2], q[PROTO_QUOTE_SIZE];
 	(void)subscription(env, &topic, &sub);
-	snprintf(buf, len, "subscription \"%s:%s\"", topic, sub);
+	snprintf(name, sizeof name, "%s:%s", topic, sub);
+	snprintf(buf, len, "subscription %s", proto_name_quote(name, q));
 }
 
 static bool subscribe_start(struct node_session *s, Envelope *env)
@@ -537,6 +744,23 @@ static bool subscribe_start(struct node_session *s, Envelope *env)
 		node_error(s, env->correlation_id, EC(INVALID_ARGUMENT),
 			   "unknown overflow value");
 		return false;
+	}
+	if (on) {
+		char name[2 * Q_NAME_MAX + 2];
+		snprintf(name, sizeof name, "%s:%s", topic, sub);
+		if (!name_ok(s, env, sub) ||
+		    !dead_letter_ok(s, env, name, &st, mask)) {
+			return false;
+		}
+		if (strlen(topic) + 1 + strlen(sub) > PROTO_NAME_MAX) {
+			node_error(s, env->correlation_id, EC(INVALID_ARGUMENT),
+				   "subscription queue TOPIC:SUBSCRIPTION "
+				   "would be %zu bytes long, over the limit "
+				   "of %d",
+				   strlen(topic) + 1 + strlen(sub),
+				   PROTO_NAME_MAX);
+			return false;
+		}
 	}
 	if (node_batch_add(s->srv, s, env->correlation_id, env->body_case, env,
 			   1, &cmd) == NULL) {
@@ -557,12 +781,21 @@ static void subscribe_answer(struct node_server *srv, struct node_req *r,
 	Raftmq__Client__V1__SubscribeResult m;
 	char name[2 * Q_NAME_MAX + 2];
 	(void)srv;
+	snprintf(name, sizeof name, "%s:%s", r->env->subscribe->topic,
+		 r->env->subscribe->subscription);
+	if (res[r->first].status == Q_EEXIST) {
+		struct q_settings want;
+		uint32_t mask;
+		q_settings_default(&want);
+		(void)settings_in(r->env->subscribe->settings, &want, &mask);
+		exists_error(r->session, r, name, r->env->subscribe->topic,
+			     &want);
+		return;
+	}
 	if (node_refused(r->session, r, &res[r->first])) {
 		return;
 	}
 	PB(subscribe_result__init)(&m);
-	snprintf(name, sizeof name, "%s:%s", r->env->subscribe->topic,
-		 r->env->subscribe->subscription);
 	m.queue = name;
 	node_reply(r->session, r->corr, BODY(SUBSCRIBE_RESULT), &m);
 }
@@ -595,7 +828,9 @@ static bool consume_grant(const Envelope *env, size_t i, struct node_grant *g)
 
 static void consume_target(const Envelope *env, char *buf, size_t len)
 {
-	snprintf(buf, len, "queue \"%s\"", env->consume->queue);
+	char q[PROTO_QUOTE_SIZE];
+	snprintf(buf, len, "queue %s",
+		 proto_name_quote(env->consume->queue, q));
 }
 
 /* "Unlimited" (0) and anything larger is capped: a consumer that stops

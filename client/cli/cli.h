@@ -169,6 +169,7 @@ void cli_json_strn(struct cli_json *j, const char *key, const void *s,
 		   size_t n);
 void cli_json_u64(struct cli_json *j, const char *key, uint64_t v);
 void cli_json_bool(struct cli_json *j, const char *key, bool v);
+void cli_json_null(struct cli_json *j, const char *key);
 /* `body` as "KEY": text when valid UTF-8, else "KEY_base64": base64. */
 void cli_json_bytes(struct cli_json *j, const char *key, const void *body,
 		    size_t n);

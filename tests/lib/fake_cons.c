@@ -235,7 +235,8 @@ void cons_status(const struct cons *cons, struct cons_status *st)
 		 "127.0.0.1:7101");
 	snprintf(st->nodes[0].client_address,
 		 sizeof st->nodes[0].client_address, "127.0.0.1:7001");
-	st->nodes[0].reachable = 1;
+	st->nodes[0].reachable = CONS_REACH_YES; /* itself */
+	st->nodes[0].last_contact_ms = -1;
 }
 
 void cons_watch(struct cons *c, void (*cb)(void *data), void *data)
@@ -298,6 +299,12 @@ int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 {
 	/* 0 = any voter: accepted as a real change. */
 	return change(FAKE(c), req, id + 1, cb);
+}
+
+const char *cons_errmsg(const struct cons *c)
+{
+	(void)c;
+	return ""; /* the node then says cons_strerror() of the code */
 }
 
 /* -------------------------------------------------------------- lifecycle */

@@ -12,6 +12,8 @@ import tempfile
 import time
 import uuid
 
+from . import names
+
 
 def load_proto():
     """Imports client_pb2, generating it with protoc if it is not on the path.
@@ -458,7 +460,15 @@ class Client:
             setattr(s, names.get(k, k), v)
         return s
 
+    @staticmethod
+    def _new_name(what, name):
+        why = names.name_problem(name)
+        if why:
+            raise Error(pb.ERROR_CODE_INVALID_ARGUMENT, "%s %s: invalid "
+                        "name: %s" % (what, names.quote(name), why))
+
     def create_queue(self, name, **settings):
+        self._new_name("queue", name)
         self.call(create_queue=pb.CreateQueue(
             name=name, settings=self._settings(**settings)))
 
@@ -473,6 +483,7 @@ class Client:
         return self.call(purge_queue=pb.PurgeQueue(name=name)).purged
 
     def create_topic(self, name, dedup_window_ms=None):
+        self._new_name("topic", name)
         t = pb.CreateTopic(name=name)
         if dedup_window_ms is not None:
             t.dedup_window_ms = dedup_window_ms
@@ -482,6 +493,7 @@ class Client:
         self.call(delete_topic=pb.DeleteTopic(name=name))
 
     def subscribe(self, topic, subscription, **settings):
+        self._new_name("subscription", subscription)
         return self.call(subscribe=pb.Subscribe(
             topic=topic, subscription=subscription,
             settings=self._settings(**settings))).queue
@@ -500,7 +512,9 @@ class Client:
         return list(self.call(topic_list=pb.TopicList()).topics)
 
     def cluster_status(self):
-        """This node's view of the cluster (any node answers)."""
+        """This node's view of the cluster (any node answers). A node's
+        reachable_unknown is set when the answering node cannot tell (a
+        follower does not see the other followers)."""
         return self.call(cluster_status=pb.ClusterStatus(), retry="redirect")
 
     def cluster_add(self, node_id, raft_address, client_address, role=0):

@@ -61,8 +61,7 @@ void tn_publish_confirmed(struct fake_client *c, const char *queue,
 	}
 }
 
-/* Sends env with body `body` (case) set to msg. */
-static uint64_t send_body(struct fake_client *c, int body, void *msg)
+uint64_t tn_send(struct fake_client *c, int body, void *msg)
 {
 	Envelope env;
 	PB(envelope__init)(&env);
@@ -76,7 +75,7 @@ uint64_t tn_create_queue(struct fake_client *c, const char *name)
 	Raftmq__Client__V1__CreateQueue m;
 	PB(create_queue__init)(&m);
 	m.name = (char *)(uintptr_t)name;
-	return send_body(c, BODY(CREATE_QUEUE), &m);
+	return tn_send(c, BODY(CREATE_QUEUE), &m);
 }
 
 uint64_t tn_publish(struct fake_client *c, const char *queue, const void *body,
@@ -88,7 +87,7 @@ uint64_t tn_publish(struct fake_client *c, const char *queue, const void *body,
 	m.queue = (char *)(uintptr_t)queue;
 	m.body.data = (uint8_t *)(uintptr_t)body;
 	m.body.len = len;
-	return send_body(c, BODY(PUBLISH), &m);
+	return tn_send(c, BODY(PUBLISH), &m);
 }
 
 uint64_t tn_publish_batch(struct fake_client *c, const char *queue, size_t n,
@@ -115,7 +114,7 @@ uint64_t tn_publish_batch(struct fake_client *c, const char *queue, size_t n,
 	PB(publish_batch__init)(&m);
 	m.n_items = n;
 	m.items = ptrs;
-	corr = send_body(c, BODY(PUBLISH_BATCH), &m);
+	corr = tn_send(c, BODY(PUBLISH_BATCH), &m);
 	free(body);
 	free(items);
 	free(ptrs);
@@ -128,7 +127,7 @@ uint64_t tn_consume(struct fake_client *c, const char *queue, uint32_t prefetch)
 	PB(consume__init)(&m);
 	m.queue = (char *)(uintptr_t)queue;
 	m.prefetch = prefetch;
-	return send_body(c, BODY(CONSUME), &m);
+	return tn_send(c, BODY(CONSUME), &m);
 }
 
 uint64_t tn_fetch(struct fake_client *c, const char *queue, uint32_t max,
@@ -140,7 +139,7 @@ uint64_t tn_fetch(struct fake_client *c, const char *queue, uint32_t max,
 	m.queue = (char *)(uintptr_t)queue;
 	m.max_messages = max;
 	m.wait_ms = wait_ms;
-	return send_body(c, BODY(FETCH), &m);
+	return tn_send(c, BODY(FETCH), &m);
 }
 
 uint64_t tn_tags(struct fake_client *c, int kind, uint64_t consumer,
@@ -176,7 +175,7 @@ uint64_t tn_tags(struct fake_client *c, int kind, uint64_t consumer,
 		break;
 	}
 #undef TAGS
-	return send_body(c, kind, &m);
+	return tn_send(c, kind, &m);
 }
 
 uint64_t tn_cancel(struct fake_client *c, uint64_t consumer)
@@ -184,7 +183,7 @@ uint64_t tn_cancel(struct fake_client *c, uint64_t consumer)
 	Raftmq__Client__V1__Cancel m;
 	PB(cancel__init)(&m);
 	m.consumer_id = consumer;
-	return send_body(c, BODY(CANCEL), &m);
+	return tn_send(c, BODY(CANCEL), &m);
 }
 
 Envelope *tn_expect(struct fake_client *c, uint64_t corr, int body)

@@ -32,6 +32,8 @@ struct fake_client *tn_start_queue(struct fake_node *n,
 				   const struct node_config *cfg,
 				   const char *queue);
 
+/* Sends a request whose body (case `body`, a BODY()) is msg (borrowed). */
+uint64_t tn_send(struct fake_client *c, int body, void *msg);
 uint64_t tn_create_queue(struct fake_client *c, const char *name);
 /* Publishes `count` one-byte messages to queue, each in a loop iteration of
  * its own, and expects each confirm. */

@@ -508,6 +508,13 @@ Test(perm, a_dead_letter_queue_needs_publish_on_it)
 			   a->error->message);
 	cr_assert_not_null(strstr(a->error->message, "a-dlq"), "%s",
 			   a->error->message);
+	{
+		/* A dead-letter queue must exist (node_write.c). */
+		struct fake_client *root = login(0);
+		uint64_t corr = tn_create_queue(root, "a-dlq");
+		fake_node_settle(&node);
+		tn_expect(root, corr, BODY(CREATE_QUEUE_RESULT));
+	}
 	a = create_with_dead_letter(0); /* root */
 	cr_assert_eq(a->body_case, BODY(CREATE_QUEUE_RESULT));
 	tn_stop(&node);
