@@ -3,12 +3,12 @@
  * an orderly close.
  *
  * Settings that matter (see docs/libraft.md): one buffer per raft_apply (more
- * are silently dropped by 0.22.1), max inflight entries raised from 32, a
- * snapshot threshold of 65536 entries or more (a follower crash in 0.22.1
- * when an InstallSnapshot arrives while it writes its own snapshot is much
- * rarer then), pre-vote on so a returning node cannot depose a healthy
- * leader. libraft has no leadership-change callback: a uv_check handle
- * compares role, term and leader after every loop iteration. */
+ * are silently dropped by 0.22.1), max inflight entries raised from 32,
+ * snapshots by bytes as well as entries, no InstallSnapshot delivered while
+ * the node writes its own snapshot (0.22.1 crashes then: cons_snapguard.c),
+ * pre-vote on so a returning node cannot depose a healthy leader. libraft has
+ * no leadership-change callback: a uv_check handle compares role, term and
+ * leader after every loop iteration. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -213,6 +213,11 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	 * data"). A torn tail of an open segment (a crash mid-write) is still
 	 * truncated by the loader, with or without this flag. */
 	raft_uv_set_auto_recovery(&c->io, false);
+	/* Before raft_init/raft_start: no InstallSnapshot reaches raft while
+	 * it writes a snapshot of its own (libraft 0.22.1 crashes then;
+	 * cons_snapguard.c). */
+	cons__snapguard_init(&c->guard, &c->io);
+	c->fsm.guard = &c->guard;
 	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "raft_init(): %s",
@@ -277,6 +282,7 @@ err_after_raft:
 	 * loop; the caller exits the process on this path, so leak it. */
 	return rv;
 err_after_io:
+	cons__snapguard_close(&c->guard);
 	raft_uv_close(&c->io);
 err_after_transport:
 	raft_uv_tcp_close(&c->transport);
@@ -544,12 +550,6 @@ static void check_cb(uv_check_t *h)
 	if (leader != c->last_leader && leader != 0) {
 		c->leader_changes++;
 	}
-	if (leader != c->last_leader) {
-		/* A follower that (re)joins a leader may be sent an
-		 * InstallSnapshot: cons_fsm.c keeps it from snapshotting
-		 * for a while. */
-		c->leader_changed_ms = uv_now(c->loop);
-	}
 	if (state == RAFT_LEADER && c->last_state != RAFT_LEADER) {
 		c->epoch = term;
 		announce_members(c);
@@ -582,6 +582,7 @@ static void close_after_raft(struct raft *r)
 	struct cons *c = r->data;
 	void (*cb)(void *) = c->close_cb;
 	void *data = c->close_data;
+	cons__snapguard_close(&c->guard);
 	raft_uv_close(&c->io);
 	raft_uv_tcp_close(&c->transport);
 	cons__fsm_close(&c->fsm);
