@@ -119,6 +119,29 @@ void cons__snapguard_init(struct cons_snapguard *g, struct raft_io *io);
 void cons__snapguard_arm(struct cons_snapguard *g);
 void cons__snapguard_close(struct cons_snapguard *g);
 
+/* ------------------------------------------------------------- transport
+ * cons_transport.c: Raft streams tuned (TCP_NODELAY, keepalive,
+ * TCP_USER_TIMEOUT) and connects with a deadline. */
+struct cons_tcp_times {
+	unsigned user_ms;     /* TCP_USER_TIMEOUT */
+	unsigned connect_ms;  /* deadline of one connection attempt */
+	unsigned retry_ms;    /* raft_uv's delay after a failed attempt */
+	unsigned keepidle_s;  /* TCP_KEEPIDLE */
+	unsigned keepintvl_s; /* TCP_KEEPINTVL */
+	unsigned keepcnt;     /* TCP_KEEPCNT */
+};
+/* The times for an election timeout and heartbeat (the formula is in
+ * cons_transport.c and docs/libraft.md). */
+void cons__tcp_times(unsigned election_ms, unsigned heartbeat_ms,
+		     struct cons_tcp_times *out);
+/* Sets the options on tcp (borrowed), which must have a socket. Returns 0
+ * or a UV_E* code. */
+int cons__tcp_tune(struct uv_tcp_s *tcp, const struct cons_tcp_times *t);
+/* Replaces c->transport's listen, connect and close (after
+ * raft_uv_tcp_init, before raft_uv_init). */
+void cons__transport_wrap(struct cons *c);
+struct cons_connect;
+
 /* A proposal in flight on this node. */
 struct cons_pending {
 	struct raft_apply req;
@@ -151,6 +174,15 @@ struct cons {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
+	/* cons_transport.c: the wrapped transport's own methods, attempts in
+	 * flight (owned), and its close. */
+	struct cons_tcp_times tcp_times;
+	int (*orig_listen)(struct raft_uv_transport *, raft_uv_accept_cb);
+	void (*orig_close)(struct raft_uv_transport *,
+			   raft_uv_transport_close_cb);
+	struct cons_connect *connects;
+	bool transport_closing, orig_closed;
+	raft_uv_transport_close_cb transport_close_cb; /* raft_uv's */
 	struct cons_snapguard guard; /* wraps io (libraft crash) */
 	struct cons_fsm fsm;
 	uint64_t id;

@@ -42,6 +42,7 @@
  * tests). raft_io callbacks carry only the io pointer, and io->data belongs
  * to raft, so guards are found by io pointer in a short list (one per node
  * in the process). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,14 @@ static void hold(struct cons_snapguard *g, struct raft_message *m)
 		g->dropped++;
 		return;
 	}
+	/* Rare (a lagging follower that also snapshots) and worth a line:
+	 * without the guard the node would have crashed here. */
+	fprintf(stderr,
+		"raftmqd: holding an InstallSnapshot (index %llu) from node "
+		"%llu until this node's own snapshot is written "
+		"(docs/libraft.md, \"The follower crash\")\n",
+		(unsigned long long)m->install_snapshot.last_index,
+		(unsigned long long)m->server_id);
 	memcpy(addr, m->server_address, len);
 	h->message = *m;
 	h->message.server_address = addr; /* the sender's may be gone */
