@@ -64,7 +64,8 @@ static void fetch_answer(struct node_fetch *f)
 	f->answered = true;
 	if (f->n_got < f->max && f->consumer != 0 && s->srv->leader) {
 		/* Withdraw the credit left (what is still delivered before
-		 * the withdrawal applies is released unseen: node_deliver.c). */
+		 * the withdrawal applies is released unseen: node_deliver.c).
+		 */
 		struct q_cmd *cmd;
 		if (node_batch_add(s->srv, NULL, 0, 0, NULL, 1, &cmd) != NULL) {
 			cmd->type = Q_CMD_CREDIT;
