@@ -40,7 +40,7 @@ def find_binary():
 
 
 class Lock:
-    def __init__(self, log, wait=1800):
+    def __init__(self, log, wait=4 * 3600):
         self.log = log
         self.wait = wait
 
