@@ -206,12 +206,21 @@ class CrashAll:
         return {"killed": [x.name for x in nodes]}
 
     def stop(self, ctx):
+        """Restarts every node and returns once a quorum of them answers
+        /healthz/live: a majority is alive from then on (availability.py).
+        How long the processes took to start is recorded, not counted in
+        the availability figure, which is about elections and failover."""
         names = []
+        t0 = time.monotonic()
         for x in ctx.members():
             if not x.alive():
                 ctx.cluster.restart(x)
                 names.append(x.name)
-        return {"restarted": names}
+        members = ctx.members()
+        live = ctx.cluster.wait_live(members, len(members) // 2 + 1, 60.0)
+        return {"restarted": names,
+                "quorum_live_after_s": round(time.monotonic() - t0, 2)
+                if live else None}
 
 
 class Pause:
