@@ -97,6 +97,15 @@ struct cons_config {
  */
 void cons_hurry_election(struct cons *c, uint64_t leader_id);
 
+/* Gives a TCP handle (borrowed; it must have a socket: uv_tcp_init_ex() or
+ * connected) the options of this node's Raft connections: TCP_NODELAY,
+ * keepalive and TCP_USER_TIMEOUT sized from the election timeout, so that a
+ * connection whose data or keepalive probes go unacknowledged for about an
+ * election timeout fails with UV_ETIMEDOUT (docs/libraft.md, "Stuck
+ * connections"). Returns 0 or a UV_E* code. */
+struct uv_tcp_s;
+int cons_tcp_tune(const struct cons *c, struct uv_tcp_s *tcp);
+
 /* The fewest entries kept after a snapshot, whatever their size: a
  * follower up to this far behind catches up without a snapshot install
  * (installs are costly, and 0.22.1 can crash on one: docs/libraft.md). */

@@ -142,30 +142,6 @@ static void snapshot_retune(struct cons_fsm *f)
 	f->log_entries = 0;
 }
 
-/* A follower that has just started, installed a snapshot, or (re)joined a
- * leader (after a partition, a pause, an election) does not take its own
- * snapshot for a while. That is when the leader may send it an
- * InstallSnapshot (it lagged meanwhile), and 0.22.1 crashes when one arrives
- * while the follower writes its own snapshot (a NULL dereference in the
- * library; docs/libraft.md; jepsen/ saw it after partitions and pauses, not
- * only restarts). The log grows a little meanwhile. */
-#define SNAPSHOT_QUIET_MS 10000
-
-static bool snapshot_quiet(const struct cons_fsm *f)
-{
-	struct cons *c = f->owner;
-	uint64_t now = uv_now(c->loop);
-	uint64_t since = c->started_ms;
-	if (f->restored_ms > since) {
-		since = f->restored_ms;
-	}
-	if (c->leader_changed_ms > since) {
-		since = c->leader_changed_ms;
-	}
-	return raft_state(&c->raft) != RAFT_LEADER &&
-	       now - since < SNAPSHOT_QUIET_MS;
-}
-
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 			unsigned *n_bufs)
 {
@@ -174,10 +150,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	int rv;
 	if (b == NULL) {
 		return RAFT_NOMEM;
-	}
-	if (f->owner != NULL && snapshot_quiet(f)) {
-		raft_free(b);
-		return RAFT_BUSY; /* libraft tries again after later applies */
 	}
 	if (f->owner != NULL) {
 		snapshot_retune(f);
@@ -189,6 +161,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	}
 	*bufs = b;
 	*n_bufs = 1;
+	if (f->guard != NULL) {
+		/* raft writes this snapshot next: hold InstallSnapshot
+		 * messages until it is written (cons_snapguard.c) */
+		cons__snapguard_arm(f->guard);
+	}
 	return 0;
 }
 
@@ -218,9 +195,6 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	raft_free(buf->base);
 	f->log_bytes = 0; /* the log starts again after the snapshot */
 	f->log_entries = 0;
-	if (f->owner != NULL) {
-		f->restored_ms = uv_now(f->owner->loop);
-	}
 	return 0;
 }
 

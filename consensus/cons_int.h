@@ -81,8 +81,66 @@ struct cons_fsm {
 	uint64_t snapshot_min_bytes;  /* take one after at least this much */
 	uint64_t trailing_bytes;      /* keep about this much after one */
 	unsigned threshold, trailing; /* configured, in entries */
-	uint64_t restored_ms;	      /* uv_now of the last snapshot install */
+	struct cons_snapguard *guard; /* borrowed; NULL: none (tests) */
 };
+
+/* -------------------------------------------------------------- snapguard
+ * cons_snapguard.c: holds InstallSnapshot messages back while this node
+ * writes a snapshot of its own, which avoids libraft 0.22.1's follower crash
+ * (the file's comment and docs/libraft.md say why this is enough). */
+struct cons_held {
+	struct raft_message message; /* payload and conf owned; address too */
+	struct cons_held *next;
+};
+
+struct cons_snapguard {
+	struct raft_io *io; /* borrowed: the wrapped io */
+	int (*start)(struct raft_io *, unsigned, raft_io_tick_cb,
+		     raft_io_recv_cb); /* the io's own */
+	int (*snapshot_put)(struct raft_io *, unsigned,
+			    struct raft_io_snapshot_put *,
+			    const struct raft_snapshot *,
+			    raft_io_snapshot_put_cb); /* the io's own */
+	raft_io_recv_cb recv; /* raft's receive callback */
+	bool armed;	      /* fsm->snapshot succeeded, put not yet called */
+	bool taking;	      /* our own snapshot is being written */
+	struct raft_io_snapshot_put *take_req;	  /* borrowed from raft */
+	raft_io_snapshot_put_cb take_cb;	  /* raft's (takeSnapshotCb) */
+	struct cons_held *held_head, **held_tail; /* owned, arrival order */
+	uint64_t held, dropped; /* messages held so far; dropped (no memory) */
+	struct cons_snapguard *next; /* list of guards in the process */
+};
+
+/* Wraps io->start and io->snapshot_put; call before raft_start(). `g` and
+ * `io` are retained until cons__snapguard_close(), which must come after
+ * raft_close() has completed (it frees messages still held). */
+void cons__snapguard_init(struct cons_snapguard *g, struct raft_io *io);
+/* From fsm->snapshot when it returns 0: the next snapshot_put is ours. */
+void cons__snapguard_arm(struct cons_snapguard *g);
+void cons__snapguard_close(struct cons_snapguard *g);
+
+/* ------------------------------------------------------------- transport
+ * cons_transport.c: Raft streams tuned (TCP_NODELAY, keepalive,
+ * TCP_USER_TIMEOUT) and connects with a deadline. */
+struct cons_tcp_times {
+	unsigned user_ms;     /* TCP_USER_TIMEOUT */
+	unsigned connect_ms;  /* deadline of one connection attempt */
+	unsigned retry_ms;    /* raft_uv's delay after a failed attempt */
+	unsigned keepidle_s;  /* TCP_KEEPIDLE */
+	unsigned keepintvl_s; /* TCP_KEEPINTVL */
+	unsigned keepcnt;     /* TCP_KEEPCNT */
+};
+/* The times for an election timeout and heartbeat (the formula is in
+ * cons_transport.c and docs/libraft.md). */
+void cons__tcp_times(unsigned election_ms, unsigned heartbeat_ms,
+		     struct cons_tcp_times *out);
+/* Sets the options on tcp (borrowed), which must have a socket. Returns 0
+ * or a UV_E* code. */
+int cons__tcp_tune(struct uv_tcp_s *tcp, const struct cons_tcp_times *t);
+/* Replaces c->transport's listen, connect and close (after
+ * raft_uv_tcp_init, before raft_uv_init). */
+void cons__transport_wrap(struct cons *c);
+struct cons_connect;
 
 /* A proposal in flight on this node. */
 struct cons_pending {
@@ -116,6 +174,16 @@ struct cons {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
+	/* cons_transport.c: the wrapped transport's own methods, attempts in
+	 * flight (owned), and its close. */
+	struct cons_tcp_times tcp_times;
+	int (*orig_listen)(struct raft_uv_transport *, raft_uv_accept_cb);
+	void (*orig_close)(struct raft_uv_transport *,
+			   raft_uv_transport_close_cb);
+	struct cons_connect *connects;
+	bool transport_closing, orig_closed;
+	raft_uv_transport_close_cb transport_close_cb; /* raft_uv's */
+	struct cons_snapguard guard; /* wraps io (libraft crash) */
 	struct cons_fsm fsm;
 	uint64_t id;
 	char raft_address[64];
@@ -143,7 +211,6 @@ struct cons {
 	uint64_t started_ms;  /* uv_now at cons_start */
 	uint64_t hurry_rng;   /* jitter of hurried elections */
 	uint64_t hurry_until; /* uv_now: keep elections short until then */
-	uint64_t leader_changed_ms; /* uv_now when the known leader changed */
 	int closing;
 	void (*close_cb)(void *data);
 	void *close_data;

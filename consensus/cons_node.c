@@ -3,12 +3,12 @@
  * an orderly close.
  *
  * Settings that matter (see docs/libraft.md): one buffer per raft_apply (more
- * are silently dropped by 0.22.1), max inflight entries raised from 32, a
- * snapshot threshold of 65536 entries or more (a follower crash in 0.22.1
- * when an InstallSnapshot arrives while it writes its own snapshot is much
- * rarer then), pre-vote on so a returning node cannot depose a healthy
- * leader. libraft has no leadership-change callback: a uv_check handle
- * compares role, term and leader after every loop iteration. */
+ * are silently dropped by 0.22.1), max inflight entries raised from 32,
+ * snapshots by bytes as well as entries, no InstallSnapshot delivered while
+ * the node writes its own snapshot (0.22.1 crashes then: cons_snapguard.c),
+ * pre-vote on so a returning node cannot depose a healthy leader. libraft has
+ * no leadership-change callback: a uv_check handle compares role, term and
+ * leader after every loop iteration. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -67,63 +67,6 @@ static int make_dirs(const char *path, char *errmsg, size_t errlen)
 }
 
 static void check_cb(uv_check_t *h);
-
-/* ------------------------------------------------------- TCP_NODELAY
- *
- * raft_uv_tcp never sets TCP_NODELAY, so Nagle's algorithm holds back a
- * small AppendEntries (or its result) until the previous segment is acked,
- * and with delayed acks that is ~40 ms per round trip when entries are
- * small: bench/raft_ref.c measured p50 44 ms and 3-7k msgs/s without it,
- * 140-180k with it. We wrap the transport's listen and connect so that
- * every stream it hands to raft_uv gets TCP_NODELAY first. */
-
-/* raft_uv passes the same callbacks on every call (its own static
- * functions), so one copy per process is enough. */
-static raft_uv_accept_cb orig_accept_cb;
-static raft_uv_connect_cb orig_connect_cb;
-static int (*orig_listen)(struct raft_uv_transport *, raft_uv_accept_cb);
-static int (*orig_connect)(struct raft_uv_transport *, struct raft_uv_connect *,
-			   raft_id, const char *, raft_uv_connect_cb);
-
-static void nodelay_accept_cb(struct raft_uv_transport *t, raft_id id,
-			      const char *address, struct uv_stream_s *stream)
-{
-	if (stream != NULL) {
-		(void)uv_tcp_nodelay((uv_tcp_t *)stream, 1);
-	}
-	orig_accept_cb(t, id, address, stream);
-}
-
-static int nodelay_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
-{
-	orig_accept_cb = cb;
-	return orig_listen(t, nodelay_accept_cb);
-}
-
-static void nodelay_connect_cb(struct raft_uv_connect *req,
-			       struct uv_stream_s *stream, int status)
-{
-	if (status == 0 && stream != NULL) {
-		(void)uv_tcp_nodelay((uv_tcp_t *)stream, 1);
-	}
-	orig_connect_cb(req, stream, status);
-}
-
-static int nodelay_connect(struct raft_uv_transport *t,
-			   struct raft_uv_connect *req, raft_id id,
-			   const char *address, raft_uv_connect_cb cb)
-{
-	orig_connect_cb = cb;
-	return orig_connect(t, req, id, address, nodelay_connect_cb);
-}
-
-static void nodelay_wrap(struct cons *c)
-{
-	orig_listen = c->transport.listen;
-	orig_connect = c->transport.connect;
-	c->transport.listen = nodelay_listen;
-	c->transport.connect = nodelay_connect;
-}
 
 int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	     const struct q_sink *sink, struct cons **out, char *errmsg,
@@ -195,7 +138,13 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 		rv = CONS_EIO;
 		goto err_after_fsm;
 	}
-	nodelay_wrap(c);
+	/* Tuned streams, bounded connects (cons_transport.c). */
+	cons__tcp_times(cfg->election_timeout_ms ? cfg->election_timeout_ms
+						 : DEFAULT_ELECTION_MS,
+			cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms
+						  : DEFAULT_HEARTBEAT_MS,
+			&c->tcp_times);
+	cons__transport_wrap(c);
 	c->io.version = 2;
 	c->io.data = c;
 	rv = raft_uv_init(&c->io, loop, c->data_dir, &c->transport);
@@ -213,6 +162,16 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	 * data"). A torn tail of an open segment (a crash mid-write) is still
 	 * truncated by the loader, with or without this flag. */
 	raft_uv_set_auto_recovery(&c->io, false);
+	/* After a failed connect attempt raft_uv waits this long before the
+	 * next (default 1 s). Attempts are bounded (cons_transport.c), so this
+	 * plus connect_ms bounds how long after a partition heals a peer is
+	 * reachable again. */
+	raft_uv_set_connect_retry_delay(&c->io, c->tcp_times.retry_ms);
+	/* Before raft_init/raft_start: no InstallSnapshot reaches raft while
+	 * it writes a snapshot of its own (libraft 0.22.1 crashes then;
+	 * cons_snapguard.c). */
+	cons__snapguard_init(&c->guard, &c->io);
+	c->fsm.guard = &c->guard;
 	rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->id, c->raft_address);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "raft_init(): %s",
@@ -277,6 +236,7 @@ err_after_raft:
 	 * loop; the caller exits the process on this path, so leak it. */
 	return rv;
 err_after_io:
+	cons__snapguard_close(&c->guard);
 	raft_uv_close(&c->io);
 err_after_transport:
 	raft_uv_tcp_close(&c->transport);
@@ -544,12 +504,6 @@ static void check_cb(uv_check_t *h)
 	if (leader != c->last_leader && leader != 0) {
 		c->leader_changes++;
 	}
-	if (leader != c->last_leader) {
-		/* A follower that (re)joins a leader may be sent an
-		 * InstallSnapshot: cons_fsm.c keeps it from snapshotting
-		 * for a while. */
-		c->leader_changed_ms = uv_now(c->loop);
-	}
 	if (state == RAFT_LEADER && c->last_state != RAFT_LEADER) {
 		c->epoch = term;
 		announce_members(c);
@@ -582,6 +536,7 @@ static void close_after_raft(struct raft *r)
 	struct cons *c = r->data;
 	void (*cb)(void *) = c->close_cb;
 	void *data = c->close_data;
+	cons__snapguard_close(&c->guard);
 	raft_uv_close(&c->io);
 	raft_uv_tcp_close(&c->transport);
 	cons__fsm_close(&c->fsm);

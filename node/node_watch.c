@@ -4,12 +4,21 @@
  * with a reset): the follower asks consensus/ to campaign now
  * (cons_hurry_election) instead of waiting out the election timeout, which
  * cannot tell a dead leader from a slow one and so has to be long. A leader
- * that is only slow or paused keeps the connection open, so load never makes
- * this fire; a partition that silently drops packets is still found by the
- * election timeout.
+ * that is only slow or paused keeps the connection open (its kernel still
+ * answers), so load never makes this fire.
+ *
+ * The connection has the options of the Raft connections (cons_tcp_tune:
+ * keepalive and TCP_USER_TIMEOUT from the election timeout), so it cannot
+ * outlive a path to the leader that drops packets: a partition fails it in
+ * about an election timeout, which hurries an election no sooner than the
+ * election timer would (pre-vote keeps it harmless if the others still hear
+ * the leader). Once it has fired, the watch is made again after an
+ * election timeout while the same leader leads, so that a leader still in
+ * office after a partition heals is watched again.
  *
  * The connection sends nothing (no Hello, so authentication does not
  * matter) and everything it receives is discarded. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,26 +28,45 @@
 struct node_watch {
 	struct node_server *srv;
 	uv_tcp_t tcp;
+	uv_timer_t again; /* makes the watch again after it fired */
 	uv_connect_t connect;
 	uint64_t leader_id; /* the leader this connection watches */
-	bool open;	    /* tcp initialised, not closed yet */
+	char address[64];   /* its client address */
+	int handles;	    /* initialised and not closed yet */
 	bool fired;	    /* already reported gone */
 	char buf[256];
 };
 
 static void closed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct node_watch *w = h->data;
+	if (--w->handles == 0) {
+		free(w);
+	}
 }
 
 static void watch_close(struct node_watch *w)
 {
-	if (w->open) {
-		w->open = false;
-		uv_close((uv_handle_t *)&w->tcp, closed_cb);
-	} else {
-		free(w);
+	uv_close((uv_handle_t *)&w->again, closed_cb);
+	uv_close((uv_handle_t *)&w->tcp, closed_cb);
+}
+
+/* An election timeout after the watch fired: still following the same
+ * leader (the election did not happen or that leader won again), so watch
+ * it anew. */
+static void again_cb(uv_timer_t *t)
+{
+	struct node_watch *w = t->data;
+	struct node_server *srv = w->srv;
+	uint64_t id = w->leader_id;
+	char address[sizeof w->address];
+	if (srv->watch != w || srv->stopping) {
+		return;
 	}
+	memcpy(address, w->address, sizeof address);
+	srv->watch = NULL;
+	watch_close(w);
+	node_watch_leader(srv, id, address);
 }
 
 /* The leader went away: hurry unless we moved on already. */
@@ -52,6 +80,11 @@ static void gone(struct node_watch *w, const char *why)
 	NODE_INFO("leader %llu is gone (%s): starting an election now",
 		  (unsigned long long)w->leader_id, why);
 	cons_hurry_election(srv->cons, w->leader_id);
+	(void)uv_timer_start(&w->again, again_cb,
+			     srv->cfg.election_timeout_ms > 0
+				     ? srv->cfg.election_timeout_ms
+				     : 1000,
+			     0);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf)
@@ -111,13 +144,18 @@ void node_watch_leader(struct node_server *srv, uint64_t leader_id,
 	}
 	w->srv = srv;
 	w->leader_id = leader_id;
+	snprintf(w->address, sizeof w->address, "%s", client_address);
 	w->tcp.data = w;
+	w->again.data = w;
 	w->connect.data = w;
-	if (uv_tcp_init(srv->loop, &w->tcp) != 0) {
+	/* _ex: the socket exists now and is tuned before the SYN */
+	if (uv_tcp_init_ex(srv->loop, &w->tcp, AF_INET) != 0) {
 		free(w);
 		return;
 	}
-	w->open = true;
+	(void)cons_tcp_tune(srv->cons, &w->tcp); /* best effort */
+	(void)uv_timer_init(srv->loop, &w->again);
+	w->handles = 2;
 	srv->watch = w;
 	if (uv_tcp_connect(&w->connect, &w->tcp, (struct sockaddr *)&sa,
 			   connect_cb) != 0) {

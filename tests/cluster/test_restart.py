@@ -275,9 +275,8 @@ def test_lagging_follower_installs_snapshot(make_cluster):
         c.ack(cid, [d.tag])
     c.cancel(cid)
     # Both remaining nodes must have snapshotted past the follower, so that
-    # whichever leads when it returns has to send a snapshot. A follower
-    # takes no snapshot in its first 10 s (cons_fsm.c, snapshot_quiet), and
-    # snapshots are taken after applies: keep a trickle of publishes going.
+    # whichever leads when it returns has to send a snapshot. Snapshots are
+    # taken after applies: keep a trickle of publishes going.
     live = [nd for nd in cluster.nodes if nd.id != lag.id]
     deadline = time.monotonic() + 40
     k = 0

@@ -49,6 +49,10 @@ void th_assert_same_state(const struct q_state *a, const struct q_state *b,
 /* Reads tests/data/consensus/NAME into a malloc()ed buffer. */
 void th_read_data(const char *name, void **buf, size_t *len);
 
+/* A raft tracer that prints nothing (the fixture traces to stderr
+ * otherwise). */
+extern struct raft_tracer th_quiet_tracer;
+
 /* TEST_SEED from the environment, or dflt. */
 uint64_t th_seed(uint64_t dflt);
 /* splitmix64 */

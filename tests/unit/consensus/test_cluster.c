@@ -31,17 +31,6 @@ static struct raft_fixture fx;
 static struct cons_fsm fsms[N];
 static uint64_t stamp = T0; /* the "leader clock", always increasing */
 
-static void noop_emit(struct raft_tracer *t, int type, const void *info)
-{
-	(void)t;
-	(void)type;
-	(void)info;
-}
-
-static struct raft_tracer quiet = {.impl = NULL,
-				   .version = 2,
-				   .emit = noop_emit};
-
 static void setup(void)
 {
 	struct raft_configuration conf;
@@ -50,7 +39,7 @@ static void setup(void)
 	for (i = 0; i < N; i++) {
 		th_fsm_init(&fsms[i]);
 		cr_assert_eq(raft_fixture_grow(&fx, &fsms[i].fsm), 0);
-		raft_fixture_get(&fx, i)->tracer = &quiet;
+		raft_fixture_get(&fx, i)->tracer = &th_quiet_tracer;
 		/* As cons_node.c does. */
 		raft_set_pre_vote(raft_fixture_get(&fx, i), true);
 	}
