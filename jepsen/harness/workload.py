@@ -25,7 +25,8 @@ leader about as soon as the followers do and the availability bound
 (availability.py) measures the cluster rather than the client. For the same
 reason a producer does not follow a redirect to a node that has just failed
 it (followers keep naming a paused leader until their own election timeout
-fires) for two attempt timeouts, and retries at least every quarter of one.
+fires) for two attempt timeouts, tries such a node last when it looks for
+another one, and retries at least every quarter of an attempt timeout.
 
 At the end `drain` empties every queue with one client (op "drain").
 """
@@ -120,16 +121,25 @@ class Workload:
         workers = self.n_producers + self.n_consumers
         self.stop_event.wait(rng.uniform(0, 2.0 * workers / self.rate))
 
-    def failover(self, c):
+    def failover(self, c, failed=None):
         """Drops the connection and rotates the client's address list so
-        the next connect starts with the node after this one. The client
-        itself retries UNAVAILABLE on the same connection and always
-        reconnects from the first address, so a client on a minority node
-        (or one that keeps answering the hello but has no leader) would
-        stay there for the whole timeout."""
-        if c.address in c.addresses:
-            i = c.addresses.index(c.address)
-            c.addresses = c.addresses[i + 1:] + c.addresses[:i + 1]
+        the next connect starts with the node after this one, and tries
+        the nodes in `failed` ({address: until when}) that have failed us
+        lately last. The client itself retries UNAVAILABLE on the same
+        connection, so a client on a minority node (or one that keeps
+        answering the hello but has no leader) would stay there for the
+        whole timeout; and a paused node costs a whole attempt timeout
+        each time it is tried."""
+        order = list(c.addresses)
+        if c.address in order:
+            i = order.index(c.address)
+            order = order[i + 1:] + order[:i + 1]
+        if failed:
+            now = time.monotonic()
+            bad = [a for a in order if failed.get(a, 0) > now]
+            order = [a for a in order if a not in bad] + bad
+        c.addresses = order
+        c._next = 0  # the client's rotation index, into the new order
         c.close()
 
     def connect(self, c, deadline):
@@ -180,13 +190,13 @@ class Workload:
                 # Sent (or half sent) and no answer: may be applied.
                 maybe_sent, last = True, "connection: %s" % e
                 suspect(c.address)
-                self.failover(c)
+                self.failover(c, failed)
                 continue
             except Error as e:
                 last = pb.ErrorCode.Name(e.code)
                 if e.code in AMBIGUOUS:
                     maybe_sent = True
-                    self.failover(c)
+                    self.failover(c, failed)
                 elif e.code == pb.ERROR_CODE_NOT_LEADER and e.leader and \
                         failed.get(e.leader, 0) <= time.monotonic():
                     try:
@@ -202,7 +212,7 @@ class Workload:
                     # No leader known here (or only one that has just
                     # failed us): maybe this node is the one cut off; ask
                     # another.
-                    self.failover(c)
+                    self.failover(c, failed)
                 else:
                     # A refusal (queue full, memory alarm...): not applied.
                     break
