@@ -299,6 +299,16 @@ class Cluster:
             time.sleep(0.25)
         return None
 
+    def wait_live(self, nodes, count, timeout):
+        """Waits until `count` of `nodes` answer /healthz/live (their event
+        loop runs: started and loaded); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(1 for x in nodes if x.live(timeout=0.5)) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
     def check_crashes(self):
         return [x for x in self.nodes if x.check_exit()]
 

@@ -26,6 +26,7 @@ class History:
         self.lock = threading.Lock()
         self.ops = []
         self.t0 = time.monotonic_ns()
+        self.t0_wall = time.time()  # to find history times in node logs
         self.file = open(path, "w")
 
     def now(self):

@@ -10,6 +10,19 @@ brings everything back (used at the end and after a harness error).
 Partitions drop packets (iptables in the receiver's namespace, net.py), so
 TCP connections between cut nodes hang rather than reset: what a real
 network failure looks like.
+
+Fault durations: by default a fault lasts about `interval` seconds
+(jittered). With long faults, the partitions and the pause hold 20 to 30 s
+(LONG_HOLD): TCP's retransmission backoff after that long grows to 10-16 s,
+which is what left a healed link dead in issue 13 while short faults did
+not show it. `heal-kill-leader` is that scenario on purpose: a partition
+held 20 s (20-30 s with long faults), healed, and 2 s later the leader is
+killed, so the election after the kill runs over the links the partition
+left in backoff.
+
+Every nemesis completion (and the crash monitor's records) carries "state",
+the nemesis's view of the cluster after the action (Context.state()), from
+which availability.py finds the times when a majority could work.
 """
 import random
 import signal
@@ -35,6 +48,18 @@ class Context:
         # Not the seeded rng: how often admin calls retry depends on timing,
         # and must not shift the seeded choice of faults.
         self.admin_rng = random.Random()
+        self.cut = set()  # (receiver slot, sender slot) pairs dropped now
+
+    def state(self):
+        """What the nemesis left: cut links, dead, paused and removed
+        slots (see availability.py). Call with self.lock held."""
+        nodes = self.cluster.nodes
+        return {"n": len(nodes),
+                "cut": sorted([r, s] for r, s in self.cut),
+                "down": [x.slot for x in nodes
+                         if not x.removed and not x.alive()],
+                "paused": [x.slot for x in nodes if x.paused and x.alive()],
+                "removed": [x.slot for x in nodes if x.removed]}
 
     def members(self):
         return [x for x in self.cluster.nodes if not x.removed]
@@ -50,12 +75,19 @@ class Context:
 
 # ---------------------------------------------------------------- partitions
 
+def heal_net(ctx):
+    """Removes every partition rule."""
+    net.heal(len(ctx.cluster.nodes))
+    ctx.cut.clear()
+
+
 def apply_grudge(ctx, grudge):
     """grudge: {receiver slot: [sender slots it must not hear]}."""
-    net.heal(len(ctx.cluster.nodes))
+    heal_net(ctx)
     for receiver, senders in grudge.items():
         for s in senders:
             net.drop(receiver, s)
+            ctx.cut.add((receiver, s))
 
 
 def _halves(ctx):
@@ -67,6 +99,7 @@ def _halves(ctx):
 
 class PartitionHalves:
     name = "partition-halves"
+    long = True  # held LONG_HOLD s with long faults
 
     def start(self, ctx):
         a, b = _halves(ctx)
@@ -76,7 +109,7 @@ class PartitionHalves:
         return {"minority": a, "majority": b}
 
     def stop(self, ctx):
-        net.heal(len(ctx.cluster.nodes))
+        heal_net(ctx)
         return {"healed": True}
 
 
@@ -84,6 +117,7 @@ class PartitionOneWay:
     """Random halves, cut in one direction only: the majority stops hearing
     the minority, while the minority still hears the majority."""
     name = "partition-oneway"
+    long = True
 
     def start(self, ctx):
         a, b = _halves(ctx)
@@ -95,6 +129,7 @@ class PartitionOneWay:
 
 class PartitionLeader:
     name = "partition-leader"
+    long = True
 
     def start(self, ctx):
         lead = ctx.cluster.leader()
@@ -113,6 +148,7 @@ class PartitionRing:
     random ring each hear only their two neighbours, so every node sees a
     majority (with 5 nodes: itself + 2) but no two see the same one."""
     name = "partition-ring"
+    long = True
 
     def start(self, ctx):
         slots = [x.slot for x in ctx.cluster.nodes]
@@ -170,17 +206,27 @@ class CrashAll:
         return {"killed": [x.name for x in nodes]}
 
     def stop(self, ctx):
+        """Restarts every node and returns once a quorum of them answers
+        /healthz/live: a majority is alive from then on (availability.py).
+        How long the processes took to start is recorded, not counted in
+        the availability figure, which is about elections and failover."""
         names = []
+        t0 = time.monotonic()
         for x in ctx.members():
             if not x.alive():
                 ctx.cluster.restart(x)
                 names.append(x.name)
-        return {"restarted": names}
+        members = ctx.members()
+        live = ctx.cluster.wait_live(members, len(members) // 2 + 1, 60.0)
+        return {"restarted": names,
+                "quorum_live_after_s": round(time.monotonic() - t0, 2)
+                if live else None}
 
 
 class Pause:
     """SIGSTOP a node (random or the leader; alternating), SIGCONT at stop."""
     name = "pause"
+    long = True
 
     def __init__(self):
         self.victim = None
@@ -200,6 +246,29 @@ class Pause:
         if node:
             node.resume()
         return {"resumed": node.name if node else None}
+
+
+class HealKillLeader:
+    """The stall of issue 13 as one fault: random halves cut both ways for
+    `hold` s (20 s; 20-30 s with long faults), heal, wait HEAL_GAP s, kill
+    -9 the leader, restart it KILL_HOLD s later. The links the partition
+    cut are then still in TCP's retransmission backoff, and the election
+    after the kill needs them. Its phases go into the history as the
+    partition-halves and kill-leader faults they are."""
+    name = "heal-kill-leader"
+    long = True
+    hold = 20.0
+    HEAL_GAP = 2.0
+    KILL_HOLD = 8.0
+
+    def __init__(self):
+        self.partition = PartitionHalves()
+        self.kill = Kill(leader=True)
+
+    def phases(self, hold):
+        """[(fault, seconds held, seconds to wait after its stop)]."""
+        return [(self.partition, hold, self.HEAL_GAP),
+                (self.kill, self.KILL_HOLD, 0.0)]
 
 
 # ------------------------------------------------------------ membership
@@ -307,6 +376,10 @@ class Membership:
 # ------------------------------------------------------------ registry
 
 def make(name):
+    if name == "heal-kill-leader":
+        # Not part of mix: adding it there would change what a given seed
+        # of mix does, and those seeds are how failures are reproduced.
+        return [HealKillLeader()]
     table = {
         "partition-halves": PartitionHalves,
         "partition-oneway": PartitionOneWay,
@@ -327,50 +400,105 @@ def make(name):
 
 NAMES = ["partition-halves", "partition-oneway", "partition-leader",
          "partition-ring", "kill", "kill-leader", "pause", "crash-all",
-         "membership", "mix"]
+         "membership", "heal-kill-leader", "mix"]
+
+# Nemeses whose faults --faults long makes longer (the others are the same
+# in both modes).
+LONG_NAMES = ["partition-halves", "partition-oneway", "partition-leader",
+              "partition-ring", "pause", "heal-kill-leader", "mix"]
+LONG_HOLD = (20.0, 30.0)
+
+
+def recorded(ctx, history, f, fault, action):
+    """Runs action() under the context lock between an invocation and an
+    info completion that carries the value and the state after it."""
+    inv = history.invoke("nemesis", f, fault, fault=fault)
+    with ctx.lock:
+        try:
+            value = action()
+        except Exception as e:  # a fault that cannot be applied is data
+            value = {"error": "%s: %s" % (type(e).__name__, e)}
+        state = ctx.state()
+    history.complete(inv, "info", value=value, fault=fault, state=state)
+    return value
 
 
 class Schedule(threading.Thread):
     """Quiet for `quiet` s, fault for `interval` s (both jittered), repeat;
-    after stop(), heals the active fault."""
+    after stop(), heals the active fault.
 
-    def __init__(self, ctx, history, faults, interval=10.0, quiet=5.0):
+    long_faults: partitions and pauses hold LONG_HOLD s instead.
+    period: start a fault every `period` s (the soak's "a fault a
+    minute"), with at least 2 s of quiet after the previous one, instead
+    of the jittered quiet time.
+    end: monotonic time at which the test will stop the schedule; a fault
+    made of phases (heal-kill-leader) starts only if all of it fits, so
+    that it is never cut short into a different scenario."""
+
+    def __init__(self, ctx, history, faults, interval=10.0, quiet=5.0,
+                 long_faults=False, period=None, end=None):
         super().__init__(name="nemesis", daemon=True)
         self.ctx = ctx
         self.history = history
         self.faults = faults
         self.interval = interval
         self.quiet = quiet
+        self.long_faults = long_faults
+        self.period = period
+        self.end = end
+        self.next_at = None
         self.stopping = threading.Event()
         self.active = None
         self.injected = 0
         self.error = None
 
     def record(self, f, fault, action):
-        inv = self.history.invoke("nemesis", f, fault, fault=fault)
-        try:
-            with self.ctx.lock:
-                value = action()
-        except Exception as e:  # a fault that cannot be applied is data
-            value = {"error": "%s: %s" % (type(e).__name__, e)}
-        self.history.complete(inv, "info", value=value, fault=fault)
+        value = recorded(self.ctx, self.history, f, fault, action)
         self.ctx.log("nemesis %s %s: %s" % (f, fault, value))
         return value
+
+    def quiet_time(self):
+        if self.period is None:
+            return self.ctx.rng.uniform(0.6, 1.2) * self.quiet
+        now = time.monotonic()
+        if self.next_at is None:
+            self.next_at = now + min(self.quiet, self.period)
+        else:
+            self.next_at = max(self.next_at + self.period, now + 2.0)
+        return self.next_at - now
+
+    def hold(self, fault):
+        if self.long_faults and getattr(fault, "long", False):
+            return self.ctx.rng.uniform(*LONG_HOLD)
+        if getattr(fault, "hold", None):
+            return fault.hold
+        return self.ctx.rng.uniform(0.6, 1.2) * self.interval
 
     def run(self):
         if not self.faults:
             return
         rng = self.ctx.rng
         try:
-            while not self.stopping.wait(rng.uniform(0.6, 1.2) * self.quiet):
+            while not self.stopping.wait(self.quiet_time()):
                 fault = rng.choice(self.faults)
-                self.active = fault
-                self.record("start", fault.name,
-                            lambda: fault.start(self.ctx))
+                if hasattr(fault, "phases"):
+                    phases = fault.phases(self.hold(fault))
+                    need = sum(h + g for _, h, g in phases)
+                    if self.end and time.monotonic() + need > self.end:
+                        continue
+                else:
+                    phases = [(fault, None, 0.0)]
                 self.injected += 1
-                self.stopping.wait(rng.uniform(0.6, 1.2) * self.interval)
-                self.record("stop", fault.name, lambda: fault.stop(self.ctx))
-                self.active = None
+                for f, hold, gap in phases:
+                    self.active = f
+                    self.record("start", f.name, lambda: f.start(self.ctx))
+                    self.stopping.wait(self.hold(f) if hold is None
+                                       else hold)
+                    self.record("stop", f.name, lambda: f.stop(self.ctx))
+                    self.active = None
+                    if self.stopping.is_set() or (
+                            gap and self.stopping.wait(gap)):
+                        break
         except Exception as e:
             self.error = "%s: %s" % (type(e).__name__, e)
             self.ctx.log("nemesis failed: %s" % self.error)
@@ -384,8 +512,9 @@ def heal_all(ctx, history=None):
     """Everything back: no partition, no pause, every slot running and a
     member. Returns what it did."""
     did = {}
+    inv = history and history.invoke("nemesis", "heal", None, fault="heal")
     with ctx.lock:
-        net.heal(len(ctx.cluster.nodes))
+        heal_net(ctx)
         for x in ctx.cluster.nodes:
             if x.paused:
                 x.resume()
@@ -411,9 +540,9 @@ def heal_all(ctx, history=None):
                 m = Membership()
                 m.removed = x
                 did.setdefault("re-added", []).append(m.stop(ctx))
+        state = ctx.state()
     if history is not None:
-        inv = history.invoke("nemesis", "heal", None, fault="heal")
-        history.complete(inv, "info", value=did, fault="heal")
+        history.complete(inv, "info", value=did, fault="heal", state=state)
     return did
 
 
@@ -442,11 +571,14 @@ class CrashMonitor(threading.Thread):
                     inv = self.history.invoke("nemesis", "crash", x.name,
                                               fault="crash")
                     self.history.complete(inv, "info", value=what,
-                                          fault="crash")
+                                          fault="crash",
+                                          state=self.ctx.state())
                     self.ctx.log("CRASH: %s" % what)
                     if not x.removed:
                         time.sleep(1.0)
-                        self.ctx.cluster.restart(x)
+                        recorded(self.ctx, self.history, "restart", "crash",
+                                 lambda: self.ctx.cluster.restart(x)
+                                 or {"restarted": x.name})
 
     def stop(self):
         self.stopping.set()

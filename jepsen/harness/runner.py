@@ -2,9 +2,10 @@
 
 A test: clean up leftovers of earlier runs -> build the network -> start
 the nodes -> create the queues and topic -> workload + nemesis schedule +
-crash monitor for --time seconds -> stop the nemesis (heals its fault) and
-the workers -> heal everything and wait until every member is ready under
-one leader -> drain every queue -> check -> report -> tear down.
+crash monitor + resource sampler for --time seconds -> stop the nemesis
+(heals its fault) and the workers -> heal everything and wait until every
+member is ready under one leader -> drain every queue -> check (safety,
+availability against its bound, resources) -> report -> tear down.
 
 Only one harness runs at a time on a machine (the names, the subnet and
 the ports are fixed): a lock file serializes runs.
@@ -16,7 +17,8 @@ import random
 import shutil
 import time
 
-from . import checker, history as hist, nemesis, net, report
+from . import availability, checker, history as hist, nemesis, net, report
+from . import resources
 from .cluster import Cluster, crash_backtrace, hang_report
 from .workload import Workload
 
@@ -38,7 +40,7 @@ def find_binary():
 
 
 class Lock:
-    def __init__(self, log, wait=1800):
+    def __init__(self, log, wait=4 * 3600):
         self.log = log
         self.wait = wait
 
@@ -65,38 +67,53 @@ def run_test(opts, log):
     """Runs one test; returns its result dict (result["ok"] = passed)."""
     seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
     rng = random.Random(seed)
-    name = "%s-%s-s%d" % (opts.nemesis, time.strftime("%Y%m%dT%H%M%S"), seed)
+    name = "%s%s-%s-s%d" % (opts.nemesis, "-long" if opts.faults == "long"
+                             else "", time.strftime("%Y%m%dT%H%M%S"), seed)
     store = os.path.join(opts.store, name)
     os.makedirs(store)
-    log("== %s: %s s at %s ops/s, seed %d -> %s" % (
-        opts.nemesis, opts.time, opts.rate, seed, store))
+    log("== %s (%s faults): %s s at %s ops/s, seed %d -> %s" % (
+        opts.nemesis, opts.faults, opts.time, opts.rate, seed, store))
     net.cleanup(log)
     net.setup(opts.nodes)
-    extra = []
+    # The election timeout is set explicitly: the availability bound is
+    # computed from it.
+    extra = ["--election-timeout-ms", str(opts.election_timeout)]
     if opts.snapshot:
-        extra = ["--snapshot-threshold", str(opts.snapshot),
-                 "--snapshot-trailing", str(max(1, opts.snapshot // 4))]
+        extra += ["--snapshot-threshold", str(opts.snapshot),
+                  "--snapshot-trailing", str(max(1, opts.snapshot // 4))]
     cluster = Cluster(store, opts.binary or find_binary(), n=opts.nodes,
                       extra=extra)
     history = hist.History(os.path.join(store, "history.jsonl"))
+    result_t0 = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(
+        history.t0_wall)) + ".%03dZ" % (history.t0_wall % 1 * 1000)
     ctx = nemesis.Context(cluster, rng, log)
     result = {"nemesis": opts.nemesis, "seed": seed, "time": opts.time,
               "rate": opts.rate, "nodes": opts.nodes, "store": store,
+              "faults_mode": opts.faults, "period": opts.period,
+              "election_timeout_ms": opts.election_timeout,
+              "attempt_timeout_s": opts.attempt_timeout,
               "snapshot_threshold": opts.snapshot or "raftmqd default",
-              "problems": []}
-    monitor = sched = wl = None
+              "t0": result_t0, "problems": []}
+    monitor = sched = wl = sampler = None
     try:
         cluster.start()
         if cluster.wait_healthy(90) is None:
             raise RuntimeError("cluster did not become ready")
         wl = Workload(cluster, history, opts.rate, producers=opts.producers,
                       consumers=opts.consumers, queues=opts.queues,
-                      topic=not opts.no_topic, seed=rng.random())
+                      topic=not opts.no_topic, seed=rng.random(),
+                      attempt_timeout=opts.attempt_timeout)
         wl.setup()
         monitor = nemesis.CrashMonitor(ctx, history)
         monitor.start()
+        sampler = resources.Sampler(cluster, history,
+                                    os.path.join(store, "resources.jsonl"))
+        sampler.start()
         sched = nemesis.Schedule(ctx, history, nemesis.make(opts.nemesis),
-                                 interval=opts.interval, quiet=opts.quiet)
+                                 interval=opts.interval, quiet=opts.quiet,
+                                 long_faults=opts.faults == "long",
+                                 period=opts.period,
+                                 end=time.monotonic() + opts.time)
         wl.start()
         sched.start()
         time.sleep(opts.time)
@@ -128,6 +145,8 @@ def run_test(opts, log):
         if monitor:
             monitor.stop()
             result["crashes"] = monitor.crashes
+        if sampler:
+            sampler.stop()
         if sched and sched.is_alive():
             sched.stopping.set()
         if wl:
@@ -139,6 +158,20 @@ def run_test(opts, log):
     hist.write_edn(ops, os.path.join(store, "history.edn"))
     result["checker"] = checker.check(ops)
     result["faults"] = result.get("faults", 0)
+    av = availability.check(ops, opts.nodes, opts.election_timeout)
+    result["availability"] = av
+    if not av["ok"]:
+        result["problems"].append(
+            "unavailable %.1f s with a majority up (t=%.1f-%.1f s, after %s)"
+            ", above the bound of %.1f s" % (
+                av["longest_s"], av["from_s"], av["to_s"], av["after"],
+                av["bound_s"]))
+    samples = sampler.samples if sampler else []
+    result["resources"] = resources.stable(samples, opts.time)
+    if not result["resources"]["ok"]:
+        result["problems"].append("node memory or fds not stable: %s" % {
+            k: v for k, v in result["resources"]["nodes"].items()
+            if not v.get("ok", True)})
     for crash in result.get("crashes") or []:
         bt = crash_backtrace(cluster.binary, crash["pid"],
                              os.path.join(store, "cores"))
@@ -148,8 +181,9 @@ def run_test(opts, log):
     result["ok"] = result["checker"]["valid"] and not result["problems"]
     with open(os.path.join(store, "results.json"), "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
-    report.write(ops, result, store, "raftmq %s (seed %d)" % (
-        opts.nemesis, seed))
+    report.write(ops, result, store, "raftmq %s%s (seed %d)" % (
+        opts.nemesis, ", long faults" if opts.faults == "long" else "",
+        seed), samples)
     if result["ok"] and not opts.keep_data:
         shutil.rmtree(os.path.join(store, "data"), ignore_errors=True)
     if not result["ok"]:
@@ -184,21 +218,25 @@ def save_bug(result, store, log):
     log("evidence saved to %s" % dest)
 
 
-HEADER = ("nemesis", "ok", "ops", "acked", "faults", "lost", "unexp",
-          "dup", "recov", "failed-deq", "order", "unavail_s")
+HEADER = ("nemesis", "faults", "ok", "ops", "acked", "injected", "lost",
+          "unexp", "dup", "recov", "failed-deq", "order", "unavail_s",
+          "bound_s", "crashes")
 
 
 def summary_row(r):
     c = r["checker"]
+    av = r["availability"]
     lost = c["lost_count"]
     if r.get("drain_left"):
         # Not a verdict: the values may still sit in the queues.
         lost = "%d (not drained)" % lost
-    return (r["nemesis"], "PASS" if r["ok"] else "FAIL", c["ops"],
-            c["enqueue"]["ok"], r["faults"], lost,
+    return (r["nemesis"], r["faults_mode"], "PASS" if r["ok"] else "FAIL",
+            c["ops"], c["enqueue"]["ok"], r["faults"], lost,
             c["unexpected_count"], c["duplicated_count"],
             c["recovered_count"], c["failed_dequeued_count"],
-            c["order_violation_count"], c["longest_unavailability_s"])
+            c["order_violation_count"],
+            "%.2f%s" % (av["longest_s"], "" if av["ok"] else " (over)"),
+            av["bound_s"], len(r.get("crashes") or []))
 
 
 def summary_line(r):

@@ -18,6 +18,16 @@ would hide whether an attempt might have been applied):
   info  some attempt was sent and its answer never came, or came back
         TIMEOUT / UNKNOWN_OUTCOME, and no later retry got a confirm.
 
+The attempt timeout (how long one attempt, or one connect, may wait for an
+answer) is what a client needs to notice a paused or silent node; the
+harness sets it to the election timeout, so that a client notices a lost
+leader about as soon as the followers do and the availability bound
+(availability.py) measures the cluster rather than the client. For the same
+reason a producer does not follow a redirect to a node that has just failed
+it (followers keep naming a paused leader until their own election timeout
+fires) for two attempt timeouts, tries such a node last when it looks for
+another one, and retries at least every quarter of an attempt timeout.
+
 At the end `drain` empties every queue with one client (op "drain").
 """
 import random
@@ -42,7 +52,7 @@ QUEUE_SETTINGS = dict(max_deliveries=0, dedup_window_ms=600000,
 class Workload:
     def __init__(self, cluster, history, rate, producers=3, consumers=3,
                  queues=2, topic=True, seed=0, op_timeout=12.0,
-                 attempt_timeout=4.0):
+                 attempt_timeout=1.0):
         self.cluster = cluster
         self.history = history
         self.rate = rate
@@ -111,16 +121,25 @@ class Workload:
         workers = self.n_producers + self.n_consumers
         self.stop_event.wait(rng.uniform(0, 2.0 * workers / self.rate))
 
-    def failover(self, c):
+    def failover(self, c, failed=None):
         """Drops the connection and rotates the client's address list so
-        the next connect starts with the node after this one. The client
-        itself retries UNAVAILABLE on the same connection and always
-        reconnects from the first address, so a client on a minority node
-        (or one that keeps answering the hello but has no leader) would
-        stay there for the whole timeout."""
-        if c.address in c.addresses:
-            i = c.addresses.index(c.address)
-            c.addresses = c.addresses[i + 1:] + c.addresses[:i + 1]
+        the next connect starts with the node after this one, and tries
+        the nodes in `failed` ({address: until when}) that have failed us
+        lately last. The client itself retries UNAVAILABLE on the same
+        connection, so a client on a minority node (or one that keeps
+        answering the hello but has no leader) would stay there for the
+        whole timeout; and a paused node costs a whole attempt timeout
+        each time it is tried."""
+        order = list(c.addresses)
+        if c.address in order:
+            i = order.index(c.address)
+            order = order[i + 1:] + order[:i + 1]
+        if failed:
+            now = time.monotonic()
+            bad = [a for a in order if failed.get(a, 0) > now]
+            order = [a for a in order if a not in bad] + bad
+        c.addresses = order
+        c._next = 0  # the client's rotation index, into the new order
         c.close()
 
     def connect(self, c, deadline):
@@ -129,9 +148,13 @@ class Workload:
         if c.sock is not None:
             return True
         try:
-            c._connect_any(min(deadline, time.monotonic() + 3.0))
+            c._connect_any(min(deadline,
+                               time.monotonic() + self.attempt_timeout))
             return True
         except (ConnectionLost, Error, OSError):
+            # A connect whose Hello got no answer leaves its socket in the
+            # client: never send a request on it.
+            c.close()
             return False
 
     # ------------------------------------------------------------ enqueue
@@ -146,12 +169,17 @@ class Workload:
             p.queue = queue
         deadline = time.monotonic() + self.op_timeout
         maybe_sent, last = False, None
-        delay = 0.05
+        delay, most = 0.05, self.attempt_timeout / 4
+        failed = {}  # address -> until when its redirects are not followed
+
+        def suspect(address):
+            failed[address] = time.monotonic() + 2 * self.attempt_timeout
+
         while time.monotonic() < deadline:
             if not self.connect(c, deadline):
                 last = "no node reachable"
                 time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, most)
                 continue
             left = deadline - time.monotonic()
             try:
@@ -161,29 +189,35 @@ class Workload:
             except ConnectionLost as e:
                 # Sent (or half sent) and no answer: may be applied.
                 maybe_sent, last = True, "connection: %s" % e
-                self.failover(c)
+                suspect(c.address)
+                self.failover(c, failed)
                 continue
             except Error as e:
                 last = pb.ErrorCode.Name(e.code)
                 if e.code in AMBIGUOUS:
                     maybe_sent = True
-                    self.failover(c)
-                elif e.code == pb.ERROR_CODE_NOT_LEADER and e.leader:
+                    self.failover(c, failed)
+                elif e.code == pb.ERROR_CODE_NOT_LEADER and e.leader and \
+                        failed.get(e.leader, 0) <= time.monotonic():
                     try:
-                        c._connect_any(min(deadline, time.monotonic() + 2.0),
-                                       prefer=e.leader)
+                        c._connect_any(
+                            min(deadline,
+                                time.monotonic() + self.attempt_timeout),
+                            prefer=e.leader)
                     except ConnectionLost:
-                        pass
+                        suspect(e.leader)
+                        c.close()
                     continue
                 elif e.code in NOT_DONE:
-                    # No leader known here: maybe this node is the one cut
-                    # off; ask another.
-                    self.failover(c)
+                    # No leader known here (or only one that has just
+                    # failed us): maybe this node is the one cut off; ask
+                    # another.
+                    self.failover(c, failed)
                 else:
                     # A refusal (queue full, memory alarm...): not applied.
                     break
             time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, most)
         return ("info" if maybe_sent else "fail"), {"error": last}
 
     def lazy_client(self):

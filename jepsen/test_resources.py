@@ -1,0 +1,77 @@
+"""The soak's resource verdict (harness/resources.py) on made-up samples:
+flat series pass, a slow leak of memory or descriptors fails, a leader
+change within the slack passes, and short runs are not judged."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import resources  # noqa: E402
+
+MIN = 60.0
+RUN = 30 * MIN
+
+
+def series(rss_kb, fds, nodes=("n1", "n2", "n3"), every=10.0, run=RUN):
+    """Samples of every node every `every` s; rss_kb and fds are functions
+    of (node, t)."""
+    out = []
+    t = every
+    while t <= run:
+        for i, n in enumerate(nodes):
+            out.append({"t": t, "node": n, "pid": 100 + i,
+                        "rss_kb": int(rss_kb(n, t)), "fds": int(fds(n, t))})
+        t += every
+    return out
+
+
+def test_flat_nodes_are_stable():
+    r = resources.stable(series(lambda n, t: 12000, lambda n, t: 28), RUN)
+    assert r["judged"] and r["ok"]
+    assert r["nodes"]["all"]["rss_final_kb"] == 36000
+
+
+def test_memory_leak_in_one_node_is_caught():
+    # 6 KiB a second on n2: +7 MiB between the reference and final peaks.
+    r = resources.stable(series(
+        lambda n, t: 12000 + (6 * t if n == "n2" else 0),
+        lambda n, t: 28), RUN)
+    assert not r["ok"]
+    assert not r["nodes"]["n2"]["ok"] and r["nodes"]["n1"]["ok"]
+
+
+def test_small_leak_in_every_node_is_caught_in_the_sum():
+    # 3 KiB a second in each of three nodes: within each node's slack,
+    # not within the sum's.
+    r = resources.stable(series(lambda n, t: 12000 + 3 * t,
+                                lambda n, t: 28), RUN)
+    assert not r["ok"]
+    assert r["nodes"]["n1"]["ok"] and not r["nodes"]["all"]["ok"]
+
+
+def test_fd_leak_is_caught():
+    # One descriptor a minute on n3.
+    r = resources.stable(series(lambda n, t: 12000,
+                                lambda n, t: 28 + (t // MIN if n == "n3"
+                                                   else 0)), RUN)
+    assert not r["ok"] and not r["nodes"]["n3"]["ok"]
+
+
+def test_leadership_moving_within_the_slack_is_stable():
+    # n1 leads in the reference window, n3 in the final one: 8 more client
+    # connections and 3 MiB more while leading; a restart of n2 in the
+    # middle (a new process starts smaller).
+    def leader(n, t):
+        return n == ("n1" if t < RUN / 2 else "n3")
+    r = resources.stable(series(
+        lambda n, t: 12000 + (3072 if leader(n, t) else 0) -
+        (4000 if n == "n2" and 800 < t < 1000 else 0),
+        lambda n, t: 28 + (8 if leader(n, t) else 0)), RUN)
+    assert r["ok"], r
+
+
+def test_short_runs_are_not_judged():
+    r = resources.stable(series(lambda n, t: 1000 + 100 * t,
+                                lambda n, t: 28 + t, run=120), 120)
+    assert not r["judged"] and r["ok"]
+    assert "ok" not in r["nodes"]["n1"]
