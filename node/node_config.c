@@ -126,8 +126,9 @@ static const struct opt opts[] = {
 
 	{"raft", "election_timeout_ms", OPT_UINT, FIELD(election_timeout_ms), 0,
 	 3600000, false, D(CONS_DEFAULT_ELECTION_MS), "MS", "ms",
-	 "Raft election timeout; 0 = default (" D(
-		 CONS_DEFAULT_ELECTION_MS) ")."},
+	 "Raft election timeout; also sizes the TCP user timeout, keepalive "
+	 "and connect deadline of Raft connections (docs/libraft.md); 0 = "
+	 "default (" D(CONS_DEFAULT_ELECTION_MS) ")."},
 	{"raft", "heartbeat_timeout_ms", OPT_UINT, FIELD(heartbeat_timeout_ms),
 	 0, 3600000, false, D(CONS_DEFAULT_HEARTBEAT_MS), "MS", "ms",
 	 "Interval of the leader's heartbeats; must be below the election "
