@@ -126,6 +126,8 @@ struct node_session {
 	uv_timer_t hello_timer;
 	bool hello_timer_on; /* hello_timer initialised, not closed */
 	bool greeted;	     /* sent its first request (Hello with auth) */
+	size_t frame_bytes;  /* wire size of the request being dispatched
+				(0 outside node_dispatch) */
 	bool sniffed;	     /* first bytes seen: client or leader watch */
 	bool watch;	     /* a follower's leader watch (node_watch.c) */
 	char pre[8]; /* first bytes, while they may be NODE_WATCH_HELLO */

@@ -443,7 +443,9 @@ void node_session_read_frames(struct node_session *s)
 			raftmq__client__v1__envelope__free_unpacked(env, NULL);
 			continue;
 		}
+		s->frame_bytes = n;    /* sizes the request (node_batch_add) */
 		node_dispatch(s, env); /* takes env */
+		s->frame_bytes = 0;
 	}
 	if (off > 0 && !s->closing) {
 		memmove(s->in, s->in + off, s->in_len - off);
