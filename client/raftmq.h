@@ -38,6 +38,16 @@
  * RAFTMQ_ESTALE, which callers can ignore (the message will be delivered
  * again, so processing must be idempotent: delivery is at least once).
  *
+ * Failed deliveries. A queue's max_deliveries counts failed deliveries:
+ * raftmq_nack(), an ack timeout, and a connection that ends while its
+ * consumers hold messages without saying goodbye (the process crashed or
+ * was killed, the network failed). raftmq_cancel() and raftmq_close() say
+ * goodbye: nothing the consumer holds counts as failed, and the deliveries
+ * the library received but raftmq_next()/raftmq_poll() never returned are
+ * released as never delivered (their delivery_count is as if they had
+ * not been pushed). So an application that gives up on a message it
+ * received should raftmq_nack() it: closing does not count it.
+ *
  * Callbacks (confirm_cb, raftmq_poll's cb) run inside whatever raftmq_* call
  * on the same connection is reading from the socket; they must not call
  * raftmq_* functions on that connection except raftmq_errmsg().
@@ -166,8 +176,14 @@ int raftmq_connect(const char *addresses, const struct raftmq_options *opts,
 
 /*
  * Closes the connection and frees it, with its consumers and undelivered
- * deliveries. Pipelined publishes still unconfirmed are abandoned without a
- * callback (they may or may not be stored). NULL is a no-op.
+ * deliveries. First it says goodbye on a live connection: it sends the
+ * queued async acks and cancels every consumer (push and pull) as
+ * raftmq_cancel() does, so nothing they hold counts as a failed delivery and
+ * deliveries never returned by raftmq_next() are released as never
+ * delivered; it waits for those answers up to 2 s (less if the request
+ * timeout is shorter), then closes the socket. Pipelined publishes still
+ * unconfirmed are abandoned without a callback (they may or may not be
+ * stored). NULL is a no-op.
  */
 void raftmq_close(struct raftmq *conn);
 
@@ -533,8 +549,13 @@ int raftmq_ack_flush(struct raftmq *conn, int timeout_ms);
 /*
  * Detaches consumer `c` (always transferred: it is freed whatever the
  * result, with its undelivered deliveries); its unacked messages return to
- * ready. Returns 0 or a connection error (the server drops the consumer with
- * the session anyway).
+ * ready without counting a failed delivery. The deliveries of `c` that the
+ * library received but raftmq_next()/raftmq_poll() never returned are named
+ * in the Cancel and return as never delivered: the next consumer gets them
+ * with the delivery_count they had before (one still in flight when the
+ * server applies the Cancel returns with its delivery counted, never as a
+ * failure). Returns 0 or a connection error (the server drops the consumer
+ * with the session anyway).
  */
 int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c);
 
@@ -552,6 +573,54 @@ int raftmq_fetch(struct raftmq *conn, const char *queue, uint32_t max_messages,
 
 /* Frees an array from raftmq_fetch (always transferred). */
 void raftmq_deliveries_free(struct raftmq_delivery *d, size_t n);
+
+/* Where a peeked message is. */
+enum raftmq_msg_state {
+	RAFTMQ_MSG_READY = 0,	/* waiting for delivery */
+	RAFTMQ_MSG_DELAYED = 1, /* not deliverable before due_ms */
+	RAFTMQ_MSG_HELD = 2,	/* delivered, not settled yet */
+};
+
+/* Bits of raftmq_peek()'s flags: what to return besides ready messages. */
+enum {
+	RAFTMQ_PEEK_DELAYED = 1u << 0,
+	RAFTMQ_PEEK_HELD = 1u << 1,
+};
+
+/* A message seen by raftmq_peek(). In `m`: tag is the seq, consumer_id the
+ * consumer holding it (state HELD) or 0, delivery_count the deliveries so
+ * far (0 = never delivered), redelivered = delivery_count > 0 (the next
+ * delivery would be a redelivery); the other fields as in a delivery. */
+struct raftmq_peeked {
+	struct raftmq_delivery m; /* owned; raftmq_peeked_free() */
+	enum raftmq_msg_state state;
+	uint64_t due_ms; /* DELAYED: deliverable (or expiring) at; HELD: ack
+			    deadline; 0 = none (cluster time) */
+};
+
+/*
+ * Looks at the messages of `queue` (borrowed) without taking them: no
+ * delivery is made or counted and nothing is held, so peeking never moves a
+ * message towards max_deliveries (consuming without acks does). Returns the
+ * ready messages with seq >= from_seq in seq order, plus the delayed and
+ * held ones if `flags` has RAFTMQ_PEEK_DELAYED / RAFTMQ_PEEK_HELD, at most
+ * max_messages (0 = 1; the server returns at most 1000, and no more than
+ * fit in one frame). The leader answers after a read barrier, so every
+ * write acknowledged before the call is seen.
+ *
+ * On success *out (transferred; may be NULL when *n == 0) holds *n
+ * messages: free with raftmq_peeked_free(). *next_seq (may be NULL) gets
+ * the from_seq of the next page, or 0 when no more messages follow.
+ * Returns 0, RAFTMQ_ENOTFOUND, RAFTMQ_EINVAL, RAFTMQ_EPERMISSION_DENIED (it
+ * needs the consume permission), RAFTMQ_EUNSUPPORTED_VERSION (a server
+ * older than protocol version 2), connection errors.
+ */
+int raftmq_peek(struct raftmq *conn, const char *queue, uint64_t from_seq,
+		uint32_t max_messages, unsigned flags,
+		struct raftmq_peeked **out, size_t *n, uint64_t *next_seq);
+
+/* Frees an array from raftmq_peek (always transferred). NULL is a no-op. */
+void raftmq_peeked_free(struct raftmq_peeked *p, size_t n);
 
 /* ------------------------------------------------------------------------
  * Cluster
@@ -573,6 +642,9 @@ struct raftmq_node {
 	char *client_address; /* owned by the status */
 	enum raftmq_role role;
 	bool reachable; /* as seen by the answering node */
+	/* The answering node cannot tell: a follower does not see the other
+	 * followers (the leader sees everyone). `reachable` is then false. */
+	bool reachable_unknown;
 };
 
 struct raftmq_cluster_status {

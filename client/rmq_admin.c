@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "rmq_int.h"
 
 #define QS(x) RAFTMQ__CLIENT__V1__QUEUE_SETTINGS___##x
@@ -67,6 +68,25 @@ static bool valid_name(struct raftmq *conn, const char *name, int *rv)
 	return true;
 }
 
+/* A name the request creates must follow the protocol's grammar
+ * (proto/names.h). The node enforces it; checking here only saves a round
+ * trip, with the node's words. */
+static bool new_name(struct raftmq *conn, const char *what, const char *name,
+		     int *rv)
+{
+	char why[200], q[PROTO_QUOTE_SIZE];
+	if (name == NULL) {
+		*rv = rmq__fail(conn, RAFTMQ_EINVAL, "%s name missing", what);
+		return false;
+	}
+	if (proto_name_check(name, why, sizeof why) != 0) {
+		*rv = rmq__fail(conn, RAFTMQ_EINVAL, "%s %s: invalid name: %s",
+				what, proto_name_quote(name, q), why);
+		return false;
+	}
+	return true;
+}
+
 /* A request whose result carries nothing. */
 static int simple(struct raftmq *conn, rmq_env *env, enum rmq_replay replay,
 		  int expect)
@@ -91,7 +111,7 @@ int raftmq_queue_create(struct raftmq *conn, const char *name,
 	rmq_settings_msg sm;
 	int rv;
 
-	if (!valid_name(conn, name, &rv)) {
+	if (!new_name(conn, "queue", name, &rv)) {
 		return rv;
 	}
 	rmq__settings_to_msg(settings, &sm);
@@ -322,6 +342,82 @@ int raftmq_queue_info(struct raftmq *conn, const char *name,
 	return rv;
 }
 
+void raftmq_peeked_free(struct raftmq_peeked *p, size_t n)
+{
+	size_t i;
+
+	if (p == NULL) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		raftmq_delivery_free(&p[i].m);
+	}
+	free(p);
+}
+
+int raftmq_peek(struct raftmq *conn, const char *queue, uint64_t from_seq,
+		uint32_t max_messages, unsigned flags,
+		struct raftmq_peeked **out, size_t *n, uint64_t *next_seq)
+{
+	Raftmq__Client__V1__Peek m = RAFTMQ__CLIENT__V1__PEEK__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	Raftmq__Client__V1__PeekResult *r;
+	struct raftmq_peeked *arr = NULL;
+	rmq_env *resp;
+	size_t i;
+	int rv;
+
+	*out = NULL;
+	*n = 0;
+	if (next_seq != NULL) {
+		*next_seq = 0;
+	}
+	if (!valid_name(conn, queue, &rv)) {
+		return rv;
+	}
+	m.queue = (char *)queue;
+	m.from_seq = from_seq;
+	m.max_messages = max_messages;
+	m.include_delayed = (flags & RAFTMQ_PEEK_DELAYED) != 0;
+	m.include_held = (flags & RAFTMQ_PEEK_HELD) != 0;
+	env.body_case = RMQ_BODY(PEEK);
+	env.peek = &m;
+	rv = rmq__call_expect(conn, &env, RMQ_REPLAY_RESEND, true, 0,
+			      RMQ_BODY(PEEK_RESULT), &resp);
+	if (rv != 0) {
+		return rv;
+	}
+	r = resp->peek_result;
+	for (i = 0; i < r->n_messages; i++) {
+		if (r->messages[i]->message == NULL) {
+			rmq__env_free(resp);
+			return rmq__fail(conn, RAFTMQ_EPROTO,
+					 "PeekResult message without body");
+		}
+	}
+	if (r->n_messages > 0) {
+		arr = calloc(r->n_messages, sizeof(*arr));
+		rv = arr == NULL ? RAFTMQ_ENOMEM : 0;
+	}
+	for (i = 0; rv == 0 && i < r->n_messages; i++) {
+		rv = rmq__delivery_copy(r->messages[i]->message, &arr[i].m);
+		arr[i].state = (enum raftmq_msg_state)r->messages[i]->state;
+		arr[i].due_ms = r->messages[i]->due_ms;
+	}
+	if (rv != 0) {
+		raftmq_peeked_free(arr, r->n_messages);
+		rmq__env_free(resp);
+		return rmq__fail(conn, rv, "out of memory");
+	}
+	*out = arr;
+	*n = r->n_messages;
+	if (next_seq != NULL) {
+		*next_seq = r->next_seq;
+	}
+	rmq__env_free(resp);
+	return 0;
+}
+
 int raftmq_queue_list(struct raftmq *conn, struct raftmq_queue_status **out,
 		      size_t *n)
 {
@@ -356,7 +452,7 @@ int raftmq_topic_create(struct raftmq *conn, const char *name,
 	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
 	int rv;
 
-	if (!valid_name(conn, name, &rv)) {
+	if (!new_name(conn, "topic", name, &rv)) {
 		return rv;
 	}
 	m.name = (char *)name;
@@ -402,7 +498,7 @@ int raftmq_subscribe(struct raftmq *conn, const char *topic,
 		*queue = NULL;
 	}
 	if (!valid_name(conn, topic, &rv) ||
-	    !valid_name(conn, subscription, &rv)) {
+	    !new_name(conn, "subscription", subscription, &rv)) {
 		return rv;
 	}
 	rmq__settings_to_msg(settings, &sm);
@@ -573,6 +669,7 @@ int raftmq_cluster_status(struct raftmq *conn,
 		nd->id = r->nodes[i]->id;
 		nd->role = (enum raftmq_role)r->nodes[i]->role;
 		nd->reachable = r->nodes[i]->reachable;
+		nd->reachable_unknown = r->nodes[i]->reachable_unknown;
 		nd->raft_address = strdup(r->nodes[i]->raft_address);
 		nd->client_address = strdup(r->nodes[i]->client_address);
 		if (nd->raft_address == NULL || nd->client_address == NULL) {

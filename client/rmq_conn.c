@@ -65,6 +65,129 @@ uint64_t rmq__backoff_ms(struct raftmq *conn, unsigned n)
 	return base + conn->rng % (base / 4 + 1);
 }
 
+/* ------------------------------------------------- which nodes answer */
+
+static struct rmq_seen *seen_of(struct raftmq *conn, const char *host,
+				const char *port)
+{
+	size_t i;
+	for (i = 0; conn->seen != NULL && i < conn->n_addrs; i++) {
+		if (strcmp(conn->addrs[i].host, host) == 0 &&
+		    strcmp(conn->addrs[i].port, port) == 0) {
+			return &conn->seen[i];
+		}
+	}
+	return NULL; /* a leader hint outside the configured list */
+}
+
+static void seen_reset(struct raftmq *conn)
+{
+	if (conn->seen != NULL) {
+		memset(conn->seen, 0, conn->n_addrs * sizeof(*conn->seen));
+	}
+	conn->no_leader[0] = '\0';
+}
+
+/* Records an attempt on host:port: the node that answered, or why not
+ * (`why` may start with "host:port: ", which is dropped). */
+static void seen_set(struct raftmq *conn, const char *host, const char *port,
+		     uint64_t node_id, const char *why)
+{
+	struct rmq_seen *s = seen_of(conn, host, port);
+	size_t hl = strlen(host), pl = strlen(port);
+	if (s == NULL) {
+		return;
+	}
+	s->node_id = node_id;
+	if (why == NULL) {
+		s->why[0] = '\0';
+		return;
+	}
+	if (strncmp(why, host, hl) == 0 && why[hl] == ':' &&
+	    strncmp(why + hl + 1, port, pl) == 0 &&
+	    strncmp(why + hl + 1 + pl, ": ", 2) == 0) {
+		why += hl + 3 + pl;
+	}
+	snprintf(s->why, sizeof(s->why), "%s", why);
+	/* strerror's "Connection refused" reads better inside a sentence
+	 * as "connection refused". */
+	if (s->why[0] >= 'A' && s->why[0] <= 'Z' && s->why[1] >= 'a' &&
+	    s->why[1] <= 'z') {
+		s->why[0] = (char)(s->why[0] - 'A' + 'a');
+	}
+}
+
+/* Appends to buf (at *n) "sep host:port (why)" for every address that
+ * failed, or "sep node N (host:port)" for every one that answered. */
+static size_t seen_list(const struct raftmq *conn, bool answered, char *buf,
+			size_t len, size_t n)
+{
+	size_t i, k = 0;
+	for (i = 0; conn->seen != NULL && i < conn->n_addrs && n < len; i++) {
+		const struct rmq_seen *s = &conn->seen[i];
+		const struct rmq_addr *a = &conn->addrs[i];
+		if (answered && s->node_id != 0) {
+			n += (size_t)snprintf(
+				buf + n, len - n, "%snode %llu (%s:%s)",
+				k++ ? ", " : "", (unsigned long long)s->node_id,
+				a->host, a->port);
+		} else if (!answered && s->node_id == 0 && s->why[0] != '\0') {
+			n += (size_t)snprintf(buf + n, len - n, "%s%s:%s (%s)",
+					      k++ ? ", " : "", a->host, a->port,
+					      s->why);
+		}
+	}
+	if (k == 0 && n < len) {
+		n += (size_t)snprintf(buf + n, len - n, "none");
+	}
+	return n < len ? n : len;
+}
+
+/*
+ * The sentence for a call that reached no leader before its deadline. When
+ * no node answered: every address tried and why ("no node of the cluster
+ * answers: 10.0.0.1:7001 (connection refused), ..."). When some answered
+ * but knew no leader: the node's own words (it says how many voters a
+ * leader needs) and which nodes answer and which do not. Returns `code`.
+ */
+static int fail_no_leader(struct raftmq *conn, int code)
+{
+	char msg[sizeof(conn->errmsg)];
+	size_t n = 0, len = sizeof(msg);
+	bool any = false;
+	size_t i;
+	for (i = 0; conn->seen != NULL && i < conn->n_addrs; i++) {
+		any |= conn->seen[i].node_id != 0;
+	}
+	if (!any) {
+		bool failed = false;
+		for (i = 0; conn->seen != NULL && i < conn->n_addrs; i++) {
+			failed |= conn->seen[i].why[0] != '\0';
+		}
+		if (!failed) {
+			/* Only addresses outside the list were tried. */
+			return rmq__fail(conn, code,
+					 "no node of the cluster reachable "
+					 "(last: %s)",
+					 conn->last_failure);
+		}
+		n = (size_t)snprintf(msg, len,
+				     "no node of the cluster answers: ");
+		seen_list(conn, false, msg, len, n);
+		return rmq__fail(conn, code, "%s", msg);
+	}
+	n = (size_t)snprintf(msg, len, "%s; answering: ",
+			     conn->no_leader[0] != '\0'
+				     ? conn->no_leader
+				     : "no leader answered in time");
+	n = seen_list(conn, true, msg, len, n < len ? n : len);
+	if (n < len) {
+		n += (size_t)snprintf(msg + n, len - n, "; not answering: ");
+	}
+	seen_list(conn, false, msg, len, n < len ? n : len);
+	return rmq__fail(conn, code, "%s", msg);
+}
+
 static void set_hint(struct raftmq *conn, const char *address)
 {
 	free(conn->hint.host);
@@ -86,6 +209,11 @@ enum rmq_action rmq__classify(struct raftmq *conn,
 	case RMQ_ERR(UNAVAILABLE):
 		/* Keep the sentence: it explains a later timeout. */
 		rmq__server_error(conn, e);
+		if ((int)e->code == RMQ_ERR(UNAVAILABLE) &&
+		    e->message != NULL) {
+			snprintf(conn->no_leader, sizeof(conn->no_leader), "%s",
+				 e->message);
+		}
 		set_hint(conn, e->leader_client_address);
 		conn->broken = true;
 		/* Counted so that stale hints bouncing between followers
@@ -201,7 +329,7 @@ int rmq__queue(struct raftmq *conn, rmq_env *env, uint64_t corr)
 	size_t before;
 	int rv;
 
-	env->version = RMQ_PROTOCOL_VERSION;
+	env->version = RMQ_FRAME_VERSION(env->body_case);
 	env->correlation_id = corr;
 	if (conn->fd < 0 || conn->broken) {
 		return 0; /* replayed after the reconnect */
@@ -308,6 +436,12 @@ static void dispatch(struct raftmq *conn, rmq_env *env)
 	if (conn->n_ack_corrs > 0 && rmq__acks_on_frame(conn, env)) {
 		return;
 	}
+	if (corr >= conn->bye_lo && corr < conn->bye_hi) {
+		/* A goodbye Cancel answered (or refused: all the same). */
+		conn->bye_left--;
+		rmq__env_free(env);
+		return;
+	}
 	/* A late answer to an abandoned request, or an unknown push. */
 	rmq__env_free(env);
 }
@@ -374,6 +508,22 @@ static void read_some(struct raftmq *conn, int timeout_ms)
 		broken(conn, "", "closed by the server");
 	} else if (n < 0) {
 		broken(conn, "recv: ", strerror(errno));
+	}
+}
+
+void rmq__read_ready(struct raftmq *conn)
+{
+	int i;
+
+	/* A chunk at a time while more is waiting, with a bound: what the
+	 * server had sent is bounded by its output limit anyway. */
+	for (i = 0; i < 64 && conn->fd >= 0 && !conn->broken; i++) {
+		struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+
+		if (poll(&pfd, 1, 0) <= 0) {
+			break;
+		}
+		read_some(conn, 0);
 	}
 }
 
@@ -471,11 +621,13 @@ static int connect_hello(struct raftmq *conn, const char *host,
 	tmo = conn->connect_timeout_ms;
 	rv = rmq__net_connect(host, port, tmo, &conn->fd, err, sizeof(err));
 	if (rv != 0) {
+		seen_set(conn, host, port, 0, err);
 		return rmq__fail(conn, rv, "%s", err);
 	}
 	rv = rmq__tls_start(conn, host, rmq__deadline(tmo), fatal, err,
 			    sizeof(err));
 	if (rv != 0) {
+		seen_set(conn, host, port, 0, err);
 		close_fd(conn);
 		return rmq__fail(conn, rv, "%s:%s: %s", host, port, err);
 	}
@@ -499,8 +651,11 @@ static int connect_hello(struct raftmq *conn, const char *host,
 		char msg[sizeof(conn->errmsg)];
 
 		memcpy(msg, conn->errmsg, sizeof(msg));
+		seen_set(conn, host, port, 0, msg);
 		rmq__fail(conn, rv, "%s:%s: %s", host, port, msg);
 		close_fd(conn);
+	} else {
+		seen_set(conn, host, port, conn->node_id, NULL);
 	}
 	return rv;
 }
@@ -611,10 +766,7 @@ static int reconnect(struct raftmq *conn, uint64_t deadline)
 				poll(NULL, 0, (int)(until - now));
 			}
 			if (conn->attempt_at > until) {
-				return rmq__fail(conn, RAFTMQ_ECONNECT,
-						 "no node of the cluster "
-						 "reachable yet (last: %s)",
-						 conn->last_failure);
+				return fail_no_leader(conn, RAFTMQ_ECONNECT);
 			}
 		}
 		if (conn->hint.host != NULL) {
@@ -645,10 +797,7 @@ static int reconnect(struct raftmq *conn, uint64_t deadline)
 			conn->failures++;
 			schedule_attempt(conn);
 			if (rmq__now_ms() >= deadline) {
-				return rmq__fail(conn, RAFTMQ_ECONNECT,
-						 "no node of the cluster "
-						 "reachable (last: %s)",
-						 conn->last_failure);
+				return fail_no_leader(conn, RAFTMQ_ECONNECT);
 			}
 			continue;
 		}
@@ -739,6 +888,7 @@ int rmq__call(struct raftmq *conn, rmq_env *req, enum rmq_replay replay,
 	*resp = NULL;
 	conn->errmsg[0] = '\0';
 	conn->call = &call;
+	seen_reset(conn);
 	while (!call.done) {
 		rv = rmq__pump(conn, deadline);
 		if (rv != 0 && !call.done) {
@@ -747,6 +897,10 @@ int rmq__call(struct raftmq *conn, rmq_env *req, enum rmq_replay replay,
 			conn->call = NULL;
 			if (rv != RAFTMQ_ETIMEOUT) {
 				return rv;
+			}
+			if (conn->no_leader[0] != '\0') {
+				/* Nodes answered, none with a leader. */
+				return fail_no_leader(conn, rv);
 			}
 			memcpy(why, conn->errmsg, sizeof(why));
 			return rmq__fail(conn, rv, "no answer in time%s%s",
@@ -794,7 +948,7 @@ int raftmq_connect(const char *addresses, const struct raftmq_options *opts,
 {
 	struct raftmq_options o;
 	struct raftmq *conn;
-	char err[256];
+	char err[512];
 	int rv;
 
 	*out = NULL;
@@ -844,6 +998,12 @@ int raftmq_connect(const char *addresses, const struct raftmq_options *opts,
 	if (rv != 0) {
 		goto err_after_alloc;
 	}
+	conn->seen = calloc(conn->n_addrs, sizeof(*conn->seen));
+	if (conn->seen == NULL) {
+		rv = RAFTMQ_ENOMEM;
+		snprintf(err, sizeof(err), "out of memory");
+		goto err_after_alloc;
+	}
 	rv = reconnect(conn, rmq__deadline(conn->request_timeout_ms));
 	if (rv != 0) {
 		snprintf(err, sizeof(err), "%s", conn->errmsg);
@@ -862,6 +1022,40 @@ err:
 	return rv;
 }
 
+/* The longest raftmq_close() waits for the answers to its goodbye. */
+#define CLOSE_WAIT_MS 2000
+
+/*
+ * The goodbye of a graceful close: the queued async acks, and a Cancel for
+ * every consumer naming the deliveries the application never got, sent
+ * before the socket closes. The server counts the messages a connection
+ * held as failed deliveries only when it ends without this (a crash), so
+ * messages that merely sat in our buffer are not pushed towards the
+ * dead-letter queue. Waits until every Cancel and ack is answered (the
+ * server has then applied them), the connection fails, or CLOSE_WAIT_MS
+ * (at most the request timeout) passes: a dead server costs that much.
+ */
+static void goodbye(struct raftmq *conn)
+{
+	uint64_t wait = conn->request_timeout_ms < CLOSE_WAIT_MS
+				? conn->request_timeout_ms
+				: CLOSE_WAIT_MS;
+	uint64_t deadline = rmq__deadline(wait);
+
+	if (conn->fd < 0 || conn->broken) {
+		return;
+	}
+	(void)rmq__acks_send(conn);
+	/* Deliveries already here are undelivered too: read them first. */
+	rmq__read_ready(conn);
+	rmq__consumers_goodbye(conn);
+	rmq__flush(conn);
+	while ((conn->bye_left > 0 || conn->n_ack_corrs > 0) && conn->fd >= 0 &&
+	       !conn->broken && rmq__now_ms() < deadline) {
+		read_some(conn, rmq__poll_timeout(deadline));
+	}
+}
+
 void raftmq_close(struct raftmq *conn)
 {
 	struct raftmq_consumer *c;
@@ -871,10 +1065,7 @@ void raftmq_close(struct raftmq *conn)
 	if (conn == NULL) {
 		return;
 	}
-	if (conn->fd >= 0 && !conn->broken) {
-		/* Best effort: acks not sent would mean redeliveries. */
-		(void)rmq__acks_send(conn);
-	}
+	goodbye(conn);
 	close_fd(conn);
 	rmq__dq_drop(conn, NULL);
 	free(conn->ack_tags);
@@ -892,6 +1083,7 @@ void raftmq_close(struct raftmq *conn)
 		rmq__consumer_free(c);
 	}
 	rmq__addr_free(conn->addrs, conn->n_addrs);
+	free(conn->seen);
 	free(conn->hint.host);
 	free(conn->hint.port);
 	free(conn->client_name);

@@ -7,6 +7,14 @@
  * Deliveries are copied out of the envelope into one allocation each and
  * queued in conn->dq until raftmq_next()/raftmq_poll() hand them out.
  *
+ * Cancel and close: the deliveries still queued for a consumer never reached
+ * the application, so the Cancel that ends the consumer names them
+ * (Cancel.unseen_tags) and the server returns them as if they had not been
+ * delivered. raftmq_close() sends such a Cancel for every consumer (its
+ * goodbye, rmq__consumers_goodbye) before it closes the socket: a
+ * connection that ends without a goodbye makes the server count what it
+ * held as failed deliveries, which is right for a crash only.
+ *
  * Failover: a consumer belongs to the server session of one connection. When
  * the engine reconnects (rmq_conn.c replay_all) every live consumer goes back
  * to ATTACHING with id 0, its queued deliveries are dropped (the server has
@@ -492,20 +500,59 @@ int raftmq_extend(struct raftmq *conn, uint64_t consumer_id,
 	return tags_call(conn, OP_EXTEND, consumer_id, tags, n, ms, res);
 }
 
+/*
+ * Fills *cm to cancel server consumer `id`, naming as unseen the
+ * deliveries queued for `c` (may be NULL: a pull consumer has none). The
+ * tag array is *tags (transferred: free() it after sending). Out of memory
+ * only loses the unseen tags: those deliveries then count as made.
+ */
+static void cancel_fill(struct raftmq *conn, const struct raftmq_consumer *c,
+			uint64_t id, Raftmq__Client__V1__Cancel *cm,
+			uint64_t **tags)
+{
+	const struct rmq_dnode *n;
+	size_t k = 0;
+
+	cm->consumer_id = id;
+	*tags = NULL;
+	for (n = conn->dq; c != NULL && n != NULL; n = n->next) {
+		k += n->consumer == c;
+	}
+	if (k == 0 || (*tags = malloc(k * sizeof(**tags))) == NULL) {
+		return;
+	}
+	k = 0;
+	for (n = conn->dq; n != NULL; n = n->next) {
+		if (n->consumer == c) {
+			(*tags)[k++] = n->d.tag;
+		}
+	}
+	cm->n_unseen_tags = k;
+	cm->unseen_tags = *tags;
+}
+
 int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c)
 {
 	Raftmq__Client__V1__Cancel cm = RAFTMQ__CLIENT__V1__CANCEL__INIT;
 	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
 	bool attached = c->state == RMQ_CONSUMER_ATTACHED;
+	uint64_t *tags = NULL;
 	rmq_env *resp;
 	int rv = 0;
 
+	if (attached && conn->fd >= 0 && !conn->broken) {
+		/* Deliveries already here are unseen too. */
+		rmq__read_ready(conn);
+		attached = c->state == RMQ_CONSUMER_ATTACHED;
+	}
+	if (attached) {
+		cancel_fill(conn, c, c->id, &cm, &tags);
+	}
 	/* GONE first: a reconnect during the call must not re-attach it,
 	 * and its late deliveries are dropped (the server requeues them). */
 	c->state = RMQ_CONSUMER_GONE;
 	rmq__dq_drop(conn, c);
 	if (attached && conn->fd >= 0 && !conn->broken) {
-		cm.consumer_id = c->id;
 		env.body_case = RMQ_BODY(CANCEL);
 		env.cancel = &cm;
 		rv = rmq__call_expect(conn, &env, RMQ_REPLAY_STALE, false, 0,
@@ -517,9 +564,48 @@ int raftmq_cancel(struct raftmq *conn, struct raftmq_consumer *c)
 			rv = 0; /* the session that held it is gone */
 		}
 	}
+	free(tags);
 	consumer_unlink(conn, c);
 	rmq__consumer_free(c);
 	return rv;
+}
+
+/* Queues one goodbye Cancel; a failure to queue only loses the goodbye. */
+static void bye_cancel(struct raftmq *conn, const struct raftmq_consumer *c,
+		       uint64_t id)
+{
+	Raftmq__Client__V1__Cancel cm = RAFTMQ__CLIENT__V1__CANCEL__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	uint64_t *tags;
+
+	cancel_fill(conn, c, id, &cm, &tags);
+	env.body_case = RMQ_BODY(CANCEL);
+	env.cancel = &cm;
+	(void)rmq__queue(conn, &env, rmq__corr(conn));
+	free(tags);
+}
+
+void rmq__consumers_goodbye(struct raftmq *conn)
+{
+	struct raftmq_consumer *c;
+	size_t i;
+
+	conn->bye_lo = conn->next_corr;
+	for (c = conn->consumers; c != NULL; c = c->next) {
+		if (c->state == RMQ_CONSUMER_ATTACHED) {
+			bye_cancel(conn, c, c->id);
+		}
+		c->state = RMQ_CONSUMER_GONE;
+	}
+	/* Pull consumers hold what fetch returned: handed out, but a
+	 * goodbye all the same (not a failed delivery). */
+	for (i = 0; i < conn->n_pull; i++) {
+		bye_cancel(conn, NULL, conn->pull_ids[i]);
+	}
+	conn->n_pull = 0;
+	rmq__dq_drop(conn, NULL);
+	conn->bye_hi = conn->next_corr;
+	conn->bye_left = conn->bye_hi - conn->bye_lo;
 }
 
 static int remember_pull(struct raftmq *conn, uint64_t id)

@@ -21,7 +21,11 @@ typedef Raftmq__Client__V1__QueueSettings rmq_settings_msg;
 #define RMQ_BODY(x) RAFTMQ__CLIENT__V1__ENVELOPE__BODY_##x
 #define RMQ_ERR(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
 
-#define RMQ_PROTOCOL_VERSION 1u
+/* The highest protocol version the library speaks (Hello). Frames are
+ * written in version 1 unless their body needs more (Peek: 2), so that
+ * servers of version 1 keep serving everything else. */
+#define RMQ_PROTOCOL_VERSION 2u
+#define RMQ_FRAME_VERSION(body_case) ((body_case) == RMQ_BODY(PEEK) ? 2u : 1u)
 #define RMQ_DEFAULT_MAX_FRAME (8u * 1024 * 1024)
 #define RMQ_NO_DEADLINE UINT64_MAX
 
@@ -186,8 +190,18 @@ struct raftmq_consumer {
 	char errmsg[200]; /* when GONE */
 };
 
+/* What the last attempt to reach one configured address gave, since the
+ * current call began (rmq_conn.c): a request that finds no leader says
+ * which nodes answer and why the others do not. */
+struct rmq_seen {
+	uint64_t node_id; /* answered Hello as this node; 0 = did not */
+	char why[96];	  /* why the last attempt failed; "" = none failed */
+};
+
 struct raftmq {
 	struct rmq_addr *addrs; /* owned */
+	struct rmq_seen *seen;	/* owned, one per addrs entry */
+	char no_leader[256];	/* the last UNAVAILABLE sentence of a node */
 	size_t n_addrs;
 	size_t next_addr;
 	char *client_name; /* owned */
@@ -208,7 +222,7 @@ struct raftmq {
 	bool reconnecting;	/* between losing a connection and a new one */
 	uint64_t attempt_at;	/* reconnecting: next attempt not before */
 	unsigned hops;		/* reconnecting: redirects followed so far */
-	char last_failure[256]; /* reconnecting: why the last attempt failed */
+	char last_failure[512]; /* reconnecting: why the last attempt failed */
 	uint64_t rng;		/* backoff jitter */
 	uint64_t node_id;
 	uint64_t leader_id;
@@ -237,8 +251,12 @@ struct raftmq {
 	size_t n_ack_corrs, cap_ack_corrs;
 	int ack_err; /* first failure of an async ack (0 = none) */
 	char ack_errmsg[200];
+	/* raftmq_close: the Cancels of its goodbye have the correlation ids
+	 * [bye_lo, bye_hi); bye_left of them are not answered yet. */
+	uint64_t bye_lo, bye_hi;
+	uint64_t bye_left;
 
-	char errmsg[256];
+	char errmsg[512];
 };
 
 /* printf into conn->errmsg; returns code (for `return rmq__fail(...)`). */
@@ -258,6 +276,10 @@ int rmq__send(struct raftmq *conn, rmq_env *env, uint64_t corr);
 int rmq__queue(struct raftmq *conn, rmq_env *env, uint64_t corr);
 /* Writes the queued frames (on a socket error marks conn broken). */
 void rmq__flush(struct raftmq *conn);
+
+/* Reads and dispatches what has already arrived, without waiting (and
+ * without reconnecting). */
+void rmq__read_ready(struct raftmq *conn);
 
 /* Reads and dispatches what arrives until `deadline`, or less: returns 0
  * after any progress or wake-up, RAFTMQ_ETIMEOUT once the deadline passed,
@@ -313,6 +335,11 @@ int rmq__publish_fill(struct raftmq *conn, const struct raftmq_message *m,
 /* rmq_consume.c */
 void rmq__consumer_on_frame(struct raftmq *conn, struct raftmq_consumer *c,
 			    rmq_env *env);
+/* The goodbye of raftmq_close: queues (rmq__queue) one Cancel per attached
+ * consumer, naming its undelivered deliveries, and one per pull consumer,
+ * marks every consumer GONE, drops the queued deliveries and sets
+ * conn->bye_*. The caller flushes and waits for the answers. */
+void rmq__consumers_goodbye(struct raftmq *conn);
 /* Drops the queued deliveries of c (all if c is NULL). */
 void rmq__dq_drop(struct raftmq *conn, const struct raftmq_consumer *c);
 int rmq__consumer_send(struct raftmq *conn, struct raftmq_consumer *c);

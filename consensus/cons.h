@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cons_defaults.h"
 #include "q.h"
 
 struct uv_loop_s;
@@ -38,13 +39,25 @@ enum {
 	CONS_EBADID = 6, /* unknown or invalid member id */
 	CONS_EIO = 7,	 /* disk or network setup failed */
 	CONS_EINVAL = 8,
-	CONS_ETOOBIG = 9,    /* the entry would be over the size limit */
+	CONS_ETOOBIG = 9,    /* entry over CONS_MAX_ENTRY_BYTES: refused */
 	CONS_ECORRUPT = 10,  /* data dir or snapshot unreadable */
 	CONS_ENOSPACE = 11,  /* disk full */
 	CONS_ENOLEADER = 12, /* no known leader */
 };
 
 const char *cons_strerror(int code);
+
+/* The largest log entry cons_propose() accepts, in encoded bytes (header,
+ * LogEntry, padding): CONS_MAX_ENTRY_MIB (64) MiB. libraft and raft_uv keep
+ * entry lengths in 32 bits, and every replica holds a whole entry in memory
+ * to apply it, at every replay too; an entry over 4 GiB would commit and
+ * then stop every replica at apply. So the encoder refuses a larger one
+ * with CONS_ETOOBIG before raft_apply(): it is never committed. node/ sizes
+ * its batches to stay below this (node_server.c, with CONS_ENTRY_BASE_BYTES
+ * and CONS_COMMAND_WRAP_BYTES of cons_defaults.h), refuses a single request
+ * that could not fit, and its configuration refuses a max_frame_bytes over
+ * what one entry holds. */
+#define CONS_MAX_ENTRY_BYTES ((size_t)CONS_MAX_ENTRY_MIB << 20)
 
 enum cons_role {
 	CONS_ROLE_VOTER = 0,
@@ -138,12 +151,13 @@ struct cons_propose {
 	void *priv;
 };
 
-/* Proposes cmds[0..n) as one log entry. The commands (and what they point
- * to) are borrowed: they are encoded before this returns. cmd->now_ms is
- * ignored: the entry carries the leader's clock. Returns 0 (cb will be
- * called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG, CONS_ESHUTDOWN or
- * CONS_EINVAL (a value no replica could apply, e.g. an unknown overflow;
- * cb never called). */
+/* Proposes cmds[0..n) as one log entry; n > 0 (asserted). The commands (and
+ * what they point to) are borrowed: they are encoded before this returns.
+ * cmd->now_ms is ignored: the entry carries the leader's clock. Returns 0 (cb
+ * will be called), CONS_ENOTLEADER, CONS_ENOMEM, CONS_ETOOBIG (the entry would
+ * be over CONS_MAX_ENTRY_BYTES), CONS_ESHUTDOWN or CONS_EINVAL (a value no
+ * replica could apply, e.g. an unknown overflow); cb is never called when
+ * this returns non-zero. */
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb);
 
@@ -168,12 +182,26 @@ int cons_barrier(struct cons *c, struct cons_barrier *req, cons_barrier_cb cb);
  * Borrowed; valid until the next loop iteration that applies entries. */
 const struct q_state *cons_state(const struct cons *c);
 
+/* Whether a member is reachable, as the answering node can tell. A leader
+ * sees every member (replication progress); a follower sees itself and the
+ * leader (its messages), but nothing tells it about the other followers:
+ * those are UNKNOWN, never NO (a false alarm on a healthy cluster). */
+enum cons_reach {
+	CONS_REACH_NO = 0,
+	CONS_REACH_YES = 1,
+	CONS_REACH_UNKNOWN = 2,
+};
+
 struct cons_node_status {
 	uint64_t id;
 	char raft_address[64];
 	char client_address[64];
 	int role;      /* enum cons_role */
-	int reachable; /* as seen from here (leader: recent replication) */
+	int reachable; /* enum cons_reach, as seen from here */
+	/* Milliseconds since this node last heard of the member: on the
+	 * leader, since its replication last progressed; on a follower, since
+	 * the leader's last message. -1 when not known (or this node). */
+	int64_t last_contact_ms;
 };
 
 #define CONS_MAX_NODES 16
@@ -230,5 +258,10 @@ int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
  * (status 0 if this node no longer leads). */
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb);
+
+/* After cons_add, cons_remove or cons_transfer returned non-zero: one
+ * sentence saying why ("node 9 is not a member of the cluster (members:
+ * ...)"), or "" when the code says it all. Valid until the next call. */
+const char *cons_errmsg(const struct cons *c);
 
 #endif /* RAFTMQ_CONS_H */

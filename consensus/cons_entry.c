@@ -265,6 +265,8 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 	case Q_CMD_DETACH:
 		raftmq__log__v1__detach__init(&b->detach);
 		b->detach.consumer = c->u.consumer.consumer;
+		b->detach.n_unseen = c->u.consumer.n_unseen;
+		b->detach.unseen = (uint64_t *)(uintptr_t)c->u.consumer.unseen;
 		pc->kind_case = KIND(DETACH);
 		pc->detach = &b->detach;
 		break;
@@ -298,6 +300,7 @@ static int command_out(struct cmd_slot *sl, const struct q_cmd *c)
 		b->release.consumer = c->u.tags.consumer;
 		b->release.n_tags = c->u.tags.n_tags;
 		b->release.tags = (uint64_t *)(uintptr_t)c->u.tags.tags;
+		b->release.unseen = c->u.tags.unseen;
 		pc->kind_case = KIND(RELEASE);
 		pc->release = &b->release;
 		break;
@@ -375,7 +378,15 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		ptrs[n + i] = &member_cmds[i];
 	}
 	raftmq__log__v1__log_entry__init(&e);
+	/* Format 2 only where it is needed (log.proto, LOG_FORMAT_2). */
 	e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1;
+	for (i = 0; i < n; i++) {
+		if ((cmds[i].type == Q_CMD_DETACH &&
+		     cmds[i].u.consumer.n_unseen > 0) ||
+		    (cmds[i].type == Q_CMD_RELEASE && cmds[i].u.tags.unseen)) {
+			e.format = RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_2;
+		}
+	}
 	e.leader_time_ms = leader_time_ms;
 	e.n_commands = total;
 	e.commands = ptrs;
@@ -385,6 +396,13 @@ int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		e.proposal_seq = by->seq;
 	}
 	len = raftmq__log__v1__log_entry__get_packed_size(&e);
+	/* The header holds the length in 32 bits and raft_uv stores entry
+	 * lengths in 32 bits too: past the cap (far below 4 GiB) the entry is
+	 * refused here, before raft_apply(), so it never commits. */
+	if (CONS_ENTRY_HEADER + len > CONS_MAX_ENTRY_BYTES) {
+		rv = CONS_ETOOBIG;
+		goto out;
+	}
 	/* raft_uv wants entry buffers in multiples of 8 bytes: an 8-byte
 	 * header with the LogEntry's length, the LogEntry, zero padding. */
 	out->len = (CONS_ENTRY_HEADER + len + 7) & ~(size_t)7;
@@ -435,7 +453,19 @@ Raftmq__Log__V1__LogEntry *cons__entry_decode(struct cons_arena *a,
 	if (e == NULL) {
 		return NULL;
 	}
-	if (e->format != RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1) {
+	if (e->format == RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_1) {
+		/* Format 1 has no Detach.unseen nor Release.unseen: no
+		 * writer put them there. */
+		for (n = 0; n < e->n_commands; n++) {
+			const Raftmq__Log__V1__Command *pc = e->commands[n];
+			if ((pc->kind_case == KIND(DETACH) &&
+			     pc->detach->n_unseen > 0) ||
+			    (pc->kind_case == KIND(RELEASE) &&
+			     pc->release->unseen)) {
+				return NULL;
+			}
+		}
+	} else if (e->format != RAFTMQ__LOG__V1__LOG_FORMAT__LOG_FORMAT_2) {
 		return NULL;
 	}
 	return e;
@@ -557,6 +587,8 @@ int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
 	case KIND(DETACH):
 		c->type = Q_CMD_DETACH;
 		c->u.consumer.consumer = pc->detach->consumer;
+		c->u.consumer.unseen = pc->detach->unseen;
+		c->u.consumer.n_unseen = pc->detach->n_unseen;
 		return 0;
 	case KIND(CREDIT):
 		c->type = Q_CMD_CREDIT;
@@ -582,6 +614,7 @@ int cons__entry_command(const Raftmq__Log__V1__Command *pc, uint64_t now_ms,
 		c->u.tags.consumer = pc->release->consumer;
 		c->u.tags.tags = pc->release->tags;
 		c->u.tags.n_tags = pc->release->n_tags;
+		c->u.tags.unseen = pc->release->unseen;
 		return 0;
 	case KIND(EXTEND):
 		c->type = Q_CMD_EXTEND;

@@ -13,7 +13,8 @@ static const char *const errors[] = {
 	[CONS_EBADID] = "unknown, duplicate or invalid member",
 	[CONS_EIO] = "disk or network error",
 	[CONS_EINVAL] = "invalid argument",
-	[CONS_ETOOBIG] = "entry too large",
+	[CONS_ETOOBIG] =
+		"log entry over the " CONS_STR(CONS_MAX_ENTRY_MIB) " MiB limit",
 	[CONS_ECORRUPT] = "corrupt data dir or snapshot",
 	[CONS_ENOSPACE] = "not enough disk space",
 	[CONS_ENOLEADER] = "no leader is known",

@@ -35,8 +35,9 @@ struct cons_proposer {
 };
 
 /* Encodes cmds (then members[0..n_members) as SetMember commands) as one
- * LogEntry into a
- * raft_malloc()ed buffer. */
+ * LogEntry into a raft_malloc()ed buffer. Returns 0, CONS_ENOMEM,
+ * CONS_EINVAL (a value no replica could apply) or CONS_ETOOBIG (over
+ * CONS_MAX_ENTRY_BYTES); *out is set only on success. */
 int cons__entry_encode(const struct q_cmd *cmds, size_t n,
 		       const Raftmq__Log__V1__SetMember *members,
 		       size_t n_members, uint64_t leader_time_ms,
@@ -211,6 +212,7 @@ struct cons {
 	uint64_t started_ms;  /* uv_now at cons_start */
 	uint64_t hurry_rng;   /* jitter of hurried elections */
 	uint64_t hurry_until; /* uv_now: keep elections short until then */
+	char errmsg[256];     /* why the last membership call was refused */
 	int closing;
 	void (*close_cb)(void *data);
 	void *close_data;

@@ -9,6 +9,7 @@
  * pre-vote on so a returning node cannot depose a healthy leader. libraft has
  * no leadership-change callback: a uv_check handle compares role, term and
  * leader after every loop iteration. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -18,15 +19,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cons_defaults.h"
 #include "cons_int.h"
 
-#define DEFAULT_ELECTION_MS 1000
-#define DEFAULT_HEARTBEAT_MS 100
-#define DEFAULT_SNAPSHOT_THRESHOLD 65536
-#define DEFAULT_SNAPSHOT_TRAILING 8192
-#define DEFAULT_SNAPSHOT_MIN_BYTES (16u << 20)
-#define DEFAULT_TRAILING_BYTES (4u << 20)
-#define DEFAULT_MAX_INFLIGHT 256
+#define DEFAULT_SNAPSHOT_MIN_BYTES \
+	((uint64_t)CONS_DEFAULT_SNAPSHOT_MIN_MIB << 20)
+#define DEFAULT_TRAILING_BYTES ((uint64_t)CONS_DEFAULT_TRAILING_MIB << 20)
 
 static uint64_t wall_ms(void)
 {
@@ -140,9 +138,9 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	}
 	/* Tuned streams, bounded connects (cons_transport.c). */
 	cons__tcp_times(cfg->election_timeout_ms ? cfg->election_timeout_ms
-						 : DEFAULT_ELECTION_MS,
+						 : CONS_DEFAULT_ELECTION_MS,
 			cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms
-						  : DEFAULT_HEARTBEAT_MS,
+						  : CONS_DEFAULT_HEARTBEAT_MS,
 			&c->tcp_times);
 	cons__transport_wrap(c);
 	c->io.version = 2;
@@ -182,14 +180,17 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	c->raft.data = c;
 	raft_set_election_timeout(&c->raft, cfg->election_timeout_ms
 						    ? cfg->election_timeout_ms
-						    : DEFAULT_ELECTION_MS);
-	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms
-						     ? cfg->heartbeat_timeout_ms
-						     : DEFAULT_HEARTBEAT_MS);
-	c->fsm.threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold
-						   : DEFAULT_SNAPSHOT_THRESHOLD;
-	c->fsm.trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing
-						 : DEFAULT_SNAPSHOT_TRAILING;
+						    : CONS_DEFAULT_ELECTION_MS);
+	raft_set_heartbeat_timeout(&c->raft,
+				   cfg->heartbeat_timeout_ms
+					   ? cfg->heartbeat_timeout_ms
+					   : CONS_DEFAULT_HEARTBEAT_MS);
+	c->fsm.threshold = cfg->snapshot_threshold
+				   ? cfg->snapshot_threshold
+				   : CONS_DEFAULT_SNAPSHOT_THRESHOLD;
+	c->fsm.trailing = cfg->snapshot_trailing
+				  ? cfg->snapshot_trailing
+				  : CONS_DEFAULT_SNAPSHOT_TRAILING;
 	c->fsm.snapshot_min_bytes = cfg->snapshot_min_bytes
 					    ? cfg->snapshot_min_bytes
 					    : DEFAULT_SNAPSHOT_MIN_BYTES;
@@ -198,9 +199,10 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 					: DEFAULT_TRAILING_BYTES;
 	raft_set_snapshot_threshold(&c->raft, c->fsm.threshold);
 	raft_set_snapshot_trailing(&c->raft, c->fsm.trailing);
-	raft_set_max_inflight_entries(
-		&c->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries
-						    : DEFAULT_MAX_INFLIGHT);
+	raft_set_max_inflight_entries(&c->raft,
+				      cfg->max_inflight_entries
+					      ? cfg->max_inflight_entries
+					      : CONS_DEFAULT_MAX_INFLIGHT);
 	raft_set_pre_vote(&c->raft, true);
 
 	if (bootstrap) {
@@ -569,6 +571,7 @@ void cons_close(struct cons *c, void (*cb)(void *data), void *data)
 
 static void pending_unlink(struct cons_pending *p)
 {
+	assert(p->prev->next == p && p->next->prev == p);
 	p->prev->next = p->next;
 	p->next->prev = p->prev;
 	p->next = p->prev = p;
@@ -669,9 +672,8 @@ static int propose(struct cons *c, struct cons_propose *req,
 int cons_propose(struct cons *c, struct cons_propose *req,
 		 const struct q_cmd *cmds, size_t n, cons_propose_cb cb)
 {
-	if (n == 0) {
-		return CONS_EINVAL;
-	}
+	/* An empty entry would commit and answer nothing: a caller bug. */
+	assert(n > 0);
 	return propose(c, req, cmds, n, NULL, 0, cb);
 }
 
@@ -770,20 +772,98 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 		snprintf(n->client_address, sizeof n->client_address, "%s",
 			 cons__fsm_member_addr(&c->fsm, s->id));
 		n->role = role_of(s->role);
+		n->last_contact_ms = -1;
 		if (s->id == c->id) {
-			n->reachable = 1;
+			n->reachable = CONS_REACH_YES;
 		} else if (st->is_leader) {
-			n->reachable = c->progress[i].id == s->id &&
-				       now - c->progress[i].seen_ms <
-					       2 * (uint64_t)election;
+			bool seen = c->progress[i].id == s->id;
+			if (seen) {
+				n->last_contact_ms =
+					(int64_t)(now - c->progress[i].seen_ms);
+			}
+			n->reachable =
+				seen && now - c->progress[i].seen_ms <
+							2 * (uint64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
+		} else if (s->id == leader) {
+			/* A follower restarts its election timer on each
+			 * message of the leader (heartbeats included), so the
+			 * timer's start is the leader's last contact. */
+			raft_time t = c->raft.io->time(c->raft.io);
+			raft_time last = c->raft.election_timer_start;
+			n->last_contact_ms = t > last ? (int64_t)(t - last) : 0;
+			n->reachable =
+				n->last_contact_ms < 2 * (int64_t)election
+					? CONS_REACH_YES
+					: CONS_REACH_NO;
 		} else {
-			/* A follower knows only the leader is alive. */
-			n->reachable = s->id == leader;
+			/* Nothing reaches a follower about the other
+			 * followers: say so rather than "unreachable". */
+			n->reachable = CONS_REACH_UNKNOWN;
 		}
 	}
 }
 
 /* ----------------------------------------------------------- membership */
+
+const char *cons_errmsg(const struct cons *c)
+{
+	return c->errmsg;
+}
+
+static const char *role_name(int raft_role)
+{
+	static const char *const names[] = {"voter", "standby", "spare"};
+	return names[role_of(raft_role)];
+}
+
+/* The member `id`, or NULL. */
+static const struct raft_server *member(struct cons *c, uint64_t id)
+{
+	unsigned i;
+	for (i = 0; i < c->raft.configuration.n; i++) {
+		if (c->raft.configuration.servers[i].id == id) {
+			return &c->raft.configuration.servers[i];
+		}
+	}
+	return NULL;
+}
+
+/* "node 9 is not a member of the cluster (members: 1 voter, 2 voter)". */
+static int not_member(struct cons *c, uint64_t id)
+{
+	size_t n;
+	unsigned i;
+	n = (size_t)snprintf(c->errmsg, sizeof c->errmsg,
+			     "node %llu is not a member of the cluster "
+			     "(members:",
+			     (unsigned long long)id);
+	for (i = 0; i < c->raft.configuration.n && n < sizeof c->errmsg; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		n += (size_t)snprintf(c->errmsg + n, sizeof c->errmsg - n,
+				      "%s node %llu %s", i ? "," : "",
+				      (unsigned long long)s->id,
+				      role_name(s->role));
+	}
+	if (n < sizeof c->errmsg) {
+		snprintf(c->errmsg + n, sizeof c->errmsg - n, ")");
+	}
+	return CONS_EBADID;
+}
+
+/* Refusals libraft would give with one code (RAFT_BUSY, RAFT_BADID),
+ * said in words first. Returns 0 when none applies. */
+static int busy(struct cons *c)
+{
+	if (c->raft.configuration_uncommitted_index == 0) {
+		return 0;
+	}
+	snprintf(c->errmsg, sizeof c->errmsg,
+		 "another membership change is in progress; retry when it "
+		 "is done (raftmq cluster status)");
+	return CONS_EBUSY;
+}
 
 struct change_req {
 	struct raft_change req;
@@ -870,18 +950,31 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 	     cons_change_cb cb)
 {
 	struct change_req *w;
+	const struct raft_server *s;
 	Raftmq__Log__V1__SetMember m;
 	int rv;
+	c->errmsg[0] = '\0';
 	if (id == 0 || raft_address == NULL || client_address == NULL ||
 	    strlen(raft_address) >= sizeof w->raft_address ||
 	    strlen(client_address) >= 64) {
 		return CONS_EINVAL;
 	}
-	if (c->raft.configuration_uncommitted_index != 0) {
-		return CONS_EBUSY;
+	if ((rv = busy(c)) != 0) {
+		return rv;
+	}
+	if ((s = member(c, id)) != NULL) {
+		snprintf(c->errmsg, sizeof c->errmsg,
+			 "node %llu is already a member (%s at %s)",
+			 (unsigned long long)id, role_name(s->role),
+			 s->address);
+		return CONS_EBADID;
 	}
 	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
-		if (c->raft.configuration.servers[i].id == id) {
+		s = &c->raft.configuration.servers[i];
+		if (strcmp(s->address, raft_address) == 0) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "raft address %s is already node %llu's",
+				 raft_address, (unsigned long long)s->id);
 			return CONS_EBADID;
 		}
 	}
@@ -905,8 +998,18 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 int cons_remove(struct cons *c, struct cons_change *req, uint64_t id,
 		cons_change_cb cb)
 {
-	struct change_req *w = change_new(c, req, id, cb);
+	struct change_req *w;
 	int rv;
+	c->errmsg[0] = '\0';
+	if (raft_state(&c->raft) == RAFT_LEADER) {
+		if (member(c, id) == NULL) {
+			return not_member(c, id);
+		}
+		if ((rv = busy(c)) != 0) {
+			return rv;
+		}
+	}
+	w = change_new(c, req, id, cb);
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
@@ -929,14 +1032,39 @@ static void transfer_cb(struct raft_transfer *req)
 int cons_transfer(struct cons *c, struct cons_change *req, uint64_t id,
 		  cons_change_cb cb)
 {
-	struct change_req *w = change_new(c, req, id, cb);
+	const struct raft_server *s;
+	struct change_req *w;
 	int rv;
+	c->errmsg[0] = '\0';
+	if (raft_state(&c->raft) == RAFT_LEADER && id != 0) {
+		if ((s = member(c, id)) == NULL) {
+			return not_member(c, id);
+		}
+		if (id == c->id) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "node %llu is the leader already",
+				 (unsigned long long)id);
+			return CONS_EBADID;
+		}
+		if (s->role != RAFT_VOTER) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "node %llu is a %s: only a voter can lead",
+				 (unsigned long long)id, role_name(s->role));
+			return CONS_EBADID;
+		}
+	}
+	w = change_new(c, req, id, cb);
 	if (w == NULL) {
 		return CONS_ENOMEM;
 	}
 	rv = raft_transfer(&c->raft, &w->transfer, id, transfer_cb);
 	if (rv != 0) {
 		free(w);
+		if (rv == RAFT_NOTFOUND && id == 0) {
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "there is no other voter to take the "
+				 "leadership");
+		}
 		return cons__translate(rv);
 	}
 	return 0;

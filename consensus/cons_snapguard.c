@@ -11,7 +11,7 @@
  *     persist = r->legacy.snapshot_pending;
  *     rv = legacyPersistSnapshotStart(persist);
  *
- * (legacy.c lines 528-533): the pointer is cleared before it is read, and
+ * (legacy.c lines 531-533): the pointer is cleared before it is read, and
  * legacyPersistSnapshotStart() reads req->r at offset 0x48 of NULL, the
  * SIGSEGV at libraft.so.0.0.0 0x12175 (`mov 0x48(%rdi),%r14`). Every
  * takeSnapshotCb() that finds an install parked crashes; nothing else parks

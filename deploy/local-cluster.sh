@@ -501,7 +501,7 @@ print("members:")
 for m in s.get("nodes", []):
     print("  %-3s %-8s raft %-21s client %-21s %s%s" % (
         m.get("id"), m.get("role"), m.get("raft_address"), m.get("client_address"),
-        "reachable" if m.get("reachable") else "unreachable",
+        {True: "reachable", None: "unknown"}.get(m.get("reachable"), "unreachable"),
         "  leader" if m.get("leader") else ""))
 q = s.get("queues", [])
 print("queues: %d, topics: %d, messages: %s" % (len(q), len(s.get("topics", [])), s.get("messages", 0)))

@@ -26,15 +26,24 @@
 
 #include <ini.h>
 
+#include "cons_defaults.h"
+
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
 
-/* consensus/ uses these when a [raft] value is 0; validation needs them to
- * compare timeouts that were left at "library default". */
-#define RAFT_DEFAULT_ELECTION_MS 1000
-#define RAFT_DEFAULT_HEARTBEAT_MS 100
-#define RAFT_DEFAULT_MAX_INFLIGHT 256
+/* cons_defaults.h: consensus/ uses those when a [raft] value is 0;
+ * validation needs them to compare values left at "default". */
+#define D CONS_STR
+
+/* A request goes into the Raft log in one entry, of at most
+ * CONS_MAX_ENTRY_MIB: node/ counts a publish as its frame plus
+ * CONS_COMMAND_WRAP_BYTES, and the entry adds at most
+ * CONS_ENTRY_BASE_BYTES (node_server.c). So the largest frame whose request
+ * surely fits is the cap less those. */
+#define ENTRY_OVERHEAD (CONS_ENTRY_BASE_BYTES + CONS_COMMAND_WRAP_BYTES)
+#define MAX_FRAME_IN_ENTRY ((uint64_t)CONS_MAX_ENTRY_MIB * MIB - ENTRY_OVERHEAD)
+#define ENTRY_CAP_TEXT D(CONS_MAX_ENTRY_MIB) " MiB"
 
 enum opt_type {
 	OPT_U64,       /* uint64_t in [min, max] */
@@ -116,36 +125,40 @@ static const struct opt opts[] = {
 	 "(raftmq cluster add)."},
 
 	{"raft", "election_timeout_ms", OPT_UINT, FIELD(election_timeout_ms), 0,
-	 3600000, false, "1000", "MS", "ms",
-	 "Raft election timeout; 0 = libraft's default (1000)."},
+	 3600000, false, D(CONS_DEFAULT_ELECTION_MS), "MS", "ms",
+	 "Raft election timeout; also sizes the TCP user timeout, keepalive "
+	 "and connect deadline of Raft connections (docs/libraft.md); 0 = "
+	 "default (" D(CONS_DEFAULT_ELECTION_MS) ")."},
 	{"raft", "heartbeat_timeout_ms", OPT_UINT, FIELD(heartbeat_timeout_ms),
-	 0, 3600000, false, "100", "MS", "ms",
+	 0, 3600000, false, D(CONS_DEFAULT_HEARTBEAT_MS), "MS", "ms",
 	 "Interval of the leader's heartbeats; must be below the election "
-	 "timeout. 0 = default (100)."},
+	 "timeout. 0 = default (" D(CONS_DEFAULT_HEARTBEAT_MS) ")."},
 	{"raft", "snapshot_threshold", OPT_UINT, FIELD(snapshot_threshold), 0,
-	 UINT_MAX, false, "65536", "N", "entries",
+	 UINT_MAX, false, D(CONS_DEFAULT_SNAPSHOT_THRESHOLD), "N", "entries",
 	 "Take a snapshot after this many applied entries; 0 = default "
-	 "(65536)."},
+	 "(" D(CONS_DEFAULT_SNAPSHOT_THRESHOLD) ")."},
 	{"raft", "snapshot_trailing", OPT_UINT, FIELD(snapshot_trailing), 0,
-	 UINT_MAX, false, "8192", "N", "entries",
+	 UINT_MAX, false, D(CONS_DEFAULT_SNAPSHOT_TRAILING), "N", "entries",
 	 "Entries kept in the log after a snapshot, so that a slightly lagging "
 	 "follower catches up without a snapshot install; 0 = default "
-	 "(8192)."},
+	 "(" D(CONS_DEFAULT_SNAPSHOT_TRAILING) ")."},
 	{"raft", "snapshot_min_bytes", OPT_SIZE, FIELD(snapshot_min_bytes), 0,
-	 1024 * GIB, false, "16M", "SIZE", NULL,
+	 1024 * GIB, false, D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M", "SIZE", NULL,
 	 "Also take a snapshot once the log since the last one holds this "
 	 "many bytes and 2-4 times as many as the queue state (by role, so "
 	 "that nodes do not stall together), so that the log kept in memory "
-	 "is bounded by bytes as well as entries; 0 = default (16M)."},
+	 "is bounded by bytes as well as entries; 0 = default "
+	 "(" D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M)."},
 	{"raft", "snapshot_trailing_bytes", OPT_SIZE,
-	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false, "4M", "SIZE",
-	 NULL,
+	 FIELD(snapshot_trailing_bytes), 0, 1024 * GIB, false,
+	 D(CONS_DEFAULT_TRAILING_MIB) "M", "SIZE", NULL,
 	 "About this many bytes of entries are kept after a snapshot (at "
-	 "least 512 entries, at most snapshot_trailing); 0 = default (4M)."},
+	 "least 512 entries, at most snapshot_trailing); 0 = default "
+	 "(" D(CONS_DEFAULT_TRAILING_MIB) "M)."},
 	{"raft", "max_inflight_entries", OPT_UINT, FIELD(max_inflight_entries),
-	 0, 1048576, false, "256", "N", "entries",
+	 0, 1048576, false, D(CONS_DEFAULT_MAX_INFLIGHT), "N", "entries",
 	 "Log entries appended but not yet committed, at most; 0 = default "
-	 "(256)."},
+	 "(" D(CONS_DEFAULT_MAX_INFLIGHT) ")."},
 
 	{"limits", "memory_limit", OPT_SIZE_PCT, FIELD(memory_limit), MIB,
 	 UINT64_MAX, false, "40%", "SIZE|N%", "of RAM",
@@ -156,7 +169,8 @@ static const struct opt opts[] = {
 	{"limits", "max_frame_bytes", OPT_SIZE, FIELD(max_frame_bytes), KIB,
 	 GIB, false, "8M", "SIZE", NULL,
 	 "Largest client frame; a longer length prefix closes the connection "
-	 "with an error frame."},
+	 "with an error frame. Below " ENTRY_CAP_TEXT ": a request must fit "
+	 "in one log entry with the entry's own bytes."},
 	{"limits", "max_message_bytes", OPT_SIZE, FIELD(max_message_bytes), 1,
 	 GIB, false, "4M", "SIZE", NULL,
 	 "Largest message body; must be below max_frame_bytes."},
@@ -165,6 +179,13 @@ static const struct opt opts[] = {
 	 "Client connections served at once; more are refused. Each "
 	 "follower holds one to the leader (it watches the leader's "
 	 "process), so allow for the cluster's size."},
+	{"limits", "hello_timeout_ms", OPT_UINT, FIELD(hello_timeout_ms), 0,
+	 3600000, false, "10000", "MS", "ms",
+	 "A client connection that has not sent its first request (Hello, "
+	 "when auth is on) this long after connecting, TLS handshake "
+	 "included, is closed and counted in "
+	 "raftmq_connections_idle_closed_total. The followers' leader-watch "
+	 "connections are exempt. 0: never."},
 	{"limits", "max_client_output_bytes", OPT_SIZE,
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,
@@ -178,7 +199,9 @@ static const struct opt opts[] = {
 	 "Commands packed into one log entry, at most."},
 	{"batching", "max_batch_bytes", OPT_SIZE, FIELD(max_batch_bytes), KIB,
 	 GIB, false, "1M", "SIZE", NULL,
-	 "Bytes of commands packed into one log entry, at most."},
+	 "Bytes of commands packed into one log entry, at most; a larger "
+	 "request goes alone. An entry never holds more than " ENTRY_CAP_TEXT
+	 "."},
 	{"batching", "max_inflight_batches", OPT_UINT,
 	 FIELD(max_inflight_batches), 1, 1024, false, "16", "N", "entries",
 	 "Batches (log entries) proposed and not yet applied, at most; must "
@@ -1590,15 +1613,34 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		return -1;
 	}
 	election = c->election_timeout_ms != 0 ? c->election_timeout_ms
-					       : RAFT_DEFAULT_ELECTION_MS;
+					       : CONS_DEFAULT_ELECTION_MS;
 	heartbeat = c->heartbeat_timeout_ms != 0 ? c->heartbeat_timeout_ms
-						 : RAFT_DEFAULT_HEARTBEAT_MS;
+						 : CONS_DEFAULT_HEARTBEAT_MS;
 	if (heartbeat >= election) {
 		errf(err, errlen,
 		     "heartbeat_timeout_ms (%u) must be below "
 		     "election_timeout_ms (%u), or followers start elections "
 		     "against a live leader",
 		     heartbeat, election);
+		return -1;
+	}
+	if (c->max_message_bytes >= MAX_FRAME_IN_ENTRY) {
+		errf(err, errlen,
+		     "max_message_bytes (%llu) must be below %llu: a message "
+		     "is written to the Raft log in one entry, which also "
+		     "holds its envelope and its own bytes, in at "
+		     "most " ENTRY_CAP_TEXT,
+		     (unsigned long long)c->max_message_bytes,
+		     (unsigned long long)MAX_FRAME_IN_ENTRY);
+		return -1;
+	}
+	if (c->max_frame_bytes > MAX_FRAME_IN_ENTRY) {
+		errf(err, errlen,
+		     "max_frame_bytes (%llu) must be at most %llu: a request "
+		     "is written to the Raft log in one entry, which holds at "
+		     "most " ENTRY_CAP_TEXT " with its own %d bytes",
+		     (unsigned long long)c->max_frame_bytes,
+		     (unsigned long long)MAX_FRAME_IN_ENTRY, ENTRY_OVERHEAD);
 		return -1;
 	}
 	if (c->max_frame_bytes == 0 || c->max_message_bytes == 0 ||
@@ -1631,7 +1673,7 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		return -1;
 	}
 	inflight = c->max_inflight_entries != 0 ? c->max_inflight_entries
-						: RAFT_DEFAULT_MAX_INFLIGHT;
+						: CONS_DEFAULT_MAX_INFLIGHT;
 	if (c->max_inflight_batches > inflight) {
 		errf(err, errlen,
 		     "max_inflight_batches (%u) must not exceed "

@@ -94,6 +94,9 @@ struct node_config {
 	uint64_t max_frame_bytes;   /* default 8 MiB */
 	uint64_t max_message_bytes; /* body limit; default 4 MiB */
 	unsigned max_connections;   /* default 10000 */
+	unsigned hello_timeout_ms;  /* close a connection that sent no first
+				       request (Hello with auth) this long;
+				       default 10000; 0 = never */
 	uint64_t max_client_output_bytes; /* stop reading a client whose
 					     unsent output exceeds this;
 					     default 16 MiB */

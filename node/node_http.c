@@ -266,6 +266,10 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_connections_refused_total", "counter",
 	  "Connections refused over max_connections.", "%llu",
 	  (unsigned long long)srv->connections_refused);
+	G("raftmq_connections_idle_closed_total", "counter",
+	  "Connections closed for sending no first request (Hello with auth) "
+	  "within hello_timeout_ms.",
+	  "%llu", (unsigned long long)srv->connections_idle_closed);
 	G("raftmq_frame_max_bytes", "gauge", "max_frame_bytes setting.", "%llu",
 	  (unsigned long long)srv->cfg.max_frame_bytes);
 	G("raftmq_requests_total", "counter", "Client requests received.",
@@ -410,9 +414,20 @@ static void status_json(struct node_server *srv, struct out *o, bool digest)
 		put_json_str(o, n->raft_address);
 		put(o, ",\"client_address\":");
 		put_json_str(o, n->client_address);
-		put(o, ",\"role\":\"%s\",\"reachable\":%s,\"leader\":%s}",
-		    roles[n->role], n->reachable ? "true" : "false",
+		/* null: this node cannot tell (a follower's view of another
+		 * follower); never a false "false" (docs/operations.md). */
+		put(o, ",\"role\":\"%s\",\"reachable\":%s,\"leader\":%s",
+		    roles[n->role],
+		    n->reachable == CONS_REACH_UNKNOWN ? "null"
+		    : n->reachable == CONS_REACH_YES   ? "true"
+						       : "false",
 		    n->id == st.leader_id ? "true" : "false");
+		if (n->last_contact_ms >= 0) {
+			put(o, ",\"last_contact_ms\":%lld}",
+			    (long long)n->last_contact_ms);
+		} else {
+			put(o, ",\"last_contact_ms\":null}");
+		}
 	}
 	put(o, "],\"queues\":[");
 	c.o = o;

@@ -15,6 +15,12 @@
 
 typedef Raftmq__Client__V1__Envelope Envelope;
 
+/* The protocol version this node speaks (client.proto): it accepts frames
+ * of versions 1 to this, and answers in version 1 but for the results of
+ * version-2 requests (PeekResult), so version-1 clients read every answer
+ * they can get. */
+#define NODE_PROTOCOL_VERSION 2u
+
 /* The largest prefetch a push consumer gets; 0 ("unlimited") means this. */
 #define NODE_MAX_PREFETCH 65536
 
@@ -45,7 +51,10 @@ struct node_req {
 	Envelope *env;	   /* owned until the batch is answered */
 	uint64_t t0_ns;	   /* arrival, for confirm latency */
 	uint64_t fetch_id; /* Fetch: the pending fetch it serves */
-	void *owned;	   /* malloc()ed data its commands point to */
+	/* malloc()ed, freed with the request: data its commands point to,
+	 * or the consumer record an ATTACH's answer takes (node_consumer_new)
+	 */
+	void *owned;
 };
 
 /* A batch of commands proposed as one log entry (group commit). */
@@ -56,7 +65,7 @@ struct node_batch {
 	size_t n, cap;
 	struct node_req *reqs; /* owned array */
 	size_t n_reqs, cap_reqs;
-	size_t bytes;		 /* payload bytes, for the size limit */
+	size_t bytes;		 /* log entry bytes of its commands, at most */
 	struct node_batch *next; /* waiting queue */
 };
 
@@ -112,6 +121,17 @@ struct node_session {
 	struct node_consumer *consumers;
 	struct node_early *early;
 	struct node_fetch *fetches;
+	/* Idle connections (hello_timeout_ms): closed unless the first
+	 * request (Hello with auth) comes in time; leader watches exempt. */
+	uv_timer_t hello_timer;
+	bool hello_timer_on; /* hello_timer initialised, not closed */
+	bool greeted;	     /* sent its first request (Hello with auth) */
+	size_t frame_bytes;  /* wire size of the request being dispatched
+				(0 outside node_dispatch) */
+	bool sniffed;	     /* first bytes seen: client or leader watch */
+	bool watch;	     /* a follower's leader watch (node_watch.c) */
+	char pre[8]; /* first bytes, while they may be NODE_WATCH_HELLO */
+	size_t n_pre;
 	struct node_tls *tls;	      /* owned; NULL = plain TCP (node_tls.c) */
 	const struct node_user *user; /* authenticated as (borrowed from
 					 srv->cfg); NULL = not yet */
@@ -171,6 +191,8 @@ struct node_server {
 
 	/* metrics */
 	uint64_t connections_total, connections_refused;
+	uint64_t connections_idle_closed; /* hello_timeout_ms */
+	unsigned n_watches;		  /* sessions that are leader watches */
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
 	uint64_t requests_total, errors_total;
 	uint64_t publishes_refused_memory;
@@ -183,12 +205,25 @@ struct node_server {
 /* node_server.c */
 int node_server_init(struct node_server *srv, uv_loop_t *loop,
 		     const struct node_config *cfg, char *err, size_t errlen);
+/* The two halves of node_server_init() that need no network, disk or
+ * Raft, so that tests run the node over a fake consensus/
+ * (tests/lib/fake_node.c). node_server_setup() fills *srv (cfg copied, loop
+ * retained) and initialises every handle finish_stop() closes;
+ * node_server_attach() takes `cons` (retained until cons_close()'s callback)
+ * and follows its role changes (cons_watch). */
+void node_server_setup(struct node_server *srv, uv_loop_t *loop,
+		       const struct node_config *cfg);
+void node_server_attach(struct node_server *srv, struct cons *cons);
 void node_server_stop(struct node_server *srv, int exit_code);
 uint64_t node_now_ns(void);
 
-/* Appends commands for a request to the open batch. Returns the request
- * slot (its cmds are batch->cmds[req->first..]) or NULL with an error
- * already answered. `n` command slots are reserved and zeroed; fill them. */
+/* Appends commands for a request to the open batch, first closing it if
+ * the request would take it over max_batch_commands or max_batch_bytes.
+ * Returns the request slot (its cmds are batch->cmds[req->first..]) or
+ * NULL with an error already answered (out of memory, or MESSAGE_TOO_LARGE
+ * for a request that could not fit in one log entry). `n` command slots
+ * are reserved and zeroed; fill them. `env` is transferred on success and
+ * freed on failure. */
 struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 				uint64_t corr, int kind, Envelope *env,
 				size_t n, struct q_cmd **cmds);
@@ -210,6 +245,14 @@ int node_resolve(const char *addr, struct sockaddr_in *sa);
  * client_address (borrowed), replacing any earlier watch; leader_id 0 (or
  * this node) just stops watching. */
 struct node_watch;
+/* What a leader watch sends first, so that the leader exempts it from
+ * hello_timeout_ms: no frame starts with 0xff (lengths are at most 1 GiB)
+ * and no TLS record does (0x16), so it cannot be mistaken for a client. */
+#define NODE_WATCH_HELLO "\xffRAFTMQW"
+#define NODE_WATCH_HELLO_LEN 8
+/* At most this many connections are exempt as watches (one per follower;
+ * a larger cluster is refused by consensus/). */
+#define NODE_MAX_WATCHES CONS_MAX_NODES
 void node_watch_leader(struct node_server *srv, uint64_t leader_id,
 		       const char *client_address);
 
@@ -236,16 +279,147 @@ struct node_consumer *node_session_consumer(struct node_session *s,
 int node_codec_check_strings(const uint8_t *frame, size_t len, char *err,
 			     size_t errlen);
 
+/* ------------------------------------------------------- request kinds */
+
+/* Shorthands for the generated names of client.proto, for node/ only. */
+#define PB(x) raftmq__client__v1__##x
+#define BODY(x) RAFTMQ__CLIENT__V1__ENVELOPE__BODY_##x
+#define EC(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
+
+/* What a request kind needs when auth is on (docs/operations.md). */
+enum node_access {
+	NODE_ACCESS_UNSET = 0, /* no entry: refused (never a default) */
+	NODE_ACCESS_ANYONE,    /* before authentication: Hello */
+	NODE_ACCESS_USER,      /* any authenticated user: lists (filtered to
+				  what the user may see), and requests on
+				  the session's own consumers (authorised
+				  when the consumer was attached) */
+	NODE_ACCESS_NAMED,     /* the permissions `grant` lists */
+	NODE_ACCESS_ADMIN,     /* a user with admin = true */
+};
+
+/* Any permission on the name (queue info): beside enum node_perm. */
+#define NODE_PERM_VISIBLE (-1)
+
+/* One permission a request needs on a name. */
+struct node_grant {
+	int perm;	  /* enum node_perm or NODE_PERM_VISIBLE */
+	const char *what; /* for the refusal: "to queue", "topic"... */
+	const char *name; /* borrowed from the request, or buf */
+	char buf[2 * Q_NAME_MAX + 2]; /* room for a composed name */
+};
+
+/* One request kind (an Envelope body case): everything node/ does with it,
+ * in one place (the shape of dqlite's REQUEST__TYPES). The table of kinds
+ * is in node_dispatch.c; each descriptor sits with its handlers. */
+struct node_kind {
+	const char *name; /* "create_queue": logs and sentences */
+	enum node_access access;
+	bool any_node; /* answered by followers too, not redirected */
+	/* NODE_ACCESS_NAMED: the i-th permission the request needs (i from
+	 * 0); false past the last. env is borrowed. */
+	bool (*grant)(const Envelope *env, size_t i, struct node_grant *g);
+	/* Names what the request acts on into buf ("queue \"orders\""), for
+	 * error sentences; NULL: "request". */
+	void (*target)(const Envelope *env, char *buf, size_t len);
+	/* Serves it once access, leadership and shutdown are checked (only
+	 * access for any_node kinds). Reads answer at once; writes add
+	 * commands to the open batch. Returns true when env was handed to
+	 * node_batch_add (which owns it from then on, even when it failed),
+	 * false when the caller still owns env and frees it. */
+	bool (*start)(struct node_session *s, Envelope *env);
+	/* A batched request was applied: answers it from res[r->first ..
+	 * r->first + r->count) (borrowed). NULL for kinds never batched. */
+	void (*answer)(struct node_server *srv, struct node_req *r,
+		       const struct q_result *res);
+	/* Its batch failed with a CONS_E* status; NULL: the common answer
+	 * (node_dispatch.c). */
+	void (*fail)(struct node_session *s, struct node_req *r, int status);
+};
+
+/* The descriptor of a request body case, or NULL when it is not a
+ * request this node serves (a result, a push, an unknown number). */
+const struct node_kind *node_kind_of(int body_case);
+
+/* The descriptors, one per request kind (defined beside their handlers). */
+extern const struct node_kind node_kind_hello, node_kind_cluster_status,
+	node_kind_queue_info, node_kind_queue_list, node_kind_topic_list,
+	node_kind_cluster_add, node_kind_cluster_remove,
+	node_kind_cluster_transfer, node_kind_peek; /* node_read.c */
+extern const struct node_kind node_kind_publish, node_kind_publish_batch,
+	node_kind_create_queue, node_kind_configure_queue,
+	node_kind_delete_queue, node_kind_purge_queue, node_kind_create_topic,
+	node_kind_delete_topic, node_kind_subscribe, node_kind_unsubscribe,
+	node_kind_consume, node_kind_cancel, node_kind_credit, node_kind_ack,
+	node_kind_nack, node_kind_release, node_kind_extend; /* node_write.c */
+extern const struct node_kind node_kind_fetch;		     /* node_write.c */
+/* Fills an ATTACH of a consumer of session s to `queue` (borrowed: it must
+ * live as long as the batch, like the request's envelope). */
+void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
+		     const char *queue, uint32_t prefetch, uint32_t credit);
+
+/* node_fetch.c */
+
 /* node_dispatch.c */
+/* Serves one decoded request (env always transferred). */
 void node_dispatch(struct node_session *s, Envelope *env);
 void node_dispatch_results(struct node_server *srv, struct node_batch *b,
 			   int status, const struct q_result *results,
 			   size_t n);
 void node_error(struct node_session *s, uint64_t corr, int code,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* NOT_LEADER with the leader's address, or UNAVAILABLE when none is known. */
+void node_not_leader(struct node_session *s, uint64_t corr);
+/* Sends a result: msg (borrowed) is the body member for body_case. */
+void node_reply(struct node_session *s, uint64_t corr, int body_case,
+		void *msg);
+/* When the command was refused (q->status != 0), answers the error with
+ * the request's target and returns true. */
+bool node_refused(struct node_session *s, const struct node_req *r,
+		  const struct q_result *q);
+/* Drops a UTF-8 character cut in half at the end of buf. */
+void node_utf8_cut(char *buf);
+
+/* node_perm.c */
+/* Whether the session's user may make this request (auth on, user set);
+ * answers PERMISSION_DENIED when not. */
+bool node_permitted(struct node_session *s, const struct node_kind *k,
+		    const Envelope *env);
+
+/* node_write.c */
+/* Fills an ATTACH of a consumer of session s to `queue` (borrowed: it must
+ * live as long as the batch, like the request's envelope). */
+void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
+		     const char *queue, uint32_t prefetch, uint32_t credit);
+
+/* node_fetch.c */
+struct node_fetch *node_fetch_find(struct node_session *s,
+				   q_consumer_id consumer, uint64_t id);
+/* Adds a packed Delivery (borrowed) to a fetch; answers it when full. */
+int node_fetch_add(struct node_fetch *f, const void *packed, size_t len);
+void node_fetch_timeout(uv_timer_t *t);
+
+/* node_deliver.c: the delivery sink and the session's consumer list. */
+/* Fills *m from d: every pointer in *m is borrowed from d (the state). */
+void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
+		       const struct q_delivery *d);
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
-void node_fetch_timeout(uv_timer_t *t);
+/* A consumer record (queue borrowed, copied), allocated before its ATTACH
+ * is proposed: recording the consumer the state attached must not fail, or
+ * the state holds a consumer the session does not know (its messages
+ * cannot be acked, its deliveries pile up). NULL when out of memory: refuse
+ * the request then, nothing proposed. */
+struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
+					bool pull);
+/* The ATTACH of c applied as consumer `id`: c (always transferred) joins the
+ * session's consumers. */
+void node_consumer_attached(struct node_session *s, struct node_consumer *c,
+			    q_consumer_id id);
+void node_consumer_drop(struct node_session *s, q_consumer_id id);
+/* Sends (or hands to the waiting fetch) the deliveries that arrived for c
+ * before its ATTACH result. */
+void node_flush_early(struct node_session *s, struct node_consumer *c);
 
 /* node_http.c */
 int node_http_start(struct node_server *srv, char *err, size_t errlen);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "node_auth.h"
+#include "cons_defaults.h"
 #include "node_int.h"
 #include "node_log.h"
 #include "node_tls.h"
@@ -111,15 +112,46 @@ static void batch_close(struct node_server *srv)
 	srv->waiting_tail = b;
 }
 
-static size_t cmd_bytes(const struct q_cmd *c)
+/* Sizing batches by bytes. The commands of a request are filled in after
+ * node_batch_add() returns, so a request is counted when it is added by an
+ * upper bound of what its commands take in the log entry: its own encoded
+ * size (what the client sent) plus what the log encoding may add per
+ * command. A log Publish has the fields of the client's Publish, so a
+ * publish adds only the Command and list headers (CONS_COMMAND_WRAP_BYTES);
+ * other requests may add queue settings written in full (about 80 bytes)
+ * or a session (about 40). Internal commands (tick, credit, release of one
+ * tag, session gone, detach stale) take under 64 bytes each. The fuzzer
+ * and tests/unit/node check, for every entry proposed, that the entry is
+ * at most the batch's count plus CONS_ENTRY_BASE_BYTES. */
+#define PUBLISH_EXTRA_BYTES CONS_COMMAND_WRAP_BYTES
+#define REQUEST_EXTRA_BYTES 128
+#define INTERNAL_CMD_BYTES 64
+
+static size_t request_bytes(const struct node_session *s, int kind,
+			    const Envelope *env, size_t n)
 {
-	if (c->type == Q_CMD_PUBLISH) {
-		return c->u.publish.body_len + c->u.publish.msg_id_len + 32;
+	size_t wire;
+	bool publish = kind == RAFTMQ__CLIENT__V1__ENVELOPE__BODY_PUBLISH ||
+		       kind == RAFTMQ__CLIENT__V1__ENVELOPE__BODY_PUBLISH_BATCH;
+	if (env == NULL) {
+		return n * INTERNAL_CMD_BYTES;
 	}
-	if (c->type >= Q_CMD_ACK && c->type <= Q_CMD_EXTEND) {
-		return c->u.tags.n_tags * 9 + 16;
-	}
-	return 64;
+	/* The frame it came in is at least its encoded size (a re-encoding
+	 * drops duplicates and defaults, never adds): no second walk of the
+	 * message on the hot path. */
+	wire = s != NULL && s->frame_bytes > 0
+		       ? s->frame_bytes
+		       : raftmq__client__v1__envelope__get_packed_size(env);
+	return wire + n * (publish ? PUBLISH_EXTRA_BYTES : REQUEST_EXTRA_BYTES);
+}
+
+/* The most command bytes one entry takes: max_batch_bytes, and never so
+ * many that consensus/ would refuse the entry (CONS_MAX_ENTRY_BYTES). */
+static size_t batch_limit(const struct node_server *srv)
+{
+	size_t cap = CONS_MAX_ENTRY_BYTES - CONS_ENTRY_BASE_BYTES;
+	return srv->cfg.max_batch_bytes < cap ? (size_t)srv->cfg.max_batch_bytes
+					      : cap;
 }
 
 struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
@@ -128,9 +160,29 @@ struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 {
 	struct node_batch *b;
 	struct node_req *r;
-	if (srv->open != NULL &&
+	size_t bytes = request_bytes(s, kind, env, n);
+	if (bytes > CONS_MAX_ENTRY_BYTES - CONS_ENTRY_BASE_BYTES) {
+		/* Alone in an entry it would still be over the cap: refused
+		 * here, never proposed. Only a request this large can be (a
+		 * batch closes before a request would take it past the
+		 * limit), and only client requests are (internal commands
+		 * are small). */
+		if (s != NULL) {
+			node_error(
+				s, corr,
+				RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_MESSAGE_TOO_LARGE,
+				"request of %zu bytes does not fit in one log "
+				"entry (at most %zu MiB): send fewer or "
+				"smaller messages per request",
+				bytes, CONS_MAX_ENTRY_BYTES >> 20);
+		}
+		goto err_free_env;
+	}
+	/* Close the open batch when this request would take it over a
+	 * limit; a request over the limit on its own goes alone. */
+	if (srv->open != NULL && srv->open->n > 0 &&
 	    (srv->open->n + n > srv->cfg.max_batch_commands ||
-	     srv->open->bytes > srv->cfg.max_batch_bytes)) {
+	     srv->open->bytes + bytes > batch_limit(srv))) {
 		batch_close(srv);
 	}
 	if (srv->open == NULL) {
@@ -178,6 +230,7 @@ struct node_req *node_batch_add(struct node_server *srv, struct node_session *s,
 	memset(&b->cmds[b->n], 0, n * sizeof *b->cmds);
 	*cmds = &b->cmds[b->n];
 	b->n += n;
+	b->bytes += bytes;
 	return r;
 
 err_nomem:
@@ -186,6 +239,7 @@ err_nomem:
 			   RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_NO_MEMORY,
 			   "the node is out of memory");
 	}
+err_free_env:
 	if (env != NULL) {
 		raftmq__client__v1__envelope__free_unpacked(env, NULL);
 	}
@@ -206,13 +260,7 @@ static void propose_cb(struct cons_propose *req, int status,
 
 static void propose(struct node_server *srv, struct node_batch *b)
 {
-	size_t i;
-	int rv;
-	/* Stamp the commands' bytes for accounting, then hand them over. */
-	for (i = 0; i < b->n; i++) {
-		b->bytes += cmd_bytes(&b->cmds[i]);
-	}
-	rv = cons_propose(srv->cons, &b->prop, b->cmds, b->n, propose_cb);
+	int rv = cons_propose(srv->cons, &b->prop, b->cmds, b->n, propose_cb);
 	if (rv != 0) {
 		node_dispatch_results(srv, b, rv, NULL, 0);
 		batch_free(b);
@@ -466,8 +514,6 @@ static int listen_on(struct node_server *srv, char *err, size_t errlen)
 			 srv->cfg.client_address);
 		return -1;
 	}
-	uv_tcp_init(srv->loop, &srv->listener);
-	srv->listener.data = srv;
 	rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&sa, 0);
 	if (rv == 0) {
 		rv = uv_listen((uv_stream_t *)&srv->listener, 1024,
@@ -488,14 +534,9 @@ static void signal_cb(uv_signal_t *h, int signum)
 	node_server_stop(srv, 0);
 }
 
-int node_server_init(struct node_server *srv, uv_loop_t *loop,
-		     const struct node_config *cfg, char *err, size_t errlen)
+void node_server_setup(struct node_server *srv, uv_loop_t *loop,
+		       const struct node_config *cfg)
 {
-	struct cons_config cc;
-	struct cons_member members[NODE_MAX_MEMBERS];
-	size_t i;
-	int rv;
-
 	memset(srv, 0, sizeof *srv);
 	srv->loop = loop;
 	srv->cfg = *cfg;
@@ -504,10 +545,46 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	srv->started_loop_ms = uv_now(loop);
 	node_log_ctx.id = cfg->id;
 	node_log_ctx.level = cfg->log_level;
-
 	srv->sink.data = srv;
 	srv->sink.deliver = node_on_delivery;
 	srv->sink.consumer_gone = node_on_consumer_gone;
+	/* Every handle is initialised here, started later, and closed by
+	 * finish_stop(). */
+	uv_tcp_init(loop, &srv->listener);
+	srv->listener.data = srv;
+	uv_check_init(loop, &srv->check);
+	srv->check.data = srv;
+	uv_idle_init(loop, &srv->idle);
+	srv->idle.data = srv;
+	uv_timer_init(loop, &srv->ticker);
+	srv->ticker.data = srv;
+	uv_signal_init(loop, &srv->sigterm);
+	srv->sigterm.data = srv;
+	uv_signal_init(loop, &srv->sigint);
+	srv->sigint.data = srv;
+	uv_timer_init(loop, &srv->stop_timer);
+	srv->stop_timer.data = srv;
+}
+
+void node_server_attach(struct node_server *srv, struct cons *cons)
+{
+	srv->cons = cons;
+	cons_watch(cons, watch_cb, srv);
+	/* Started before libraft's own check handle (cons_start), so it runs
+	 * after it in each iteration: libuv runs the newest check first. */
+	uv_check_start(&srv->check, check_cb);
+}
+
+int node_server_init(struct node_server *srv, uv_loop_t *loop,
+		     const struct node_config *cfg, char *err, size_t errlen)
+{
+	struct cons_config cc;
+	struct cons_member members[NODE_MAX_MEMBERS];
+	struct cons *cons;
+	size_t i;
+	int rv;
+
+	node_server_setup(srv, loop, cfg);
 	if (node_auth_init(&srv->cfg, err, errlen) != 0 ||
 	    node_tls_ctx_new(&srv->cfg, &srv->tls_ctx, err, errlen) != 0) {
 		return -1;
@@ -535,36 +612,21 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	cc.max_body = cfg->max_message_bytes;
 	cc.hash_seed = wall_ms() ^ node_now_ns();
 
-	rv = cons_new(loop, &cc, &srv->sink, &srv->cons, err, errlen);
+	rv = cons_new(loop, &cc, &srv->sink, &cons, err, errlen);
 	if (rv != 0) {
 		return -1;
 	}
-	cons_watch(srv->cons, watch_cb, srv);
+	node_server_attach(srv, cons);
 	if (listen_on(srv, err, errlen) != 0) {
 		return -1;
 	}
-	/* Started before libraft's own check handle (cons_start), so it runs
-	 * after it in each iteration: libuv runs the newest check first. */
-	uv_check_init(loop, &srv->check);
-	srv->check.data = srv;
-	uv_check_start(&srv->check, check_cb);
-	uv_idle_init(loop, &srv->idle);
-	srv->idle.data = srv;
 	rv = cons_start(srv->cons, err, errlen);
 	if (rv != 0) {
 		return -1;
 	}
-	uv_timer_init(loop, &srv->ticker);
-	srv->ticker.data = srv;
 	uv_timer_start(&srv->ticker, ticker_cb, 20, 20);
-	uv_signal_init(loop, &srv->sigterm);
-	srv->sigterm.data = srv;
 	uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
-	uv_signal_init(loop, &srv->sigint);
-	srv->sigint.data = srv;
 	uv_signal_start(&srv->sigint, signal_cb, SIGINT);
-	uv_timer_init(loop, &srv->stop_timer);
-	srv->stop_timer.data = srv;
 	if (cfg->http_address[0] != '\0' &&
 	    node_http_start(srv, err, errlen) != 0) {
 		return -1;
@@ -603,6 +665,12 @@ static void finish_stop(struct node_server *srv)
 		batch_free(b);
 	}
 	srv->waiting_tail = NULL;
+	if (srv->open != NULL) {
+		/* Left open only when empty (an allocation failed after the
+		 * batch was made). */
+		batch_free(srv->open);
+		srv->open = NULL;
+	}
 	node_http_stop(srv);
 	node_watch_leader(srv, 0, NULL);
 	uv_close((uv_handle_t *)&srv->listener, NULL);
@@ -662,7 +730,7 @@ void node_server_stop(struct node_server *srv, int exit_code)
 				&srv->stop_timer, stop_timeout,
 				2 * (srv->cfg.election_timeout_ms
 					     ? srv->cfg.election_timeout_ms
-					     : 1000),
+					     : CONS_DEFAULT_ELECTION_MS),
 				0);
 			return;
 		}

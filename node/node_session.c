@@ -20,9 +20,16 @@
  * before framing; at flush the frames in `out` are encrypted into the
  * buffer handed to uv_write. Everything else is the same for both.
  *
- * Lifetime: the server holds one reference, every request in flight
- * another; the memory goes when the connection is closed and the last
- * reference dropped. */
+ * Idle connections: a connection must send its first request (a Hello,
+ * when auth is on) within hello_timeout_ms of being accepted, its TLS
+ * handshake included, or it is closed (port scanners, health checks that
+ * only connect, half-open connections). Followers hold one idle connection
+ * to the leader on purpose (node_watch.c): it starts with
+ * NODE_WATCH_HELLO, which no client sends, and is exempt.
+ *
+ * Lifetime: the server holds one reference, every request in flight and
+ * the hello timer another; the memory goes when the connection is closed
+ * and the last reference dropped. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +117,11 @@ static void fetch_timer_closed(uv_handle_t *h)
 	node_session_unref(s);
 }
 
+static void hello_timer_closed(uv_handle_t *h)
+{
+	node_session_unref(h->data);
+}
+
 void node_session_close(struct node_session *s)
 {
 	struct node_server *srv = s->srv;
@@ -121,6 +133,13 @@ void node_session_close(struct node_session *s)
 	s->prev->next = s->next;
 	s->next->prev = s->prev;
 	srv->n_sessions--;
+	if (s->watch) {
+		srv->n_watches--;
+	}
+	if (s->hello_timer_on) {
+		s->hello_timer_on = false;
+		uv_close((uv_handle_t *)&s->hello_timer, hello_timer_closed);
+	}
 	while ((f = s->fetches) != NULL) {
 		s->fetches = f->next;
 		uv_close((uv_handle_t *)&f->timer, fetch_timer_closed);
@@ -398,6 +417,17 @@ void node_session_read_frames(struct node_session *s)
 		srv->frames_in++;
 		env = raftmq__client__v1__envelope__unpack(NULL, n, p + 4);
 		off += 4 + (size_t)n;
+		if (env != NULL && !s->greeted &&
+		    (!srv->cfg.auth ||
+		     env->body_case ==
+			     RAFTMQ__CLIENT__V1__ENVELOPE__BODY_HELLO)) {
+			/* A client, not an idle connection: with auth on,
+			 * only a Hello counts (a refused one closes). */
+			s->greeted = true;
+			if (s->hello_timer_on) {
+				uv_timer_stop(&s->hello_timer);
+			}
+		}
 		if (env == NULL) {
 			node_error(
 				s, 0,
@@ -413,7 +443,9 @@ void node_session_read_frames(struct node_session *s)
 			raftmq__client__v1__envelope__free_unpacked(env, NULL);
 			continue;
 		}
+		s->frame_bytes = n;    /* sizes the request (node_batch_add) */
 		node_dispatch(s, env); /* takes env */
+		s->frame_bytes = 0;
 	}
 	if (off > 0 && !s->closing) {
 		memmove(s->in, s->in + off, s->in_len - off);
@@ -461,9 +493,59 @@ static void tls_read(struct node_session *s, const char *data, size_t n)
 	}
 }
 
+/* A follower's leader watch (node_watch.c) announced itself: exempt it
+ * from hello_timeout_ms, unless that many watches are already exempt (a
+ * client imitating one gets no more than NODE_MAX_WATCHES idle slots). */
+static void became_watch(struct node_session *s)
+{
+	struct node_server *srv = s->srv;
+	if (srv->n_watches >= NODE_MAX_WATCHES) {
+		NODE_INFO(
+			"session %llu from %s: leader watch over the limit of "
+			"%d; not exempt from hello_timeout_ms",
+			(unsigned long long)s->id, s->peer, NODE_MAX_WATCHES);
+		return;
+	}
+	s->watch = true;
+	srv->n_watches++;
+	if (s->hello_timer_on) {
+		uv_timer_stop(&s->hello_timer);
+	}
+	NODE_DEBUG("session %llu from %s: a follower's leader watch",
+		   (unsigned long long)s->id, s->peer);
+}
+
+/* The first bytes of a connection: a leader watch starts with
+ * NODE_WATCH_HELLO and sends nothing else; a client starts with a frame
+ * or a TLS record, neither of which begins with its first byte (0xff).
+ * Takes data[0..n) and returns 1 while undecided (wait for more), 2 for a
+ * complete watch announcement (the bytes are used up), 0 for anything else
+ * (handle the bytes as usual; s->pre holds the first ones). */
+static int sniff(struct node_session *s, const char *data, size_t n)
+{
+	size_t take = NODE_WATCH_HELLO_LEN - s->n_pre;
+	if (s->n_pre == 0 && (unsigned char)data[0] != 0xff) {
+		s->sniffed = true;
+		return 0;
+	}
+	take = take < n ? take : n;
+	memcpy(s->pre + s->n_pre, data, take);
+	s->n_pre += take;
+	if (memcmp(s->pre, NODE_WATCH_HELLO, s->n_pre) != 0 || take < n) {
+		s->sniffed = true;
+		return 0;
+	}
+	if (s->n_pre < NODE_WATCH_HELLO_LEN) {
+		return 1;
+	}
+	s->sniffed = true;
+	return 2;
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct node_session *s = stream->data;
+	int sniffed = 0;
 	(void)buf;
 	if (nread < 0) {
 		if (nread != UV_EOF) {
@@ -484,12 +566,65 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	s->srv->bytes_in += (uint64_t)nread;
+	if (s->watch) {
+		/* A watch sends nothing after its announcement. */
+		node_session_close(s);
+		return;
+	}
+	if (!s->sniffed) {
+		sniffed =
+			sniff(s, s->tls != NULL ? buf->base : s->in + s->in_len,
+			      (size_t)nread);
+	}
 	if (s->tls != NULL) {
-		tls_read(s, buf->base, (size_t)nread);
+		if (sniffed == 2) {
+			node_tls_free(s->tls); /* a watch does not do TLS */
+			s->tls = NULL;
+			became_watch(s);
+		} else if (sniffed == 0 && s->n_pre > 0) {
+			/* Started like a watch but is not one: not TLS
+			 * either (refused as a plain client). */
+			tls_read(s, s->pre, s->n_pre);
+		} else if (sniffed == 0) {
+			tls_read(s, buf->base, (size_t)nread);
+		}
 		return;
 	}
 	s->in_len += (size_t)nread;
-	node_session_read_frames(s);
+	if (sniffed == 2) {
+		s->in_len = 0;
+		became_watch(s);
+		return;
+	}
+	if (sniffed == 0) {
+		node_session_read_frames(s);
+	}
+}
+
+/* No first request in time: an idle connection (or a stuck handshake). */
+static void hello_timeout(uv_timer_t *t)
+{
+	struct node_session *s = t->data;
+	struct node_server *srv = s->srv;
+	srv->connections_idle_closed++;
+	NODE_INFO(
+		"session %llu from %s: no %s within %u ms of connecting "
+		"(hello_timeout_ms); closing",
+		(unsigned long long)s->id, s->peer,
+		s->tls != NULL && !node_tls_ready(s->tls) ? "TLS handshake"
+		: srv->cfg.auth				  ? "Hello"
+							  : "request",
+		srv->cfg.hello_timeout_ms);
+	if (s->tls == NULL || node_tls_ready(s->tls)) {
+		node_error(s, 0, EC(RESOURCE_LIMIT),
+			   "no %s within %u ms of connecting "
+			   "(hello_timeout_ms of node %llu); closing the "
+			   "connection",
+			   srv->cfg.auth ? "Hello" : "request",
+			   srv->cfg.hello_timeout_ms,
+			   (unsigned long long)srv->cfg.id);
+	}
+	node_session_close(s);
 }
 
 static void start_reading(struct node_session *s)
@@ -536,6 +671,14 @@ void node_session_accept(struct node_server *srv)
 			node_session_close(s);
 			return;
 		}
+	}
+	if (srv->cfg.hello_timeout_ms > 0 &&
+	    uv_timer_init(srv->loop, &s->hello_timer) == 0) {
+		s->hello_timer.data = s;
+		s->hello_timer_on = true;
+		node_session_ref(s); /* dropped when the timer is closed */
+		uv_timer_start(&s->hello_timer, hello_timeout,
+			       srv->cfg.hello_timeout_ms, 0);
 	}
 	if (srv->n_sessions > srv->cfg.max_connections) {
 		srv->connections_refused++;

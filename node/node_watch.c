@@ -16,12 +16,15 @@
  * election timeout while the same leader leads, so that a leader still in
  * office after a partition heals is watched again.
  *
- * The connection sends nothing (no Hello, so authentication does not
- * matter) and everything it receives is discarded. */
+ * The connection sends only NODE_WATCH_HELLO, which tells the leader to
+ * exempt it from hello_timeout_ms (no Hello, so authentication does not
+ * matter, and plain TCP even on a TLS port), and everything it receives is
+ * discarded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cons_defaults.h"
 #include "node_int.h"
 #include "node_log.h"
 
@@ -30,6 +33,7 @@ struct node_watch {
 	uv_tcp_t tcp;
 	uv_timer_t again; /* makes the watch again after it fired */
 	uv_connect_t connect;
+	uv_write_t write;   /* NODE_WATCH_HELLO */
 	uint64_t leader_id; /* the leader this connection watches */
 	char address[64];   /* its client address */
 	int handles;	    /* initialised and not closed yet */
@@ -83,7 +87,7 @@ static void gone(struct node_watch *w, const char *why)
 	(void)uv_timer_start(&w->again, again_cb,
 			     srv->cfg.election_timeout_ms > 0
 				     ? srv->cfg.election_timeout_ms
-				     : 1000,
+				     : CONS_DEFAULT_ELECTION_MS,
 			     0);
 }
 
@@ -105,9 +109,18 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	gone(w, n == UV_EOF ? "connection closed" : uv_strerror((int)n));
 }
 
+/* A failed write shows as a failed read too: nothing to do here. */
+static void write_cb(uv_write_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
 	struct node_watch *w = req->data;
+	uv_buf_t hello =
+		uv_buf_init((char *)NODE_WATCH_HELLO, NODE_WATCH_HELLO_LEN);
 	if (status == UV_ECANCELED) {
 		return; /* closed while connecting */
 	}
@@ -115,7 +128,9 @@ static void connect_cb(uv_connect_t *req, int status)
 		gone(w, uv_strerror(status));
 		return;
 	}
-	if (uv_read_start((uv_stream_t *)&w->tcp, alloc_cb, read_cb) != 0) {
+	if (uv_write(&w->write, (uv_stream_t *)&w->tcp, &hello, 1, write_cb) !=
+		    0 ||
+	    uv_read_start((uv_stream_t *)&w->tcp, alloc_cb, read_cb) != 0) {
 		gone(w, "cannot read");
 	}
 }

@@ -44,6 +44,21 @@
  *     DETACH_STALE return messages without counting a failure. When a failed
  *     delivery brings a message's failure count to max_deliveries (> 0), the
  *     message is dead-lettered instead of requeued.
+ *   - DETACH may name *unseen* tags of the consumer: deliveries that reached
+ *     the client but were never handed to its application (a client
+ *     library's buffer, dropped at cancel or close). They return like the
+ *     others, and their last delivery is undone: delivery_count goes back by
+ *     one, so the next consumer gets the count the application would have
+ *     seen (the queue's `delivered` counter still counts the push). Tags not
+ *     held by the consumer are ignored.
+ *   - A RELEASE may say that all its tags are unseen (u.tags.unseen): each
+ *     tag held by the consumer returns as with any RELEASE (counted in
+ *     `released`) and its last delivery is undone as for DETACH. The node
+ *     releases so a pull consumer's delivery that arrived after its fetch
+ *     was answered: nobody ever saw it.
+ *   - An undone delivery never takes delivery_count below the message's
+ *     failure count (only the last delivery is undone, and it has not
+ *     failed), nor below 0; a saturated count stays saturated.
  *   - Dead-lettering moves the message into the queue named by dead_letter
  *     (reason and origin recorded, a fresh seq, the failure count reset, the
  *     delivery count kept as history, expiry from the dead-letter queue's own
@@ -264,6 +279,11 @@ struct q_cmd {
 			q_consumer_id consumer;
 			uint32_t prefetch; /* CREDIT */
 			uint32_t credit;   /* CREDIT */
+			/* DETACH: tags the client received but never handed
+			 * to its application (may be NULL when n_unseen is
+			 * 0). */
+			const q_seq *unseen;
+			size_t n_unseen;
 		} consumer;
 		struct q_cmd_tags { /* ACK, NACK, RELEASE, EXTEND */
 			q_consumer_id consumer;
@@ -271,6 +291,10 @@ struct q_cmd {
 			size_t n_tags;
 			/* NACK: delay; EXTEND: new timeout (0 = queue's). */
 			uint64_t ms;
+			/* RELEASE: the client never handed these deliveries
+			 * to its application; their last delivery is undone.
+			 * Ignored by the other tag commands. */
+			bool unseen;
 		} tags;
 		struct q_cmd_session { /* SESSION_GONE, DETACH_STALE */
 			/* DETACH_STALE uses node_id and epoch only. */
@@ -411,6 +435,53 @@ int q_state_foreach_topic(const struct q_state *s,
 			  int (*cb)(void *data,
 				    const struct q_topic_info *info),
 			  void *data);
+
+/* Where a message is, as q_state_peek() reports it. */
+enum q_msg_state {
+	Q_MSG_READY = 0,   /* waiting for delivery (ready or returned) */
+	Q_MSG_DELAYED = 1, /* not deliverable before its due time */
+	Q_MSG_HELD = 2,	   /* delivered, held by a consumer until settled */
+};
+
+/* Bits of q_state_peek()'s `flags`: what to visit besides ready messages. */
+enum {
+	Q_PEEK_DELAYED = 1u << 0,
+	Q_PEEK_HELD = 1u << 1,
+};
+
+/* One message seen by q_state_peek(): the delivery a consumer would get,
+ * except that msg.consumer and msg.session name the consumer holding it
+ * (Q_MSG_HELD; else 0 and NULL) and msg.delivery_count counts the
+ * deliveries so far (0 = never delivered). Every pointer is borrowed from
+ * the state and valid only during the callback. */
+struct q_peeked {
+	struct q_delivery msg;
+	uint8_t state;	     /* enum q_msg_state */
+	uint64_t due_ms;     /* DELAYED: deliverable (or expiring) at;
+				HELD: ack deadline; 0 = none */
+	uint64_t expires_ms; /* TTL expiry, 0 = never */
+};
+
+/*
+ * Visits the messages of queue `name` whose seq is >= `from`, in seq order,
+ * at most `max` of them: the ready and returned ones, plus the delayed and
+ * held ones if `flags` has Q_PEEK_DELAYED / Q_PEEK_HELD. A pure read: no
+ * delivery is made or counted, nothing is held, expired or moved, and no
+ * sink callback is made, so replicas stay identical whoever peeks. `name`
+ * is borrowed; `cb` gets each message (borrowed, see struct q_peeked) with
+ * `data` and returns 0 to go on or non-zero to stop.
+ *
+ * Cost: one pass over the queue's messages of the visited kinds, keeping the
+ * `max` smallest seqs in a heap of at most `max` pointers (O(n log max)); the
+ * heap is allocated with the state's allocator and freed before returning
+ * (not counted in q_state_totals()).
+ *
+ * Returns 0, Q_ENOTFOUND (no such queue), Q_ENOMEM (heap allocation; nothing
+ * visited), or cb's non-zero value.
+ */
+int q_state_peek(const struct q_state *s, const char *name, q_seq from,
+		 size_t max, unsigned flags,
+		 int (*cb)(void *data, const struct q_peeked *m), void *data);
 
 struct q_consumer_info {
 	q_consumer_id id;

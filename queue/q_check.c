@@ -77,6 +77,11 @@ static int check_list(struct ck *k, const struct q_state *s,
 		      (unsigned long long)m->seq);
 		CHECK(m->body != NULL && m->body->refs > 0,
 		      "message %llu has no body", (unsigned long long)m->seq);
+		/* Every failure ended a delivery, and only a delivery that
+		 * has not failed is ever undone (unseen tags). */
+		CHECK(m->failures <= m->deliveries,
+		      "message %llu: %u failed deliveries of %u",
+		      (unsigned long long)m->seq, m->failures, m->deliveries);
 		if (where == Q__UNACKED) {
 			CHECK(m->consumer != NULL && m->deliveries > 0,
 			      "unacked %llu without consumer or delivery",

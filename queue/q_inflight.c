@@ -58,10 +58,31 @@ struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq)
 	return m;
 }
 
+void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
+		      struct q_delivery *d)
+{
+	const struct q_body *b = m->body;
+	d->consumer = m->consumer != NULL ? m->consumer->id : 0;
+	d->session = m->consumer != NULL ? &m->consumer->session : NULL;
+	d->queue = m->queue->name;
+	d->seq = m->seq;
+	d->msg_id = b->id_len ? (const char *)b->data : NULL;
+	d->msg_id_len = b->id_len;
+	d->body = b->data + b->id_len;
+	d->body_len = b->len;
+	d->delivery_count = m->deliveries;
+	d->published_ms = b->published_ms;
+	d->dl_reason = m->dl_reason;
+	d->dl_queue = NULL;
+	if (m->dl_reason != Q_REASON_NONE) {
+		const struct q_queue *from = q__queue_by_id(s, m->dl_from);
+		d->dl_queue = from != NULL ? from->name : NULL;
+	}
+}
+
 void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 {
 	struct q_queue *q = c->queue;
-	struct q_body *b = m->body;
 	uint64_t h;
 
 	q__unacked_grow(s, q, 1);
@@ -90,24 +111,8 @@ void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 		q__timer_arm(s, m, s->now + q->settings.ack_timeout_ms);
 	}
 	if (s->sink != NULL && s->sink->deliver != NULL) {
-		struct q_delivery d = {
-			.consumer = c->id,
-			.session = &c->session,
-			.queue = q->name,
-			.seq = m->seq,
-			.msg_id = b->id_len ? (const char *)b->data : NULL,
-			.msg_id_len = b->id_len,
-			.body = b->data + b->id_len,
-			.body_len = b->len,
-			.delivery_count = m->deliveries,
-			.published_ms = b->published_ms,
-			.dl_reason = m->dl_reason,
-			.dl_queue = NULL,
-		};
-		if (m->dl_reason != Q_REASON_NONE) {
-			struct q_queue *from = q__queue_by_id(s, m->dl_from);
-			d.dl_queue = from != NULL ? from->name : NULL;
-		}
+		struct q_delivery d;
+		q__delivery_fill(s, m, &d);
 		s->sink->deliver(s->sink->data, &d);
 	}
 }

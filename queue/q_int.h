@@ -16,6 +16,8 @@
 #ifndef RAFTMQ_Q_INT_H
 #define RAFTMQ_Q_INT_H
 
+#include <assert.h>
+
 #include "q.h"
 
 #define Q__CONTAINER_OF(ptr, type, member) \
@@ -49,6 +51,9 @@ static inline int q__list_empty(const struct q_link *l)
 }
 static inline void q__list_append(struct q_link *head, struct q_link *n)
 {
+	/* Appending a linked node would cut its old list in two. */
+	assert(n->next == NULL || n->next == n);
+	assert(head->prev->next == head);
 	n->prev = head->prev;
 	n->next = head;
 	head->prev->next = n;
@@ -56,6 +61,7 @@ static inline void q__list_append(struct q_link *head, struct q_link *n)
 }
 static inline void q__list_remove(struct q_link *n)
 {
+	assert(n->prev->next == n && n->next->prev == n);
 	n->prev->next = n->next;
 	n->next->prev = n->prev;
 	n->next = n->prev = n;
@@ -228,6 +234,9 @@ struct q_state {
 
 	uint64_t n_msgs, n_bodies, body_bytes, n_dd;
 	uint64_t alloc_bytes;
+	/* Inside q_state_apply(): the sink must not apply (a command
+	 * proposed from a delivery goes into the next log entry). */
+	bool applying;
 };
 
 /* ------------------------------------------------------------ registries */
@@ -311,6 +320,10 @@ void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window);
 
 void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra);
 struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq);
+/* Describes m as a delivery to its holder (consumer 0 and session NULL when
+ * none); pointers borrowed from the state. */
+void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
+		      struct q_delivery *d);
 /* Hands m (ready/returned, unlinked) to consumer c; reports the delivery. */
 void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m);
 /* Takes an unacked message away from its consumer (unlinked afterwards). */

@@ -747,13 +747,45 @@ static int attach(struct q_state *s, const struct q_cmd *cmd,
 	return 0;
 }
 
+/* A held delivery the application never saw (DETACH's unseen tags, an
+ * unseen RELEASE) does not count: delivery_count goes back by one. A
+ * saturated count stays saturated (it no longer says how many there were).
+ * The undone delivery is the message's last and has not failed, so the
+ * count stays at least the failure count (q_state_check() verifies it). */
+static void undo_delivery(struct q_msg *m)
+{
+	if (m->deliveries != UINT32_MAX) {
+		m->deliveries--;
+	}
+}
+
 static int detach(struct q_state *s, const struct q_cmd *cmd,
 		  struct q_result *r)
 {
-	struct q_consumer *k = q__consumer_find(s, cmd->u.consumer.consumer);
+	const struct q_cmd_consumer *c = &cmd->u.consumer;
+	struct q_consumer *k = q__consumer_find(s, c->consumer);
+	size_t i;
 	if (k == NULL) {
 		r->status = Q_ENOCONSUMER;
 		return 0;
+	}
+	/* Unseen deliveries: the application never had them, so their last
+	 * delivery does not count (a saturated count stays saturated). A tag
+	 * named twice is undone once: an undone message's consumer pointer is
+	 * cleared as the mark, and set back for all of k's messages before
+	 * anything else looks at them. */
+	for (i = 0; c->unseen != NULL && i < c->n_unseen; i++) {
+		struct q_msg *m = q__unacked_find(k->queue, c->unseen[i]);
+		if (m != NULL && m->consumer == k) {
+			undo_delivery(m);
+			m->consumer = NULL;
+		}
+	}
+	if (c->n_unseen > 0) {
+		struct q_link *l;
+		for (l = k->unacked.next; l != &k->unacked; l = l->next) {
+			Q__CONTAINER_OF(l, struct q_msg, link)->consumer = k;
+		}
 	}
 	q__consumer_remove(s, k, 0, 0);
 	r->count = 1;
@@ -836,6 +868,9 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 			break;
 		case Q_CMD_RELEASE:
 			q->c.released++;
+			if (c->unseen) {
+				undo_delivery(m);
+			}
 			q__unacked_return(s, m, 0, 0);
 			break;
 		default: { /* Q_CMD_EXTEND */
@@ -877,6 +912,8 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 	uint64_t old_now = s->now;
 	int rv = 0;
 
+	assert(!s->applying && "q_state_apply re-entered (from the sink?)");
+	s->applying = true;
 	memset(r, 0, sizeof *r);
 	/* The state clock never goes back: a stale stamp (a new leader whose
 	 * clock is behind) leaves it where it is. */
@@ -942,9 +979,11 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 	if (rv != 0) {
 		s->now = old_now;
 		memset(r, 0, sizeof *r);
+		s->applying = false;
 		return rv;
 	}
 	q__dispatch_dirty(s);
+	s->applying = false;
 	return 0;
 }
 

@@ -169,6 +169,7 @@ void cli_json_strn(struct cli_json *j, const char *key, const void *s,
 		   size_t n);
 void cli_json_u64(struct cli_json *j, const char *key, uint64_t v);
 void cli_json_bool(struct cli_json *j, const char *key, bool v);
+void cli_json_null(struct cli_json *j, const char *key);
 /* `body` as "KEY": text when valid UTF-8, else "KEY_base64": base64. */
 void cli_json_bytes(struct cli_json *j, const char *key, const void *body,
 		    size_t n);
@@ -237,6 +238,11 @@ int cli_publish_main(int argc, char **argv);
 int cli_consume_main(int argc, char **argv);
 int cli_cluster_main(int argc, char **argv);
 int cli_stats_main(int argc, char **argv);
+
+/* One message as the JSON line of 'raftmq consume' (id, seq, body,
+ * delivery_count, redelivered, dead-letter fields), plus "state" when
+ * `state` is not NULL ('raftmq queue peek'). */
+void cli_print_delivery(const struct raftmq_delivery *d, const char *state);
 
 /* Settings and counters of one queue as JSON object members. */
 void cli_json_queue(struct cli_json *j, const struct raftmq_queue_status *q);

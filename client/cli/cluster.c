@@ -28,8 +28,10 @@ static const struct cli_cmd status_cmd = {
 	"\n"
 	"Prints the cluster as seen by the node the client is connected to "
 	"(the\nleader when there is one): leader, term, commit index and "
-	"every node with\nits role and whether it is reachable. With --json, "
-	"one JSON object:\n"
+	"every node with\nits role and whether it is reachable (\"unknown\" "
+	"when a follower answers\nabout another follower: followers do not "
+	"see each other). With --json,\none JSON object (\"reachable\" is "
+	"null when unknown):\n"
 	"  {\"leader_id\":N,\"term\":T,\"commit_index\":I,"
 	"\"applied_index\":A,\"node_id\":N,\n"
 	"   \"nodes\":[{\"id\":N,\"raft_address\":\"...\","
@@ -112,7 +114,10 @@ static void print_status(const struct raftmq_cluster_status *st)
 		cli_table_add(&t, "%s", raftmq_role_name(n->role));
 		cli_table_add(&t, "%s",
 			      n->id == st->leader_id ? "leader" : "follower");
-		cli_table_add(&t, "%s", n->reachable ? "yes" : "no");
+		cli_table_add(&t, "%s",
+			      n->reachable_unknown ? "unknown"
+			      : n->reachable	   ? "yes"
+						   : "no");
 		cli_table_add(&t, "%s", n->client_address);
 		cli_table_add(&t, "%s", n->raft_address);
 	}
@@ -140,7 +145,11 @@ static void json_status(const struct raftmq_cluster_status *st)
 		cli_json_str(&j, "raft_address", n->raft_address);
 		cli_json_str(&j, "client_address", n->client_address);
 		cli_json_str(&j, "role", raftmq_role_name(n->role));
-		cli_json_bool(&j, "reachable", n->reachable);
+		if (n->reachable_unknown) {
+			cli_json_null(&j, "reachable");
+		} else {
+			cli_json_bool(&j, "reachable", n->reachable);
+		}
 		cli_json_bool(&j, "leader", n->id == st->leader_id);
 		cli_json_obj_end(&j);
 	}

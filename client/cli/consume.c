@@ -24,9 +24,14 @@ static const struct cli_cmd consume_cmd = {
 	"                 0 = wait forever)\n"
 	"  --prefetch N   messages taken (and acked) per batch "
 	"(default 100)\n"
-	"  --no-ack       do not ack: the messages stay unacked until this "
-	"command\n"
-	"                 exits, then return to the queue (redelivered)\n"
+	"  --no-ack       do not ack: the messages stay held until this "
+	"command exits,\n"
+	"                 then return to the queue. Not a failed delivery, "
+	"but each run\n"
+	"                 delivers them again (delivery_count grows). To look "
+	"at a queue\n"
+	"                 without changing anything, use 'raftmq queue "
+	"peek'.\n"
 	"  --nack         nack every message at the end (a failed delivery: "
 	"it counts\n"
 	"                 toward --max-deliveries and is redelivered)\n"
@@ -133,7 +138,7 @@ static const char *dl_reason(enum raftmq_dead_letter_reason r)
 	}
 }
 
-static void print_delivery(const struct raftmq_delivery *d)
+void cli_print_delivery(const struct raftmq_delivery *d, const char *state)
 {
 	struct cli_json j;
 
@@ -150,6 +155,9 @@ static void print_delivery(const struct raftmq_delivery *d)
 		cli_json_str(&j, "dead_letter_reason",
 			     dl_reason(d->dead_letter_reason));
 		cli_json_str(&j, "dead_letter_queue", d->dead_letter_queue);
+	}
+	if (state != NULL) {
+		cli_json_str(&j, "state", state);
 	}
 	cli_json_obj_end(&j);
 	putchar('\n');
@@ -240,7 +248,7 @@ int cli_consume_main(int argc, char **argv)
 			break;
 		}
 		for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
-			print_delivery(&ds[i]);
+			cli_print_delivery(&ds[i], NULL);
 			if (held_add(&h, ds[i].consumer_id, ds[i].tag) != 0) {
 				rc = cli_fail("out of memory");
 			}
@@ -261,7 +269,9 @@ int cli_consume_main(int argc, char **argv)
 	if (rc == CLI_EXIT_OK && (how == NACK || how == RELEASE)) {
 		rc = settle(conn, &h, how);
 	}
-	/* With --no-ack the held messages go back when the session ends. */
+	/* With --no-ack the held messages go back at the close, whose
+	 * goodbye (a Cancel of the pull consumer) keeps them from counting
+	 * as failed deliveries. */
 	raftmq_close(conn);
 	free(h.cids);
 	free(h.tags);

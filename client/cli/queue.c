@@ -9,8 +9,10 @@
 	"  --ack-timeout MS      redeliver unacked messages after MS "    \
 	"(default 30000;\n"                                               \
 	"                        0 = never)\n"                            \
-	"  --max-deliveries N    dead-letter or drop after N deliveries " \
-	"(default 20;\n"                                                  \
+	"  --max-deliveries N    dead-letter or drop after N failed "     \
+	"deliveries\n"                                                    \
+	"                        (nack, ack timeout, consumer crashed; "  \
+	"default 20;\n"                                                   \
 	"                        0 = unlimited)\n"                        \
 	"  --dead-letter QUEUE   where failed and expired messages go "   \
 	"(\"\" = none)\n"                                                 \
@@ -38,6 +40,9 @@ static const struct cli_cmd queue_cmd = {
 	"messages\n"
 	"  info NAME [--json]              settings and counters of a queue\n"
 	"  list [--json]                   every queue with its counters\n"
+	"  peek NAME [--max N] [--from SEQ]\n"
+	"                                  show messages without taking "
+	"them\n"
 	"\n"
 	"'raftmq queue SUBCOMMAND --help' shows the options.\n",
 	0, 0};
@@ -91,6 +96,29 @@ static const struct cli_cmd list_cmd = {
 	"Lists every queue in name order with its main counters (a table), or "
 	"with\n--json a JSON array of the objects of 'queue info --json'.\n",
 	0, 0};
+
+static const struct cli_cmd peek_cmd = {
+	"queue peek",
+	"Usage: raftmq queue peek NAME [--max N] [--from SEQ] [--delayed] "
+	"[--held]\n"
+	"\n"
+	"Prints messages of queue NAME in seq order without taking them, one "
+	"JSON line\neach, as 'raftmq consume' does, plus \"state\" (ready, "
+	"delayed, held):\n"
+	"  {\"id\":\"...\",\"seq\":N,\"body\":\"...\",\"delivery_count\":N,"
+	"\"redelivered\":false,\n   \"state\":\"ready\"}\n"
+	"Nothing changes: no delivery is made or counted and nothing is "
+	"held, so\npeeking never brings a message closer to --max-deliveries. "
+	"Here\n\"delivery_count\" counts the deliveries so far (0 = never "
+	"delivered) and\n\"redelivered\" says whether the next delivery "
+	"will be a redelivery.\n"
+	"\n"
+	"  --max N      at most N messages (default 100)\n"
+	"  --from SEQ   start at seq SEQ (default: the oldest)\n"
+	"  --delayed    also messages waiting for their delay\n"
+	"  --held       also messages held by consumers (delivered, not "
+	"acked yet)\n",
+	1, 1};
 
 /* Shared by create, configure and topic subscribe. */
 static int parse_settings(const struct cli_cmd *cmd, int argc, char **argv,
@@ -375,6 +403,87 @@ static int queue_list(int argc, char **argv)
 	return cli_run(&list_cmd, argc, argv, opts, queue_list_run, &json);
 }
 
+/* The server answers at most this many per Peek. */
+#define PEEK_PAGE 1000
+
+struct peek_args {
+	uint64_t max, from;
+	unsigned flags;
+};
+
+static const char *state_name(enum raftmq_msg_state st)
+{
+	switch (st) {
+	case RAFTMQ_MSG_DELAYED:
+		return "delayed";
+	case RAFTMQ_MSG_HELD:
+		return "held";
+	default:
+		return "ready";
+	}
+}
+
+static int queue_peek_run(struct raftmq *conn, char **args, void *ctx)
+{
+	const struct peek_args *pa = ctx;
+	uint64_t got = 0, from = pa->from;
+	char action[300];
+
+	while (got < pa->max) {
+		struct raftmq_peeked *p = NULL;
+		uint64_t want = pa->max - got, next = 0;
+		size_t n = 0;
+		int rv;
+
+		rv = raftmq_peek(
+			conn, args[0], from,
+			(uint32_t)(want < PEEK_PAGE ? want : PEEK_PAGE),
+			pa->flags, &p, &n, &next);
+		if (rv != 0) {
+			snprintf(action, sizeof(action), "peek at queue \"%s\"",
+				 args[0]);
+			return cli_lib_fail(conn, rv, action, "queue", args[0]);
+		}
+		for (size_t i = 0; i < n && got < pa->max; i++, got++) {
+			cli_print_delivery(&p[i].m, state_name(p[i].state));
+		}
+		raftmq_peeked_free(p, n);
+		if (next == 0 || n == 0) {
+			break;
+		}
+		from = next;
+	}
+	fflush(stdout);
+	return CLI_EXIT_OK;
+}
+
+static int queue_peek(int argc, char **argv)
+{
+	struct peek_args pa = {100, 0, 0};
+	bool delayed = false, held = false;
+	const struct cli_opt opts[] = {
+		{"max", CLI_U64, &pa.max, NULL},
+		{"from", CLI_U64, &pa.from, NULL},
+		{"delayed", CLI_FLAG, &delayed, NULL},
+		{"held", CLI_FLAG, &held, NULL},
+		{NULL, CLI_FLAG, NULL, NULL},
+	};
+	char *args[1];
+	int nargs;
+	int rc;
+
+	rc = cli_parse(&peek_cmd, argc, argv, opts, args, &nargs);
+	if (rc >= 0) {
+		return rc;
+	}
+	if (pa.max == 0) {
+		return cli_usage(peek_cmd.path, "--max must be at least 1");
+	}
+	pa.flags = (delayed ? RAFTMQ_PEEK_DELAYED : 0u) |
+		   (held ? RAFTMQ_PEEK_HELD : 0u);
+	return cli_with_conn(queue_peek_run, args, &pa);
+}
+
 static int q_create(int argc, char **argv)
 {
 	return queue_create(argc, argv, false);
@@ -401,7 +510,7 @@ int cli_queue_main(int argc, char **argv)
 		{"create", q_create}, {"configure", q_configure},
 		{"delete", q_delete}, {"purge", q_purge},
 		{"info", queue_info}, {"list", queue_list},
-		{NULL, NULL},
+		{"peek", queue_peek}, {NULL, NULL},
 	};
 
 	return cli_dispatch(&queue_cmd, subs, argc, argv);

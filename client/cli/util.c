@@ -65,62 +65,73 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
-/*
- * The library reports an unreachable cluster as "no node of the cluster
- * reachable (last: HOST:PORT: Connection refused)"; users want the reason
- * ("connection refused"), the address list is printed by the caller.
- */
-static void connect_reason(const char *msg, char *out, size_t n)
-{
-	const char *p = strstr(msg, "(last: ");
-	const char *colon;
-	size_t len;
+/* The library's sentence for a cluster where no node answers: "no node of
+ * the cluster answers: HOST:PORT (why), ...". */
+#define NO_NODE "no node of the cluster answers: "
 
-	if (p == NULL) {
-		snprintf(out, n, "%s", msg);
-		return;
+/* Whether msg is the node's plain "not found" (`queue "x" not found`, or
+ * `subscription "t:s": no such queue, topic or subscription`), rather than
+ * a sentence about something else the request refers to (its dead-letter
+ * queue, say), which is kept. */
+static bool plain_missing(const char *msg)
+{
+	static const char *const ends[] = {
+		"\" not found", ": no such queue, topic or subscription"};
+	size_t n = strlen(msg), i;
+
+	for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		size_t e = strlen(ends[i]);
+
+		if (n >= e && strcmp(msg + n - e, ends[i]) == 0) {
+			return true;
+		}
 	}
-	p += strlen("(last: ");
-	colon = strrchr(p, ':');
-	if (colon != NULL && colon[1] == ' ') {
-		p = colon + 2;
-	}
-	len = strlen(p);
-	if (len > 0 && p[len - 1] == ')') {
-		len--;
-	}
-	snprintf(out, n, "%.*s", (int)len, p);
-	if (out[0] != '\0' && isupper((unsigned char)out[0]) &&
-	    (out[1] == '\0' || islower((unsigned char)out[1]))) {
-		out[0] = (char)tolower((unsigned char)out[0]);
-	}
+	return false;
 }
+
+static void shorten_quoted(const char *in, char *out, size_t n);
 
 void cli_describe(int rv, const char *msg, const char *action, const char *kind,
 		  const char *name, char *out, size_t n)
 {
-	char reason[512];
+	char own[600], shown[600];
+	const char *whole;
 
 	if (msg == NULL || msg[0] == '\0') {
 		msg = raftmq_strerror(rv);
 	}
+	whole = msg;
+	/* The node starts its sentence with what the request names (`queue
+	 * "q": ...`, the name shortened), which the action says already. */
+	if (kind != NULL && name != NULL) {
+		snprintf(own, sizeof(own), "%s \"%s\": ", kind, name);
+		shorten_quoted(own, shown, sizeof(shown));
+		if (strncmp(msg, shown, strlen(shown)) == 0 &&
+		    strstr(msg, "already exists") == NULL) {
+			msg += strlen(shown);
+		}
+	}
 	switch (rv) {
 	case RAFTMQ_ECONNECT:
-		connect_reason(msg, reason, sizeof(reason));
-		snprintf(out, n, "cannot reach the cluster at %s: %s",
-			 cli_g.cluster, reason);
-		return;
+		if (strncmp(msg, NO_NODE, strlen(NO_NODE)) == 0) {
+			snprintf(out, n,
+				 "cannot reach the cluster: no node answers at "
+				 "%s; set the addresses with --cluster or "
+				 "RAFTMQ_CLUSTER",
+				 msg + strlen(NO_NODE));
+			return;
+		}
+		if (strstr(msg, "; answering: ") == NULL) {
+			snprintf(out, n, "cannot reach the cluster at %s: %s",
+				 cli_g.cluster, msg);
+			return;
+		}
+		break; /* nodes answer, none leads: the node's words */
 	case RAFTMQ_ENOTFOUND:
-		if (kind == NULL || name == NULL) {
+		if (kind == NULL || name == NULL || !plain_missing(whole)) {
 			break;
 		}
-		/* The server names what is missing when it is not the
-		 * object itself (a dead-letter queue, say). */
-		if (strchr(msg, '"') != NULL && strstr(msg, name) == NULL) {
-			snprintf(out, n, "cannot %s: %s", action, msg);
-		} else {
-			snprintf(out, n, "%s \"%s\" not found", kind, name);
-		}
+		snprintf(out, n, "%s \"%s\" not found", kind, name);
 		return;
 	case RAFTMQ_EFULL:
 		if (kind == NULL || name == NULL) {
@@ -132,15 +143,18 @@ void cli_describe(int rv, const char *msg, const char *action, const char *kind,
 			 kind, name);
 		return;
 	case RAFTMQ_EEXIST:
-		if (kind == NULL || name == NULL) {
+		if (kind == NULL || name == NULL ||
+		    strstr(msg, "already exists") == NULL) {
 			break;
 		}
-		snprintf(out, n,
-			 "%s \"%s\" already exists with different "
-			 "settings",
-			 kind, name);
+		/* The node says what is in the way (the settings that
+		 * differ): keep its sentence, which names the object. */
+		snprintf(out, n, "%s", msg);
 		return;
 	case RAFTMQ_ETIMEOUT:
+		if (strstr(msg, "; answering: ") != NULL) {
+			break; /* nodes answer, none leads: the node's words */
+		}
 		snprintf(out, n,
 			 "cannot %s: no answer from the cluster at %s in "
 			 "time (%s)",
@@ -152,13 +166,46 @@ void cli_describe(int rv, const char *msg, const char *action, const char *kind,
 	snprintf(out, n, "cannot %s: %s", action, msg);
 }
 
+/* Error lines quote names shortened (as the node does), so that the reason
+ * after a long name is never cut: a quoted name over 48 bytes keeps its
+ * first 40 (whole UTF-8 characters) and "…". */
+static void shorten_quoted(const char *in, char *out, size_t n)
+{
+	size_t o = 0;
+
+	while (*in != '\0' && o + 1 < n) {
+		const char *end = *in == '"' ? strchr(in + 1, '"') : NULL;
+		size_t len = end != NULL ? (size_t)(end - in - 1) : 0;
+
+		if (end == NULL || len <= 48) {
+			size_t k = end != NULL ? len + 2 : 1;
+
+			k = k < n - 1 - o ? k : n - 1 - o;
+			memcpy(out + o, in, k);
+			o += k;
+			in += k;
+			continue;
+		}
+		len = 40;
+		while (len > 0 && ((unsigned char)in[1 + len] & 0xc0) == 0x80) {
+			len--;
+		}
+		o += (size_t)snprintf(out + o, n - o, "\"%.*s\xe2\x80\xa6\"",
+				      (int)len, in + 1);
+		o = o < n - 1 ? o : n - 1;
+		in = end + 1;
+	}
+	out[o] = '\0';
+}
+
 int cli_lib_fail_msg(int rv, const char *msg, const char *action,
 		     const char *kind, const char *name)
 {
-	char line[1024];
+	char line[1024], shown[1024];
 
 	cli_describe(rv, msg, action, kind, name, line, sizeof(line));
-	return cli_fail("%s", line);
+	shorten_quoted(line, shown, sizeof(shown));
+	return cli_fail("%s", shown);
 }
 
 int cli_lib_fail(struct raftmq *conn, int rv, const char *action,
@@ -758,6 +805,12 @@ void cli_json_bool(struct cli_json *j, const char *k, bool v)
 {
 	key(j, k);
 	fputs(v ? "true" : "false", j->f);
+}
+
+void cli_json_null(struct cli_json *j, const char *k)
+{
+	key(j, k);
+	fputs("null", j->f);
 }
 
 void cli_json_bytes(struct cli_json *j, const char *k, const void *body,

@@ -26,6 +26,7 @@ CLI_COMMANDS = [
     ["queue", "purge"],
     ["queue", "info"],
     ["queue", "list"],
+    ["queue", "peek"],
     ["topic"],
     ["topic", "create"],
     ["topic", "delete"],

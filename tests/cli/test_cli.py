@@ -61,14 +61,15 @@ def test_unreachable_cluster(bare_cli):
     r = bare_cli("--cluster", "127.0.0.1:1", "queue", "list")
     line = one_error_line(r)
     assert r.rc == 1
-    assert line == ("raftmq: cannot reach the cluster at 127.0.0.1:1: "
-                    "connection refused"), line
+    assert line == ("raftmq: cannot reach the cluster: no node answers at "
+                    "127.0.0.1:1 (connection refused); set the addresses "
+                    "with --cluster or RAFTMQ_CLUSTER"), line
     assert r.elapsed < 8, r.elapsed
     # the same for a command that publishes, and with --cluster after it
     r = bare_cli("publish", "--queue", "q", "--body", "x",
                  "--cluster", "127.0.0.1:1")
     assert one_error_line(r).startswith(
-        "raftmq: cannot reach the cluster at 127.0.0.1:1:")
+        "raftmq: cannot reach the cluster: no node answers at 127.0.0.1:1 ")
 
 
 def test_default_cluster_from_environment(cli, bare_cli, cluster):
@@ -79,11 +80,13 @@ def test_default_cluster_from_environment(cli, bare_cli, cluster):
     # without it, the local cluster at RAFTMQ_BASE_PORT + 1..3
     r = bare_cli("queue", "list", env={"RAFTMQ_BASE_PORT": "1"})
     assert one_error_line(r).startswith(
-        "raftmq: cannot reach the cluster at "
-        "127.0.0.1:2,127.0.0.1:3,127.0.0.1:4: "), r
+        "raftmq: cannot reach the cluster: no node answers at "
+        "127.0.0.1:2 (connection refused), 127.0.0.1:3 (connection "
+        "refused), 127.0.0.1:4 (connection refused);"), r
 
 
 def test_queue_lifecycle(cli):
+    cli.ok("queue", "create", "orders-dlq")  # a dead-letter queue must exist
     r = cli.ok("queue", "create", "orders", "--ack-timeout", "5000",
                "--max-deliveries", "3", "--dead-letter", "orders-dlq",
                "--ttl", "60000", "--max-length", "100", "--max-bytes",
@@ -94,9 +97,13 @@ def test_queue_lifecycle(cli):
            "--max-deliveries", "3", "--dead-letter", "orders-dlq",
            "--ttl", "60000", "--max-length", "100", "--max-bytes", "100000",
            "--overflow", "drop-head", "--dedup-window", "9000")
-    r = cli("queue", "create", "orders")
-    assert one_error_line(r) == ('raftmq: queue "orders" already exists '
-                                 'with different settings')
+    r = cli("queue", "create", "orders", "--ack-timeout", "5000",
+            "--max-deliveries", "3", "--dead-letter", "orders-dlq",
+            "--ttl", "60000", "--max-length", "100", "--max-bytes", "100000",
+            "--dedup-window", "9000")
+    assert one_error_line(r) == (
+        'raftmq: queue "orders": already exists with different settings: '
+        'overflow drop-head (requested reject-publish)'), r
     info = json.loads(cli.ok("queue", "info", "orders", "--json").out)
     assert info["name"] == "orders" and info["topic"] == ""
     assert info["settings"] == {

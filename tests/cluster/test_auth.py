@@ -15,9 +15,7 @@ redirect to the leader. A second, single-node cluster with tls_ca requires
 a client certificate; a third has auth without TLS (tokens on a plain
 port)."""
 import os
-import socket
 import ssl
-import struct
 import sys
 import time
 
@@ -29,6 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import raftmq  # noqa: E402
 from raftmq import pb  # noqa: E402
 from raftmq_cluster import serve  # noqa: E402
+from raftmq_raw import raw_tls, recv, send  # noqa: E402
 from raftmq_secure import TOKENS, secure_cluster  # noqa: E402
 
 DENIED = pb.ERROR_CODE_PERMISSION_DENIED
@@ -75,30 +74,6 @@ def test_missing_and_wrong_tokens(sc):
                           tls_ca=sc.files["ca"])
         assert e.value.code == UNAUTH, e.value
         assert words in e.value.message
-
-
-def raw_tls(sc, node):
-    ctx = ssl.create_default_context(cafile=sc.files["ca"])
-    s = socket.create_connection(("127.0.0.1", node.client_port), timeout=5)
-    return ctx.wrap_socket(s, server_hostname="127.0.0.1")
-
-
-def send(s, corr, **body):
-    data = pb.Envelope(version=1, correlation_id=corr,
-                       **body).SerializeToString()
-    s.sendall(struct.pack(">I", len(data)) + data)
-
-
-def recv(s):
-    buf = b""
-    while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-    env = pb.Envelope()
-    env.ParseFromString(buf[4:])
-    return env
 
 
 def test_request_before_hello_and_bad_hello_closes(sc):

@@ -107,7 +107,7 @@ def test_bad_frames(cluster):
     e = read_env(s)
     assert e.correlation_id == 7
     assert e.error.code == pb.ERROR_CODE_UNSUPPORTED_VERSION
-    assert e.error.supported_version == 1
+    assert e.error.supported_version == pb.PROTOCOL_VERSION_CURRENT
     s.sendall(frame(pb.Envelope(version=1, correlation_id=8)))
     e = read_env(s)
     assert e.error.code == pb.ERROR_CODE_MALFORMED

@@ -2,9 +2,10 @@
  *
  *   - struct fz_in: reads the fuzzer's bytes as small integers; past the end
  *     every read gives 0, so any input is a valid program.
- *   - FZ_CHECK(): the harness's own invariant check. A violated invariant
- *     prints what and where, then aborts: libFuzzer records the input as a
- *     crash, like an ASan report.
+ *   - FZ_CHECK(): the harness's own invariant check (FAKE_CHECK of
+ *     tests/lib/fake_check.h). A violated invariant prints what and where,
+ *     then aborts: libFuzzer records the input as a crash, like an ASan
+ *     report.
  *   - fz_dump(): q_state_dump() into a malloc()ed buffer, aborting on
  *     failure (the harness never injects faults into dumps). */
 #ifndef RAFTMQ_TESTS_FUZZ_UTIL_H
@@ -16,22 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_check.h" /* tests/lib */
 #include "q.h"
 
 /* The prototype libFuzzer calls (-Wmissing-prototypes wants one). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_CHECK(cond, ...)                                                \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr,                                    \
-				"%s:%d: invariant failed: %s: ", __FILE__, \
-				__LINE__, #cond);                          \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fprintf(stderr, "\n");                             \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#define FZ_CHECK(...) FAKE_CHECK(__VA_ARGS__)
 
 struct fz_in {
 	const uint8_t *p;

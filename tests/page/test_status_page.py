@@ -12,6 +12,9 @@ checked for what a person would see (rendered text, not the JSON):
 3. kill -9 of the node whose page is open: the banner appears and says the
    node is not answering, and the last answer below it is dimmed.
 
+test_follower_page: a follower's page on a healthy cluster shows the other
+follower as "unknown" (it cannot see it), not "unreachable".
+
 test_follower_down_idle: the same follower kill on an idle cluster (no
 write after it), expected to fail until the leader notices dead followers
 without traffic.
@@ -244,3 +247,26 @@ def test_follower_down_idle(browser, cluster, tmp_path):
                   "node %d unreachable" % victim.id)
     finally:
         browser.screenshot(str(tmp_path / "idle-follower-down.png"))
+
+
+def test_follower_page(browser, cluster, tmp_path):
+    """A follower's page on a healthy cluster: itself and the leader "up",
+    the other follower "unknown" (grey, not red: followers do not see each
+    other), and a line saying the leader's page shows every node."""
+    lead = cluster.wait_leader()
+    me, other = [n for n in cluster.nodes if n is not lead]
+    browser.get("http://127.0.0.1:%d/" % me.http_port)
+    s = wait_page(browser, lambda s: len(s["nodes"]) == 3 and
+                  "leader: node %d" % lead.id in s["summary"], 3 * REFRESH,
+                  "the cluster with its leader")
+    browser.screenshot(str(tmp_path / "follower.png"))
+    nodes = nodes_by_id(s)
+    assert nodes[me.id]["state"] == "up", nodes
+    assert nodes[lead.id]["state"] == "up", nodes
+    assert nodes[other.id]["state"] == "unknown", nodes
+    r, g, b = map(int, re.findall(r"\d+", nodes[other.id]["color"])[:3])
+    assert not (r > 150 and g < 100 and b < 100), nodes[other.id]  # not red
+    note = browser.execute(
+        'return document.getElementById("nodes-note").innerText;')
+    assert "the leader's page (node %d) shows every node" % lead.id in note, \
+        note

@@ -14,9 +14,10 @@ deliveries that arrive while waiting for a response.
     cid = c.consume("orders", prefetch=10)
     d = c.next_delivery(timeout=2.0)
     c.ack(cid, [d.tag])
+    c.close()   # cancels the consumer: buffered deliveries go back unseen
 """
 from .client import (Client, Error, ConnectionLost, Delivery,  # noqa: F401
-                     TLSError, pb, load_proto)
+                     Peeked, TLSError, pb, load_proto)
 
-__all__ = ["Client", "Error", "ConnectionLost", "TLSError", "Delivery", "pb",
-           "load_proto"]
+__all__ = ["Client", "Error", "ConnectionLost", "TLSError", "Delivery",
+           "Peeked", "pb", "load_proto"]

@@ -2,6 +2,7 @@
 import collections
 import importlib
 import os
+import select
 import socket
 import ssl
 import struct
@@ -10,6 +11,8 @@ import sys
 import tempfile
 import time
 import uuid
+
+from . import names
 
 
 def load_proto():
@@ -57,6 +60,13 @@ _REDIRECT = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE}
 # Hello refusals that another node would repeat: connecting stops at once.
 _FATAL = {pb.ERROR_CODE_UNAUTHENTICATED, pb.ERROR_CODE_PERMISSION_DENIED,
           pb.ERROR_CODE_UNSUPPORTED_VERSION}
+# The highest protocol version spoken (Hello). Frames are written in version
+# 1 unless their body needs more (a Peek: 2), so that version-1 servers keep
+# serving everything else.
+PROTOCOL_VERSION = 2
+_FRAME_VERSION = {"peek": 2}
+# The longest close() waits for the answers to its goodbye (seconds).
+CLOSE_WAIT = 2.0
 
 
 class Error(Exception):
@@ -89,6 +99,18 @@ def _delivery(d):
                     d.dead_letter_reason, d.dead_letter_queue)
 
 
+# A message seen by Client.peek(): the Delivery fields (tag is the seq,
+# consumer_id the consumer holding it or 0, delivery_count the deliveries so
+# far, redelivered = delivery_count > 0), its state ("ready", "delayed",
+# "held") and due_ms (delayed: deliverable at; held: ack deadline; 0 = none).
+Peeked = collections.namedtuple("Peeked", Delivery._fields +
+                                ("state", "due_ms"))
+
+_STATES = {pb.MESSAGE_STATE_READY: "ready",
+           pb.MESSAGE_STATE_DELAYED: "delayed",
+           pb.MESSAGE_STATE_HELD: "held"}
+
+
 class Client:
     """A blocking connection to a raftmq cluster (one thread at a time).
 
@@ -100,6 +122,14 @@ class Client:
     that (client certificates, pinning...) and implies tls=True. A refused
     token, a plain client on a TLS port and an untrusted certificate raise
     at once instead of being retried.
+
+    Failed deliveries: a queue's max_deliveries counts nacks, ack timeouts
+    and connections that end while their consumers hold messages without a
+    goodbye (the process crashed or was killed). cancel() and close() (also
+    at the end of a `with` block) say goodbye: nothing the consumer holds
+    counts as failed, and the deliveries received but never returned by
+    next_delivery() are released as never delivered. An application that
+    gives up on a message should nack() it: closing does not count it.
     """
 
     def __init__(self, addresses, timeout=10.0, name="raftmq-python",
@@ -124,6 +154,8 @@ class Client:
         self.node_id = 0
         self.address = None
         self.deliveries = collections.deque()
+        self._consumers = set()  # push consumers of this connection
+        self._pulls = set()      # pull consumers (fetch) of this connection
         self.gone = []       # ConsumerGone pushes
         self.errors = []     # Error pushes not tied to a request
         self._id_prefix = uuid.uuid4().hex[:8]
@@ -133,9 +165,68 @@ class Client:
     # ------------------------------------------------------------ plumbing
 
     def close(self):
+        """Says goodbye and closes the connection.
+
+        The goodbye cancels every consumer of this connection (see
+        cancel(): nothing they hold counts as a failed delivery, and the
+        deliveries received but never returned by next_delivery() are
+        released as never delivered) and waits for the answers, up to
+        CLOSE_WAIT seconds (less if the client's timeout is shorter). A
+        connection that ends without it (the process dies) makes the broker
+        count what its consumers held as failed deliveries. The client
+        stays usable: the next call connects again.
+        """
+        if self.sock is None:
+            return
+        try:
+            self._goodbye(time.monotonic() + min(self.timeout, CLOSE_WAIT))
+        except (OSError, EOFError, TimeoutError):
+            pass  # a broken connection: the broker counts as for a crash
+        finally:
+            self._drop()
+
+    def _drop(self):
+        """Closes the socket without a goodbye; its consumers are gone."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self._consumers.clear()
+        self._pulls.clear()
+
+    def _goodbye(self, deadline):
+        self._read_ready()
+        waiting = set()
+        for cid in sorted(self._consumers):
+            unseen = [d.tag for d in self.deliveries if d.consumer_id == cid]
+            waiting.add(self._send(cancel=pb.Cancel(consumer_id=cid,
+                                                    unseen_tags=unseen)))
+        for cid in sorted(self._pulls - self._consumers):
+            waiting.add(self._send(cancel=pb.Cancel(consumer_id=cid)))
+        self._consumers.clear()
+        self._pulls.clear()
+        self.deliveries.clear()
+        while waiting:
+            env = self._recv(deadline)
+            if env.WhichOneof("body") not in ("delivery", "consumer_gone"):
+                waiting.discard(env.correlation_id)
+
+    def _readable(self):
+        """Whether a frame, or bytes, can be read without waiting."""
+        if len(self.buf) >= 4 and \
+                len(self.buf) >= 4 + struct.unpack(">I", self.buf[:4])[0]:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def _read_ready(self):
+        """Keeps the frames that have already arrived, without waiting
+        (beyond a few ms for the rest of a frame that is half here)."""
+        try:
+            while self.sock is not None and self._readable():
+                self._keep(self._recv(time.monotonic() + 0.05))
+        except TimeoutError:
+            pass
 
     def __enter__(self):
         return self
@@ -166,12 +257,12 @@ class Client:
                                    "does not speak TLS on this port (is "
                                    "tls_cert set?)" % address)
                 raise
-        self.close()
+        self._drop()
         self.sock = s
         self.buf = b""
         self.address = address
         e = self._roundtrip(deadline, hello=pb.Hello(
-            client_name=self.name, protocol_version=1,
+            client_name=self.name, protocol_version=PROTOCOL_VERSION,
             auth_token=self.token))
         if e.WhichOneof("body") == "error":
             raise Error(e.error.code, e.error.message)
@@ -217,7 +308,8 @@ class Client:
 
     def _send(self, **body):
         self.corr += 1
-        env = pb.Envelope(version=1, correlation_id=self.corr, **body)
+        version = max([_FRAME_VERSION.get(k, 1) for k in body] + [1])
+        env = pb.Envelope(version=version, correlation_id=self.corr, **body)
         data = env.SerializeToString()
         try:
             self.sock.sendall(struct.pack(">I", len(data)) + data)
@@ -291,7 +383,7 @@ class Client:
                     self._connect_any(deadline)
                 env = self._roundtrip(deadline, **body)
             except (EOFError, OSError, TimeoutError) as e:
-                self.close()
+                self._drop()
                 if retry is not True or time.monotonic() >= deadline:
                     raise ConnectionLost(str(e))
                 continue
@@ -313,7 +405,7 @@ class Client:
                             pb.ERROR_CODE_UNAVAILABLE):
                 # This node knows no leader: it may be cut off from the
                 # majority or removed from the cluster. Ask the next one.
-                self.close()
+                self._drop()
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -368,7 +460,15 @@ class Client:
             setattr(s, names.get(k, k), v)
         return s
 
+    @staticmethod
+    def _new_name(what, name):
+        why = names.name_problem(name)
+        if why:
+            raise Error(pb.ERROR_CODE_INVALID_ARGUMENT, "%s %s: invalid "
+                        "name: %s" % (what, names.quote(name), why))
+
     def create_queue(self, name, **settings):
+        self._new_name("queue", name)
         self.call(create_queue=pb.CreateQueue(
             name=name, settings=self._settings(**settings)))
 
@@ -383,6 +483,7 @@ class Client:
         return self.call(purge_queue=pb.PurgeQueue(name=name)).purged
 
     def create_topic(self, name, dedup_window_ms=None):
+        self._new_name("topic", name)
         t = pb.CreateTopic(name=name)
         if dedup_window_ms is not None:
             t.dedup_window_ms = dedup_window_ms
@@ -392,6 +493,7 @@ class Client:
         self.call(delete_topic=pb.DeleteTopic(name=name))
 
     def subscribe(self, topic, subscription, **settings):
+        self._new_name("subscription", subscription)
         return self.call(subscribe=pb.Subscribe(
             topic=topic, subscription=subscription,
             settings=self._settings(**settings))).queue
@@ -410,7 +512,9 @@ class Client:
         return list(self.call(topic_list=pb.TopicList()).topics)
 
     def cluster_status(self):
-        """This node's view of the cluster (any node answers)."""
+        """This node's view of the cluster (any node answers). A node's
+        reachable_unknown is set when the answering node cannot tell (a
+        follower does not see the other followers)."""
         return self.call(cluster_status=pb.ClusterStatus(), retry="redirect")
 
     def cluster_add(self, node_id, raft_address, client_address, role=0):
@@ -430,11 +534,16 @@ class Client:
     def consume(self, queue, prefetch=100, credit=None):
         """Attaches a push consumer; returns its id. Deliveries are read
         with next_delivery(). The consumer lives as long as the
-        connection: after a reconnect, consume again."""
+        connection: after a reconnect, consume again. The broker pushes up
+        to `prefetch` messages ahead; those not yet returned by
+        next_delivery() when the consumer is cancelled or the client closed
+        go back as never delivered (see cancel())."""
         c = pb.Consume(queue=queue, prefetch=prefetch)
         if credit is not None:
             c.credit = credit
-        return self.call(consume=c, retry="redirect").consumer_id
+        cid = self.call(consume=c, retry="redirect").consumer_id
+        self._consumers.add(cid)
+        return cid
 
     def next_delivery(self, timeout=2.0):
         """The next pushed delivery, or None after `timeout` seconds."""
@@ -447,7 +556,7 @@ class Client:
             except TimeoutError:
                 return None
             except (EOFError, OSError) as e:
-                self.close()
+                self._drop()
                 raise ConnectionLost(str(e))
         return self.deliveries.popleft()
 
@@ -456,7 +565,28 @@ class Client:
         r = self.call(fetch=pb.Fetch(queue=queue, max_messages=max_messages,
                                      wait_ms=wait_ms), retry="redirect",
                       timeout=self.timeout + wait_ms / 1000.0)
+        self._pulls.add(r.consumer_id)
         return r.consumer_id, [_delivery(d) for d in r.deliveries]
+
+    def peek(self, queue, max_messages=100, from_seq=0, delayed=False,
+             held=False):
+        """Looks at messages of `queue` without taking them.
+
+        No delivery is made or counted and nothing is held, so peeking
+        never moves a message towards max_deliveries (consuming without
+        acks does). Returns (messages, next_seq): Peeked tuples in seq
+        order from `from_seq` (ready ones, plus delayed and held ones if
+        asked), at most max_messages (the broker returns at most 1000 per
+        call, and no more than fit in one frame), and the from_seq of the
+        next page, 0 when no more follow. The leader answers after a read
+        barrier. Needs the consume permission on the queue.
+        """
+        r = self.call(peek=pb.Peek(queue=queue, from_seq=from_seq,
+                                   max_messages=max_messages,
+                                   include_delayed=delayed,
+                                   include_held=held))
+        return ([Peeked(*_delivery(m.message), _STATES.get(m.state, "ready"),
+                        m.due_ms) for m in r.messages], r.next_seq)
 
     def _tags(self, kind, msg):
         r = self.call(retry="redirect", **{kind: msg})
@@ -478,4 +608,30 @@ class Client:
                                               tags=tags, ms=ms))
 
     def cancel(self, consumer_id):
-        self.call(cancel=pb.Cancel(consumer_id=consumer_id), retry="redirect")
+        """Detaches a consumer of this connection.
+
+        Its unacked messages return to the queue without counting a failed
+        delivery. Its deliveries received but not yet returned by
+        next_delivery() are dropped here and named in the Cancel: they go
+        back as never delivered (the next consumer gets them with the
+        delivery_count they had before; one still in flight when the
+        broker applies the Cancel comes back counted as delivered, never as
+        failed).
+        """
+        if self.sock is not None:
+            try:
+                self._read_ready()
+            except (OSError, EOFError):
+                self._drop()  # its session, and the consumer, are gone
+        unseen = [d.tag for d in self.deliveries
+                  if d.consumer_id == consumer_id]
+        self._drop_deliveries(consumer_id)
+        self._consumers.discard(consumer_id)
+        self._pulls.discard(consumer_id)
+        self.call(cancel=pb.Cancel(consumer_id=consumer_id,
+                                   unseen_tags=unseen), retry="redirect")
+        self._drop_deliveries(consumer_id)  # any that came meanwhile
+
+    def _drop_deliveries(self, consumer_id):
+        self.deliveries = collections.deque(
+            d for d in self.deliveries if d.consumer_id != consumer_id)

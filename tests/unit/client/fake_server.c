@@ -149,7 +149,8 @@ static void serve(struct fake *f, int fd, int conn_no)
 				break;
 			}
 			cr_assert_eq(rmq__frame_decode(frame, len, &env), 0);
-			cr_assert_eq(env->version, 1);
+			cr_assert_eq(env->version,
+				     RMQ_FRAME_VERSION(env->body_case));
 			cr_assert_neq(env->correlation_id, 0);
 			pthread_mutex_lock(&f->mu);
 			open = f->handle(f, fd, conn_no, env);

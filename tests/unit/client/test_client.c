@@ -40,9 +40,23 @@ static bool hello(struct fake *f, int fd, rmq_env *req, uint64_t leader,
 	if (req->body_case != RMQ_BODY(HELLO)) {
 		return false;
 	}
-	cr_assert_eq(req->hello->protocol_version, 1);
+	cr_assert_eq(req->hello->protocol_version, RMQ_PROTOCOL_VERSION);
+	cr_assert_eq(req->version, 1, "plain frames stay version 1");
 	cr_assert_str_eq(req->hello->client_name, "t_client");
 	fake_hello_result(fd, req->correlation_id, f->node_id, leader, addr);
+	return true;
+}
+
+/* Answers a Cancel (raftmq_close() sends one per consumer, its goodbye). */
+static bool cancel_ok(int fd, const rmq_env *req)
+{
+	Raftmq__Client__V1__CancelResult r =
+		RAFTMQ__CLIENT__V1__CANCEL_RESULT__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+
+	env.body_case = RMQ_BODY(CANCEL_RESULT);
+	env.cancel_result = &r;
+	fake_send(fd, req->correlation_id, &env);
 	return true;
 }
 
@@ -544,6 +558,8 @@ static bool consumer_server(struct fake *f, int fd, int conn_no, rmq_env *req)
 		env.ack_result = &tr;
 		fake_send(fd, req->correlation_id, &env);
 		return conn_no > 0; /* drop the first connection */
+	case RMQ_BODY(CANCEL):
+		return cancel_ok(fd, req);
 	default:
 		cr_assert_fail("unexpected request %d", (int)req->body_case);
 		return false;
@@ -629,6 +645,8 @@ static bool electing_server(struct fake *f, int fd, int conn_no, rmq_env *req)
 			      1 + (uint64_t)conn_no, "work",
 			      1 + (uint32_t)conn_no);
 		return conn_no > 0; /* the first leader dies */
+	case RMQ_BODY(CANCEL):
+		return cancel_ok(fd, req);
 	default:
 		cr_assert_fail("unexpected request %d", (int)req->body_case);
 		return false;
@@ -716,6 +734,8 @@ static bool async_ack_server(struct fake *f, int fd, int conn_no, rmq_env *req)
 		env.ack_result = &tr;
 		fake_send(fd, req->correlation_id, &env);
 		return true;
+	case RMQ_BODY(CANCEL):
+		return cancel_ok(fd, req);
 	default:
 		cr_assert_fail("unexpected request %d", (int)req->body_case);
 		return false;
@@ -930,6 +950,10 @@ static bool admin_server(struct fake *f, int fd, int conn_no, rmq_env *req)
 		env.body_case = RMQ_BODY(NACK_RESULT);
 		env.nack_result = &tr;
 		break;
+	case RMQ_BODY(CANCEL):
+		/* The goodbye cancels the pull consumer too. */
+		cr_assert_eq(req->cancel->consumer_id, 77);
+		return cancel_ok(fd, req);
 	default:
 		cr_assert_fail("unexpected request %d", (int)req->body_case);
 	}
@@ -977,6 +1001,205 @@ Test(client_conn, admin_round_trips)
 		     0, "%s", raftmq_errmsg(c));
 	cr_assert_eq(tr.done, 1);
 	raftmq_deliveries_free(ds, n);
+	raftmq_close(c);
+	fake_stop(&fa);
+}
+
+/* ---- leaving: raftmq_cancel() and raftmq_close() name the deliveries
+ * the application never got (Cancel.unseen_tags), so that the server does
+ * not count them; close waits for the answers, but not for ever. */
+
+struct bye {
+	int cancels;
+	uint64_t consumer;
+	uint64_t unseen[16];
+	size_t n_unseen;
+	bool answer; /* false: a server that never answers a Cancel */
+};
+
+static bool bye_server(struct fake *f, int fd, int conn_no, rmq_env *req)
+{
+	Raftmq__Client__V1__ConsumeResult cr =
+		RAFTMQ__CLIENT__V1__CONSUME_RESULT__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+	struct bye *b = f->data;
+	uint64_t i;
+
+	(void)conn_no;
+	switch (req->body_case) {
+	case RMQ_BODY(HELLO):
+		return hello(f, fd, req, f->node_id, "");
+	case RMQ_BODY(CONSUME):
+		cr.consumer_id = 4;
+		env.body_case = RMQ_BODY(CONSUME_RESULT);
+		env.consume_result = &cr;
+		fake_send(fd, req->correlation_id, &env);
+		for (i = 1; i <= 5; i++) {
+			fake_delivery(fd, req->correlation_id, 4, "jobs", i,
+				      "work", 1);
+		}
+		return true;
+	case RMQ_BODY(CANCEL):
+		b->cancels++;
+		b->consumer = req->cancel->consumer_id;
+		b->n_unseen = req->cancel->n_unseen_tags;
+		cr_assert_leq(b->n_unseen, 16);
+		memcpy(b->unseen, req->cancel->unseen_tags,
+		       b->n_unseen * sizeof(uint64_t));
+		if (!b->answer) {
+			return true;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000},
+			  NULL); /* a slow commit */
+		return cancel_ok(fd, req);
+	default:
+		cr_assert_fail("unexpected request %d", (int)req->body_case);
+		return false;
+	}
+}
+
+/* Starts bye_server with *b and takes one delivery (tag 1) of the five it
+ * pushes. */
+static struct raftmq *bye_client(struct bye *b, struct raftmq_consumer **k,
+				 unsigned tmo)
+{
+	struct raftmq_delivery d;
+	struct raftmq *c;
+
+	fake_start(&fa, bye_server, 1);
+	fa.data = b; /* after fake_start, which clears fa */
+	c = connect_to(fa.addr, 0, tmo);
+	cr_assert_eq(raftmq_consume(c, "jobs", 10, k), 0, "%s",
+		     raftmq_errmsg(c));
+	cr_assert_eq(raftmq_next(c, *k, 2000, &d), 0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(d.tag, 1);
+	raftmq_delivery_free(&d);
+	return c;
+}
+
+/* The one Cancel named the four deliveries never returned by next. */
+static void bye_check_and_stop(struct bye *b)
+{
+	pthread_mutex_lock(&fa.mu);
+	cr_assert_eq(b->cancels, 1);
+	cr_assert_eq(b->consumer, 4);
+	cr_assert_eq(b->n_unseen, 4, "unseen: %zu", b->n_unseen);
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_eq(b->unseen[i], i + 2);
+	}
+	pthread_mutex_unlock(&fa.mu);
+	fake_stop(&fa);
+	fa.data = NULL;
+}
+
+Test(client_conn, cancel_names_the_unseen_deliveries)
+{
+	struct bye b = {.answer = true};
+	struct raftmq_consumer *k;
+	struct raftmq *c = bye_client(&b, &k, 2000);
+
+	cr_assert_eq(raftmq_cancel(c, k), 0, "%s", raftmq_errmsg(c));
+	raftmq_close(c); /* no consumer left: nothing more to cancel */
+	bye_check_and_stop(&b);
+}
+
+Test(client_conn, close_says_goodbye_and_waits_for_it)
+{
+	struct bye b = {.answer = true};
+	struct raftmq_consumer *k;
+	struct raftmq *c = bye_client(&b, &k, 2000);
+	uint64_t t0 = rmq__now_ms();
+
+	raftmq_close(c);
+	cr_assert_geq(rmq__now_ms() - t0, 100, "close did not wait");
+	bye_check_and_stop(&b);
+}
+
+Test(client_conn, close_does_not_wait_for_ever)
+{
+	struct bye b = {.answer = false};
+	struct raftmq_consumer *k;
+	struct raftmq *c = bye_client(&b, &k, 300);
+	uint64_t t0 = rmq__now_ms();
+
+	raftmq_close(c);
+	cr_assert_lt(rmq__now_ms() - t0, 1500, "close took %llu ms",
+		     (unsigned long long)(rmq__now_ms() - t0));
+	bye_check_and_stop(&b);
+}
+
+/* ---- peek: a version-2 frame, the answer mapped field by field. */
+
+static bool peek_server(struct fake *f, int fd, int conn_no, rmq_env *req)
+{
+	Raftmq__Client__V1__Delivery d[2] = {
+		RAFTMQ__CLIENT__V1__DELIVERY__INIT,
+		RAFTMQ__CLIENT__V1__DELIVERY__INIT};
+	Raftmq__Client__V1__PeekedMessage pm[2] = {
+		RAFTMQ__CLIENT__V1__PEEKED_MESSAGE__INIT,
+		RAFTMQ__CLIENT__V1__PEEKED_MESSAGE__INIT};
+	Raftmq__Client__V1__PeekedMessage *pms[2] = {&pm[0], &pm[1]};
+	Raftmq__Client__V1__PeekResult r =
+		RAFTMQ__CLIENT__V1__PEEK_RESULT__INIT;
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+
+	(void)conn_no;
+	if (req->body_case == RMQ_BODY(HELLO)) {
+		return hello(f, fd, req, f->node_id, "");
+	}
+	cr_assert_eq(req->body_case, RMQ_BODY(PEEK));
+	cr_assert_eq(req->version, 2, "Peek is a version-2 request");
+	cr_assert_str_eq(req->peek->queue, "q");
+	cr_assert_eq(req->peek->from_seq, 7);
+	cr_assert_eq(req->peek->max_messages, 2);
+	cr_assert(req->peek->include_held);
+	cr_assert_not(req->peek->include_delayed);
+	d[0].queue = d[1].queue = "q";
+	d[0].tag = 7;
+	d[0].body.data = (uint8_t *)"seven";
+	d[0].body.len = 5;
+	d[1].tag = 9;
+	d[1].consumer_id = 3;
+	d[1].delivery_count = 1;
+	d[1].redelivered = true;
+	d[1].body.data = (uint8_t *)"nine";
+	d[1].body.len = 4;
+	pm[0].message = &d[0];
+	pm[1].message = &d[1];
+	pm[1].state = RAFTMQ__CLIENT__V1__MESSAGE_STATE__MESSAGE_STATE_HELD;
+	pm[1].due_ms = 1234;
+	r.n_messages = 2;
+	r.messages = pms;
+	r.next_seq = 10;
+	env.body_case = RMQ_BODY(PEEK_RESULT);
+	env.peek_result = &r;
+	fake_send(fd, req->correlation_id, &env);
+	return true;
+}
+
+Test(client_conn, peek_round_trip)
+{
+	struct raftmq_peeked *p;
+	struct raftmq *c;
+	uint64_t next;
+	size_t n;
+
+	fake_start(&fa, peek_server, 1);
+	c = connect_to(fa.addr, 0, 2000);
+	cr_assert_eq(raftmq_peek(c, "q", 7, 2, RAFTMQ_PEEK_HELD, &p, &n, &next),
+		     0, "%s", raftmq_errmsg(c));
+	cr_assert_eq(n, 2);
+	cr_assert_eq(next, 10);
+	cr_assert_eq(p[0].m.tag, 7);
+	cr_assert_str_eq(p[0].m.body, "seven");
+	cr_assert_eq(p[0].state, RAFTMQ_MSG_READY);
+	cr_assert_eq(p[0].m.delivery_count, 0);
+	cr_assert_eq(p[1].state, RAFTMQ_MSG_HELD);
+	cr_assert_eq(p[1].m.consumer_id, 3);
+	cr_assert_eq(p[1].due_ms, 1234);
+	cr_assert(p[1].m.redelivered);
+	raftmq_peeked_free(p, n);
+	cr_assert_eq(raftmq_peek(c, "", 0, 1, 0, &p, &n, NULL), RAFTMQ_EINVAL);
 	raftmq_close(c);
 	fake_stop(&fa);
 }

@@ -209,7 +209,7 @@ Test(client_frame, garbage_and_future_version)
 
 	cr_assert_eq(rmq__frame_decode(junk, sizeof(junk), &out),
 		     RAFTMQ_EPROTO);
-	env.version = 2;
+	env.version = RMQ_PROTOCOL_VERSION + 1;
 	env.body_case = RMQ_BODY(HELLO);
 	env.hello = &h;
 	cr_assert_eq(rmq__frame_encode(&env, 1024, &b), 0);

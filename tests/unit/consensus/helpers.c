@@ -110,6 +110,10 @@ void th_assert_cmd_eq(const struct q_cmd *want, const struct q_cmd *got)
 		break;
 	case Q_CMD_DETACH:
 		NUM_EQ(u.consumer.consumer);
+		bytes_eq(want->u.consumer.unseen,
+			 want->u.consumer.n_unseen * sizeof(q_seq),
+			 got->u.consumer.unseen,
+			 got->u.consumer.n_unseen * sizeof(q_seq), "unseen");
 		break;
 	case Q_CMD_CREDIT:
 		NUM_EQ(u.consumer.consumer);
@@ -126,6 +130,9 @@ void th_assert_cmd_eq(const struct q_cmd *want, const struct q_cmd *got)
 			 "tags");
 		if (want->type == Q_CMD_NACK || want->type == Q_CMD_EXTEND) {
 			NUM_EQ(u.tags.ms);
+		}
+		if (want->type == Q_CMD_RELEASE) {
+			NUM_EQ(u.tags.unseen);
 		}
 		break;
 	case Q_CMD_SESSION_GONE:

@@ -21,7 +21,11 @@
  *     commands of golden_v1.c forever (its size and hash are pinned).
  *   - Whatever encode accepts, every replica can decode: otherwise one bad
  *     proposal commits an entry that stops every replica (cons_fsm.c aborts
- *     on an undecodable entry) and keeps stopping them after restart. */
+ *     on an undecodable entry) and keeps stopping them after restart.
+ *   - The size cap: an entry of exactly CONS_MAX_ENTRY_BYTES encodes, one
+ *     byte more (one command, or a batch of commands that each fit) is
+ *     CONS_ETOOBIG with nothing handed out; CONS_ENTRY_BASE_BYTES and
+ *     CONS_COMMAND_WRAP_BYTES bound an entry's bytes besides its commands'. */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
@@ -342,8 +346,10 @@ Test(entry, unknown_or_missing_format)
 	/* The encoder writes format first: 08 01. */
 	cr_assert_eq(p[0], 0x08);
 	cr_assert_eq(p[1], 0x01);
+	p[1] = 0x03;
+	cr_assert_null(decode(b.base, b.len), "format 3 is unknown");
 	p[1] = 0x02;
-	cr_assert_null(decode(b.base, b.len), "format 2 is unknown");
+	cr_assert_not_null(decode(b.base, b.len), "format 2 is a superset");
 	p[1] = 0x00;
 	cr_assert_null(decode(b.base, b.len), "format 0 is never written");
 	p[1] = 0x7f;
@@ -362,6 +368,98 @@ Test(entry, unknown_or_missing_format)
 	b = pack_entry(UINT32_MAX, NULL, 0);
 	cr_assert_null(decode(b.base, b.len));
 	raft_free(b.base);
+}
+
+/* Encodes a tick and c (borrowed) as one entry, which must be of `format`,
+ * and c must come back as it went. */
+static void encodes_as_format(const struct q_cmd *c, uint32_t format)
+{
+	struct q_cmd cmds[2], got;
+	Raftmq__Log__V1__LogEntry *e;
+	struct raft_buffer b;
+
+	memset(&cmds[0], 0, sizeof cmds[0]);
+	cmds[0].type = Q_CMD_TICK;
+	cmds[1] = *c;
+	b = th_encode(cmds, 2, 10);
+	e = decode(b.base, b.len);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->format, format, "command %u: format %u, want %u",
+		     c->type, e->format, format);
+	cr_assert_eq(cons__entry_command(e->commands[1], 15, &got), 0);
+	th_assert_cmd_eq(c, &got);
+	raft_free(b.base);
+}
+
+/* pc (borrowed) decodes in a format-2 entry and is refused in a format-1
+ * one: no format-1 writer put it there, and a format-1 replica would
+ * ignore what it carries and diverge. */
+static void only_in_format_2(Raftmq__Log__V1__Command *pc)
+{
+	struct raft_buffer b = pack_entry(2, &pc, 1);
+	cr_assert_not_null(decode(b.base, b.len), "control");
+	raft_free(b.base);
+	b = pack_entry(1, &pc, 1);
+	cr_assert_null(decode(b.base, b.len), "unseen in a format-1 entry");
+	raft_free(b.base);
+}
+
+/* Format 2: Detach.unseen. Written only by an entry that carries it, and
+ * refused in a format-1 entry. */
+Test(entry, detach_unseen_is_format_2)
+{
+	static const q_seq unseen[] = {7, 3, UINT64_MAX};
+	struct q_cmd c;
+	Raftmq__Log__V1__Command pc;
+	Raftmq__Log__V1__Detach d;
+
+	memset(&c, 0, sizeof c);
+	c.type = Q_CMD_DETACH;
+	c.u.consumer.consumer = 5;
+	encodes_as_format(&c, 1); /* no unseen tags: still format 1 */
+	c.u.consumer.unseen = unseen;
+	c.u.consumer.n_unseen = ARRAY_LEN(unseen);
+	encodes_as_format(&c, 2);
+
+	raftmq__log__v1__command__init(&pc);
+	raftmq__log__v1__detach__init(&d);
+	d.consumer = 5;
+	d.unseen = (uint64_t *)(uintptr_t)unseen;
+	d.n_unseen = ARRAY_LEN(unseen);
+	pc.kind_case = LE(COMMAND__KIND_DETACH);
+	pc.detach = &d;
+	only_in_format_2(&pc);
+}
+
+/* Format 2 also carries Release.unseen (a pull delivery the node gives
+ * back because nobody waits for it): written only by an entry that has an
+ * unseen release, refused in a format-1 entry. A plain release stays
+ * format 1, what the previous release wrote. */
+Test(entry, release_unseen_is_format_2)
+{
+	static const q_seq tag = 9;
+	struct q_cmd c;
+	Raftmq__Log__V1__Command pc;
+	Raftmq__Log__V1__Release r;
+
+	memset(&c, 0, sizeof c);
+	c.type = Q_CMD_RELEASE;
+	c.u.tags.consumer = 5;
+	c.u.tags.tags = &tag;
+	c.u.tags.n_tags = 1;
+	encodes_as_format(&c, 1); /* a plain release: still format 1 */
+	c.u.tags.unseen = true;
+	encodes_as_format(&c, 2);
+
+	raftmq__log__v1__command__init(&pc);
+	raftmq__log__v1__release__init(&r);
+	r.consumer = 5;
+	r.tags = (uint64_t *)(uintptr_t)&tag;
+	r.n_tags = 1;
+	r.unseen = true;
+	pc.kind_case = LE(COMMAND__KIND_RELEASE);
+	pc.release = &r;
+	only_in_format_2(&pc);
 }
 
 Test(entry, unknown_command_kind)
@@ -923,4 +1021,126 @@ Test(entry, encode_never_writes_a_poison_entry)
 	c.u.queue.name = "q";
 	c.u.queue.mask = 1u << 8;
 	assert_encode_refuses_or_decodes(&c, "CONFIGURE_QUEUE mask 0x100");
+}
+
+/* --------------------------------------------------------------------------
+ * The size cap (CONS_MAX_ENTRY_BYTES, CONS_ETOOBIG)
+ *
+ * The header keeps the LogEntry length in 32 bits, and raft_uv its entry
+ * lengths too: an entry past the cap must be refused before it reaches
+ * raft_apply(), whole (never cut or wrapped). */
+
+/* A publish of `len` bytes of body to queue "q" (body: a malloc()ed buffer
+ * the caller frees). */
+static void big_publish(struct q_cmd *c, size_t len, void **body)
+{
+	*body = malloc(len);
+	cr_assert_not_null(*body);
+	memset(*body, 'x', len);
+	memset(c, 0, sizeof *c);
+	c->type = Q_CMD_PUBLISH;
+	c->u.publish.queue = "q";
+	c->u.publish.body = *body;
+	c->u.publish.body_len = len;
+}
+
+Test(entry, cap_refuses_an_entry_over_64_mib, .timeout = 60)
+{
+	struct q_cmd c;
+	struct raft_buffer b = {NULL, 0};
+	void *body;
+
+	cr_assert_eq(CONS_MAX_ENTRY_BYTES, (size_t)64 << 20);
+	/* One publish of B body bytes (B needs a 4-byte varint) packs as a
+	 * LogEntry of B + 22 bytes: format 2, leader_time_ms 1 (2 bytes),
+	 * commands tag + length 1 + 4, Command.publish tag + length 1 + 4,
+	 * queue "q" 3, body tag + length 1 + 4. With the 8-byte header the
+	 * entry is B + 30 bytes: B = cap - 30 is the largest that fits. */
+	big_publish(&c, CONS_MAX_ENTRY_BYTES - 30, &body);
+	cr_assert_eq(cons__entry_encode(&c, 1, NULL, 0, 1, NULL, &b), 0);
+	cr_assert_eq(b.len, CONS_MAX_ENTRY_BYTES, "the largest entry: %zu",
+		     b.len);
+	decode_expect(b.base, b.len, &c, 1, 1);
+	raft_free(b.base);
+	free(body);
+
+	/* One byte more is refused, and nothing is handed out. */
+	big_publish(&c, CONS_MAX_ENTRY_BYTES - 29, &body);
+	b.base = NULL;
+	b.len = 0;
+	cr_assert_eq(cons__entry_encode(&c, 1, NULL, 0, 1, NULL, &b),
+		     CONS_ETOOBIG);
+	cr_assert_null(b.base);
+	cr_assert_eq(b.len, 0);
+	free(body);
+	cr_assert_str_eq(cons_strerror(CONS_ETOOBIG),
+			 "log entry over the 64 MiB limit");
+}
+
+Test(entry, cap_counts_the_whole_batch, .timeout = 60)
+{
+	/* Two commands that each fit, 80 MiB together: the batch is refused
+	 * as a whole (a replica never sees part of it). */
+	struct q_cmd c[2];
+	struct raft_buffer b = {NULL, 0};
+	void *body[2];
+	big_publish(&c[0], (size_t)40 << 20, &body[0]);
+	big_publish(&c[1], (size_t)40 << 20, &body[1]);
+	cr_assert_eq(cons__entry_encode(&c[0], 1, NULL, 0, 1, NULL, &b), 0);
+	raft_free(b.base);
+	b.base = NULL;
+	b.len = 0;
+	cr_assert_eq(cons__entry_encode(c, 2, NULL, 0, 1, NULL, &b),
+		     CONS_ETOOBIG);
+	cr_assert_null(b.base);
+	free(body[0]);
+	free(body[1]);
+}
+
+Test(entry, base_and_wrap_bounds_hold)
+{
+	/* CONS_ENTRY_BASE_BYTES and CONS_COMMAND_WRAP_BYTES bound what node/
+	 * adds to its request sizes when it sizes batches: an entry of n
+	 * commands is at most BASE + sum(command body + WRAP). Checked with
+	 * the largest values every field can take. */
+	struct q_cmd c[3];
+	struct raft_buffer b;
+	struct cons_proposer by = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+	Raftmq__Log__V1__Publish p;
+	Raftmq__Log__V1__Ack a;
+	static char body[300];
+	static q_seq tags[50];
+	size_t i, bodies = 0;
+	memset(c, 0, sizeof c);
+	memset(tags, 0xff, sizeof tags);
+	for (i = 0; i < 2; i++) {
+		c[i].type = Q_CMD_PUBLISH;
+		c[i].u.publish.queue = "queue";
+		c[i].u.publish.body = body;
+		c[i].u.publish.body_len = i == 0 ? 1 : sizeof body;
+		c[i].u.publish.delay_ms = UINT64_MAX;
+		c[i].u.publish.ttl_ms = UINT64_MAX;
+		raftmq__log__v1__publish__init(&p);
+		p.target_case = RAFTMQ__LOG__V1__PUBLISH__TARGET_QUEUE;
+		p.queue = (char *)"queue";
+		p.body.data = (uint8_t *)body;
+		p.body.len = c[i].u.publish.body_len;
+		p.delay_ms = p.ttl_ms = UINT64_MAX;
+		bodies += raftmq__log__v1__publish__get_packed_size(&p);
+	}
+	c[2].type = Q_CMD_ACK;
+	c[2].u.tags.consumer = UINT64_MAX;
+	c[2].u.tags.tags = tags;
+	c[2].u.tags.n_tags = ARRAY_LEN(tags);
+	raftmq__log__v1__ack__init(&a);
+	a.consumer = UINT64_MAX;
+	a.tags = tags;
+	a.n_tags = ARRAY_LEN(tags);
+	bodies += raftmq__log__v1__ack__get_packed_size(&a);
+	cr_assert_eq(cons__entry_encode(c, 3, NULL, 0, UINT64_MAX, &by, &b), 0);
+	cr_assert_leq(
+		b.len,
+		CONS_ENTRY_BASE_BYTES + bodies + 3 * CONS_COMMAND_WRAP_BYTES,
+		"%zu bytes for %zu bytes of commands", b.len, bodies);
+	raft_free(b.base);
 }

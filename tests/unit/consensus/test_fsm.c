@@ -732,8 +732,8 @@ Test(fsm, abort_on_nonzero_reserved_header_byte, .signal = SIGABRT)
 
 Test(fsm, abort_on_unknown_format, .signal = SIGABRT)
 {
-	static const uint8_t f2[] = {0x08, 0x02, 0x1a, 0x02, 0x0a, 0x00};
-	apply_framed(f2, sizeof f2);
+	static const uint8_t f3[] = {0x08, 0x03, 0x1a, 0x02, 0x0a, 0x00};
+	apply_framed(f3, sizeof f3);
 }
 
 Test(fsm, abort_on_unknown_kind, .signal = SIGABRT)

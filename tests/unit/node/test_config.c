@@ -581,7 +581,7 @@ Test(config, help_lists_every_key)
 			cr_assert_not_null(strstr(line, want), "%s", line);
 		}
 	}
-	cr_assert_eq(n, 26); /* the keys of struct node_config (not users) */
+	cr_assert_eq(n, 27); /* the keys of struct node_config (not users) */
 	for (const char *l = out; *l != '\0';) {
 		size_t len = strcspn(l, "\n");
 		cr_assert_leq(len, 80, "wide line: %.*s", (int)len, l);
@@ -946,6 +946,40 @@ Test(config, message_fits_in_frame)
 		"max_message_bytes (4194304) must be below "
 		"memory_limit (4194304), or no message could ever be "
 		"stored");
+}
+
+/* A request goes into the Raft log in one entry of at most 64 MiB, 80 bytes
+ * of which are the entry's own and its command's (cons_defaults.h): a
+ * frame or message limit that could let a request past that is refused at
+ * start, naming the cap, instead of refusing such requests one by one. */
+Test(config, frame_and_message_fit_in_one_log_entry)
+{
+	make_valid();
+	/* The largest that fit. */
+	cr_assert_eq(PARSE("--max-frame-bytes", "67108784",
+			   "--max-message-bytes", "67108783"),
+		     0, "%s", err);
+	cr_assert_eq(node_config_validate(&cfg, err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(PARSE("--max-frame-bytes", "67108785"), 0, "%s", err);
+	expect_invalid(
+		"max_frame_bytes (67108785) must be at most 67108784: a "
+		"request is written to the Raft log in one entry, which holds "
+		"at most 64 MiB with its own 80 bytes");
+	/* Said of the message first: raising only max_frame_bytes would not
+	 * help. */
+	cr_assert_eq(
+		PARSE("--max-frame-bytes", "1G", "--max-message-bytes", "64M"),
+		0, "%s", err);
+	expect_invalid(
+		"max_message_bytes (67108864) must be below 67108784: a "
+		"message is written to the Raft log in one entry, which also "
+		"holds its envelope and its own bytes, in at most 64 MiB");
+	cr_assert_eq(PARSE("--max-message-bytes", "1G"), 0, "%s", err);
+	expect_invalid(
+		"max_message_bytes (1073741824) must be below 67108784: a "
+		"message is written to the Raft log in one entry, which also "
+		"holds its envelope and its own bytes, in at most 64 MiB");
 }
 
 Test(config, inflight_batches_fit_raft_pipeline)

@@ -130,7 +130,8 @@ Test(client, hello)
 	cr_assert_eq(out->correlation_id, UINT64_MAX);
 	cr_assert_eq(out->body_case, CE(ENVELOPE__BODY_HELLO));
 	cr_assert_str_eq(out->hello->client_name, "raftmq-cli/0.1 host:42");
-	cr_assert_eq(out->hello->protocol_version, 1);
+	cr_assert_eq(out->hello->protocol_version,
+		     CE(PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT));
 	cr_assert_str_eq(out->hello->auth_token, "s3cret");
 	raftmq__client__v1__envelope__free_unpacked(out, NULL);
 }
@@ -1415,6 +1416,9 @@ Test(mirror, enums_and_mask_bits)
 		     CE(DEAD_LETTER_REASON__DEAD_LETTER_REASON_EXPIRED));
 	cr_assert_eq(Q_REASON_OVERFLOW,
 		     CE(DEAD_LETTER_REASON__DEAD_LETTER_REASON_OVERFLOW));
+	cr_assert_eq(Q_MSG_READY, CE(MESSAGE_STATE__MESSAGE_STATE_READY));
+	cr_assert_eq(Q_MSG_DELAYED, CE(MESSAGE_STATE__MESSAGE_STATE_DELAYED));
+	cr_assert_eq(Q_MSG_HELD, CE(MESSAGE_STATE__MESSAGE_STATE_HELD));
 	/* log.proto documents these bit values as part of the format. */
 	const unsigned bits[] = {
 		Q_SET_ACK_TIMEOUT, Q_SET_MAX_DELIVERIES, Q_SET_DEAD_LETTER,

@@ -493,6 +493,17 @@ struct q_result h_detach(struct q_state *s, q_consumer_id id, uint64_t now)
 	return h_apply(s, &c);
 }
 
+struct q_result h_detach_unseen(struct q_state *s, q_consumer_id id,
+				const q_seq *unseen, size_t n, uint64_t now)
+{
+	struct q_cmd c = cmd_new(Q_CMD_DETACH, now);
+
+	c.u.consumer.consumer = id;
+	c.u.consumer.unseen = unseen;
+	c.u.consumer.n_unseen = n;
+	return h_apply(s, &c);
+}
+
 struct q_result h_credit(struct q_state *s, q_consumer_id id, uint32_t prefetch,
 			 uint32_t credit, uint64_t now)
 {
@@ -506,7 +517,7 @@ struct q_result h_credit(struct q_state *s, q_consumer_id id, uint32_t prefetch,
 
 static struct q_result tags_cmd(struct q_state *s, uint8_t type,
 				q_consumer_id id, const q_seq *tags, size_t n,
-				uint64_t ms, uint64_t now)
+				uint64_t ms, bool unseen, uint64_t now)
 {
 	struct q_cmd c = cmd_new(type, now);
 
@@ -514,31 +525,38 @@ static struct q_result tags_cmd(struct q_state *s, uint8_t type,
 	c.u.tags.tags = tags;
 	c.u.tags.n_tags = n;
 	c.u.tags.ms = ms;
+	c.u.tags.unseen = unseen;
 	return h_apply(s, &c);
 }
 
 struct q_result h_ack(struct q_state *s, q_consumer_id c, const q_seq *tags,
 		      size_t n, uint64_t now)
 {
-	return tags_cmd(s, Q_CMD_ACK, c, tags, n, 0, now);
+	return tags_cmd(s, Q_CMD_ACK, c, tags, n, 0, false, now);
 }
 
 struct q_result h_nack(struct q_state *s, q_consumer_id c, const q_seq *tags,
 		       size_t n, uint64_t ms, uint64_t now)
 {
-	return tags_cmd(s, Q_CMD_NACK, c, tags, n, ms, now);
+	return tags_cmd(s, Q_CMD_NACK, c, tags, n, ms, false, now);
 }
 
 struct q_result h_release(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			  size_t n, uint64_t now)
 {
-	return tags_cmd(s, Q_CMD_RELEASE, c, tags, n, 0, now);
+	return tags_cmd(s, Q_CMD_RELEASE, c, tags, n, 0, false, now);
+}
+
+struct q_result h_release_unseen(struct q_state *s, q_consumer_id c,
+				 const q_seq *tags, size_t n, uint64_t now)
+{
+	return tags_cmd(s, Q_CMD_RELEASE, c, tags, n, 0, true, now);
 }
 
 struct q_result h_extend(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			 size_t n, uint64_t ms, uint64_t now)
 {
-	return tags_cmd(s, Q_CMD_EXTEND, c, tags, n, ms, now);
+	return tags_cmd(s, Q_CMD_EXTEND, c, tags, n, ms, false, now);
 }
 
 struct q_result h_ack1(struct q_state *s, q_consumer_id c, q_seq tag,

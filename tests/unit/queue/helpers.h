@@ -186,6 +186,9 @@ struct q_result h_attach_ex(struct q_state *s, const char *queue,
 			    struct q_session session, uint32_t prefetch,
 			    uint32_t credit, uint64_t now);
 struct q_result h_detach(struct q_state *s, q_consumer_id c, uint64_t now);
+/* DETACH naming `n` unseen tags (borrowed). */
+struct q_result h_detach_unseen(struct q_state *s, q_consumer_id c,
+				const q_seq *unseen, size_t n, uint64_t now);
 struct q_result h_credit(struct q_state *s, q_consumer_id c, uint32_t prefetch,
 			 uint32_t credit, uint64_t now);
 
@@ -196,6 +199,9 @@ struct q_result h_nack(struct q_state *s, q_consumer_id c, const q_seq *tags,
 		       size_t n, uint64_t ms, uint64_t now);
 struct q_result h_release(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			  size_t n, uint64_t now);
+/* A RELEASE whose tags were never handed to the application (unseen). */
+struct q_result h_release_unseen(struct q_state *s, q_consumer_id c,
+				 const q_seq *tags, size_t n, uint64_t now);
 /* ms = new timeout (0 = queue's ack_timeout_ms). */
 struct q_result h_extend(struct q_state *s, q_consumer_id c, const q_seq *tags,
 			 size_t n, uint64_t ms, uint64_t now);

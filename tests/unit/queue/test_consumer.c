@@ -18,6 +18,18 @@ static void make_queue(const char *name, uint32_t max_deliveries,
 	cr_assert_eq(h_create_queue(H.s, name, &st, 0).status, Q_OK);
 }
 
+/* The i-th recorded delivery is of `seq`, with delivery_count `count`. */
+static void delivery_is(size_t i, q_seq seq, uint32_t count)
+{
+	cr_assert_lt(i, H.rec.n_d, "delivery %zu of %zu", i, H.rec.n_d);
+	cr_assert_eq(H.rec.d[i].seq, seq, "delivery %zu: seq %llu, want %llu",
+		     i, (unsigned long long)H.rec.d[i].seq,
+		     (unsigned long long)seq);
+	cr_assert_eq(H.rec.d[i].delivery_count, count,
+		     "delivery %zu (seq %llu): count %u, want %u", i,
+		     (unsigned long long)seq, H.rec.d[i].delivery_count, count);
+}
+
 static const struct q_session S1 = {1, 1, 101};
 static const struct q_session S2 = {1, 1, 102};
 
@@ -540,6 +552,175 @@ Test(consumer_nack, detach_returns_unacked_without_failure)
 	cr_assert_eq(H.rec.d[2].delivery_count, 2);
 	cr_assert_eq(H.rec.d[3].seq, 2);
 	cr_assert_eq(h_ack1(H.s, a, 1, 5).status, Q_ENOCONSUMER);
+	h_check(H.s);
+}
+
+/* A client library's buffer: pushed, never handed to the application. */
+Test(consumer_nack, detach_unseen_undoes_their_delivery)
+{
+	const q_seq unseen[] = {2, 3};
+	q_consumer_id a, b;
+	struct q_result r;
+
+	make_queue("q", 1, NULL);
+	a = h_attach(H.s, "q", 10, 1);
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_publish(H.s, "q", NULL, "y", 2);
+	h_publish(H.s, "q", NULL, "z", 2);
+	cr_assert_eq(h_rec_count_for(&H.rec, a), 3);
+	/* The application saw seq 1 only (not acked). */
+	r = h_detach_unseen(H.s, a, unseen, 2, 3);
+	cr_assert_eq(r.status, Q_OK);
+	cr_assert_eq(r.count, 1);
+	cr_assert_eq(h_info(H.s, "q").ready, 3);
+	cr_assert_eq(h_info(H.s, "q").dropped, 0, "no failure counted");
+	h_check(H.s);
+	b = h_attach(H.s, "q", 10, 4);
+	cr_assert_eq(h_rec_count_for(&H.rec, b), 3);
+	/* Back in delivery order; only seq 1 was delivered before. */
+	delivery_is(3, 1, 2);
+	delivery_is(4, 2, 1);
+	delivery_is(5, 3, 1);
+	cr_assert_eq(h_info(H.s, "q").delivered, 6, "pushes still counted");
+	cr_assert_eq(h_info(H.s, "q").redelivered, 1);
+	h_check(H.s);
+}
+
+Test(consumer_nack, detach_unseen_twice_named_is_undone_once)
+{
+	const q_seq twice[] = {1, 1, 1};
+	q_consumer_id a, b;
+
+	make_queue("q", 0, NULL);
+	a = h_attach(H.s, "q", 10, 1);
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_release1(H.s, a, 1, 3); /* delivered again: count 2 */
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	h_detach_unseen(H.s, a, twice, 3, 4);
+	h_check(H.s);
+	b = h_attach(H.s, "q", 10, 5);
+	cr_assert_eq(h_rec_last(&H.rec)->consumer, b);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	h_check(H.s);
+}
+
+Test(consumer_nack, detach_unseen_ignores_tags_it_does_not_hold)
+{
+	q_consumer_id a, b, c;
+	q_seq of_b;
+
+	make_queue("q", 0, NULL);
+	a = h_attach(H.s, "q", 1, 1);
+	b = h_attach(H.s, "q", 1, 1);
+	h_publish(H.s, "q", NULL, "x", 2); /* to a */
+	h_publish(H.s, "q", NULL, "y", 2); /* to b */
+	h_publish(H.s, "q", NULL, "z", 2); /* ready */
+	cr_assert_eq(H.rec.d[1].consumer, b);
+	of_b = H.rec.d[1].seq;
+	{
+		const q_seq unseen[] = {of_b, 3, 99};
+		cr_assert_eq(h_detach_unseen(H.s, a, unseen, 3, 3).status,
+			     Q_OK);
+	}
+	h_check(H.s);
+	/* b still holds its message; a's came back. */
+	cr_assert_eq(h_info(H.s, "q").unacked, 1);
+	cr_assert_eq(h_info(H.s, "q").ready, 2);
+	h_detach(H.s, b, 4);
+	c = h_attach(H.s, "q", 0, 5);
+	cr_assert_eq(h_rec_count_for(&H.rec, c), 3);
+	for (size_t i = 0; i < H.rec.n_d; i++) {
+		if (H.rec.d[i].consumer == c) {
+			cr_assert_eq(H.rec.d[i].delivery_count,
+				     H.rec.d[i].seq == 3 ? 1 : 2, "seq %llu",
+				     (unsigned long long)H.rec.d[i].seq);
+		}
+	}
+	h_check(H.s);
+}
+
+/* A pull consumer's delivery that arrived after its fetch was answered: the
+ * node releases it as unseen. It returns as any release and its delivery is
+ * undone, so the next fetch gets it with the count it had. */
+Test(consumer_nack, release_unseen_undoes_the_delivery)
+{
+	const q_seq late = 2;
+	q_consumer_id a;
+	struct q_result r;
+
+	make_queue("q", 2, NULL);
+	a = h_attach_ex(H.s, "q", S1, 0, 2, 1).consumer;
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_publish(H.s, "q", NULL, "y", 2);
+	h_publish(H.s, "q", NULL, "z", 2);
+	cr_assert_eq(h_rec_count_for(&H.rec, a), 2, "credit 2");
+	r = h_release_unseen(H.s, a, &late, 1, 3);
+	cr_assert_eq(r.status, Q_OK);
+	cr_assert_eq(r.count, 1);
+	cr_assert_eq(h_info(H.s, "q").released, 1);
+	cr_assert_eq(h_info(H.s, "q").unacked, 1);
+	cr_assert_eq(h_info(H.s, "q").ready, 2);
+	h_check(H.s);
+	/* The next fetch's credit: seq 2 first (returned), still a first
+	 * delivery; then seq 3. */
+	h_credit(H.s, a, 0, 2, 4);
+	cr_assert_eq(H.rec.n_d, 4);
+	delivery_is(2, 2, 1);
+	delivery_is(3, 3, 1);
+	cr_assert_eq(h_info(H.s, "q").delivered, 4, "pushes still counted");
+	cr_assert_eq(h_info(H.s, "q").redelivered, 0);
+	h_check(H.s);
+}
+
+/* Only the unseen delivery is undone: earlier failed deliveries still count
+ * towards max_deliveries, and the count never drops below them. */
+Test(consumer_nack, release_unseen_keeps_earlier_failures)
+{
+	q_consumer_id a, d;
+
+	make_queue("dlq", 0, NULL);
+	make_queue("q", 2, "dlq");
+	a = h_attach_ex(H.s, "q", S1, 0, 1, 1).consumer;
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_nack1(H.s, a, 1, 0, 3); /* failure 1 of 2 */
+	h_credit(H.s, a, 0, 1, 4);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	h_release_unseen(H.s, a, (const q_seq[]){1}, 1, 5);
+	h_check(H.s);
+	h_credit(H.s, a, 0, 1, 6);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2,
+		     "the failed delivery still counts");
+	h_release_unseen(H.s, a, (const q_seq[]){1}, 1, 7);
+	h_check(H.s);
+	h_credit(H.s, a, 0, 1, 8);
+	h_nack1(H.s, a, 1, 0, 9); /* failure 2 of 2: dead-lettered */
+	cr_assert_eq(h_info(H.s, "q").dead_lettered, 1);
+	d = h_attach(H.s, "dlq", 0, 10);
+	cr_assert_eq(h_rec_last(&H.rec)->consumer, d);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 3,
+		     "two failed deliveries and this one");
+	h_check(H.s);
+}
+
+Test(consumer_nack, release_unseen_tag_named_twice_is_undone_once)
+{
+	const q_seq twice[] = {1, 1};
+	q_consumer_id a;
+	struct q_result r;
+
+	make_queue("q", 0, NULL);
+	a = h_attach_ex(H.s, "q", S1, 0, 1, 1).consumer;
+	h_publish(H.s, "q", NULL, "x", 2);
+	h_release1(H.s, a, 1, 3); /* seen: counts */
+	h_credit(H.s, a, 0, 1, 4);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
+	r = h_release_unseen(H.s, a, twice, 2, 5);
+	cr_assert_eq(r.status, Q_EUNKNOWNTAG, "the second is not held");
+	cr_assert_eq(r.count, 1);
+	cr_assert_eq(r.unknown, 1);
+	h_check(H.s);
+	h_credit(H.s, a, 0, 1, 6);
+	cr_assert_eq(h_rec_last(&H.rec)->delivery_count, 2);
 	h_check(H.s);
 }
 

@@ -455,6 +455,53 @@ static void max_field(unsigned char *p, size_t len, size_t off, size_t n)
 	}
 }
 
+/* A dump of one queue "q" holding a message per body (borrowed), published
+ * at 1001, 1002... with seqs 1, 2... */
+static unsigned char *dump_of(const char *const *bodies, size_t n, size_t *len)
+{
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf;
+	size_t i;
+
+	cr_assert_not_null(s);
+	cr_assert_eq(h_create_queue(s, "q", NULL, 1000).status, Q_OK);
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(h_publish(s, "q", NULL, bodies[i], 1001 + i).seq,
+			     i + 1);
+	}
+	buf = h_dump(s, len);
+	q_state_free(s);
+	return buf;
+}
+
+/* Where the message whose body is `body` (4 bytes) starts in a dump: its
+ * seq, 63 bytes before the body (seq u64, deliveries, failures, dl_from
+ * u32, dl_reason u8, expires u64, in_heap u8, due u64, origin u64, has-body
+ * u8, published u64, id and body lengths u32, the id empty); deliveries is
+ * at +8 and failures at +12, little-endian. */
+static unsigned char *message_of(unsigned char *buf, size_t len,
+				 const char *body, q_seq seq)
+{
+	unsigned char *b = memmem(buf, len, body, 4);
+
+	cr_assert_not_null(b);
+	cr_assert_eq(b[-63], seq, "layout changed: fix the offset");
+	return b - 63;
+}
+
+/* A dump changed by hand (its trailer recomputed) must not load. */
+static void expect_corrupt(unsigned char *buf, size_t len, const char *what)
+{
+	void *empty;
+	size_t elen;
+
+	max_field(buf, len, 0, 0); /* only recomputes the trailer */
+	empty = empty_dump(&elen);
+	cr_assert_eq(load_one(buf, len, empty, elen, what, 0), Q_ECORRUPT,
+		     "%s: loaded", what);
+	free(empty);
+}
+
 /* Regression (tests/fuzz/fuzz_snapshot): a dump whose next_seq was
  * UINT64_MAX loaded, and the next publish took that seq and wrapped the
  * counter to 0, so q_state_check() failed and seqs could repeat. The same
@@ -488,56 +535,34 @@ Test(load, counters_at_their_maximum_are_corrupt)
 /* Regression (tests/fuzz/fuzz_snapshot): a dump with two messages of one
  * queue under the same seq loaded (q_state_check() did not look), and the
  * next delivery left one of them out of the unacked index. The second
- * message's seq is rewritten to 1: it sits 63 bytes before its body (seq u64,
- * deliveries, failures, dl_from u32, dl_reason u8, expires u64, in_heap u8,
- * due u64, origin u64, has-body u8, published u64, id and body lengths u32,
- * the id empty). */
+ * message's seq is rewritten to 1. */
 Test(load, two_messages_with_one_seq_are_corrupt)
 {
-	struct q_state *s = q_state_new(NULL);
-	unsigned char *buf, *body;
-	void *empty;
-	size_t len, elen;
+	static const char *const bodies[] = {"AAAA", "BBBB"};
+	unsigned char *buf;
+	size_t len;
 
-	cr_assert_not_null(s);
-	cr_assert_eq(h_create_queue(s, "q", NULL, 1000).status, Q_OK);
-	cr_assert_eq(h_publish(s, "q", NULL, "AAAA", 1001).seq, 1);
-	cr_assert_eq(h_publish(s, "q", NULL, "BBBB", 1002).seq, 2);
-	buf = h_dump(s, &len);
-	q_state_free(s);
-	body = memmem(buf, len, "BBBB", 4);
-	cr_assert_not_null(body);
-	cr_assert_eq(body[-63], 2, "layout changed: fix the offset");
-	body[-63] = 1;
-	max_field(buf, len, 0, 0); /* only recomputes the trailer */
-	empty = empty_dump(&elen);
-	cr_assert_eq(load_one(buf, len, empty, elen, "duplicate seq", 0),
-		     Q_ECORRUPT);
+	buf = dump_of(bodies, 2, &len);
+	message_of(buf, len, "BBBB", 2)[0] = 1;
+	expect_corrupt(buf, len, "duplicate seq");
 	free(buf);
-	free(empty);
 }
 
 /* Regression (tests/fuzz/fuzz_snapshot): a message delivered 2^32 - 1 times
  * (here from a dump; live, a consumer nacking in a loop with max_deliveries
  * 0) wrapped its delivery count to 0 at the next delivery, and
  * q_state_check() then found an unacked message "without delivery". The
- * count now saturates. Its deliveries field follows the seq (see above). */
+ * count now saturates. */
 Test(load, delivery_count_saturates)
 {
-	struct q_state *s = q_state_new(NULL);
+	static const char *const bodies[] = {"CCCC"};
 	struct h_env e;
-	unsigned char *buf, *body;
+	unsigned char *buf, *m;
 	size_t len;
 
-	cr_assert_not_null(s);
-	cr_assert_eq(h_create_queue(s, "q", NULL, 1000).status, Q_OK);
-	cr_assert_eq(h_publish(s, "q", NULL, "CCCC", 1001).seq, 1);
-	buf = h_dump(s, &len);
-	q_state_free(s);
-	body = memmem(buf, len, "CCCC", 4);
-	cr_assert_not_null(body);
-	cr_assert_eq(body[-63], 1, "layout changed: fix the offset");
-	max_field(buf, len, (size_t)(body - 63 + 8 - buf), 4);
+	buf = dump_of(bodies, 1, &len);
+	m = message_of(buf, len, "CCCC", 1);
+	max_field(buf, len, (size_t)(m + 8 - buf), 4);
 	h_env_init(&e, NULL);
 	cr_assert_eq(q_state_load(e.s, buf, len), 0);
 	h_attach(e.s, "q", 0, 1002);
@@ -550,6 +575,23 @@ Test(load, delivery_count_saturates)
 	h_check(e.s);
 	free(buf);
 	h_env_fini(&e);
+}
+
+/* Every failed delivery ended a delivery, and an unseen release or detach
+ * undoes only a delivery that has not failed: a message never has more
+ * failures than deliveries, and a dump saying otherwise is corrupt. */
+Test(load, more_failures_than_deliveries_is_corrupt)
+{
+	static const char *const bodies[] = {"DDDD"};
+	unsigned char *buf, *m;
+	size_t len;
+
+	buf = dump_of(bodies, 1, &len);
+	m = message_of(buf, len, "DDDD", 1);
+	cr_assert_eq(m[8] | m[12], 0, "never delivered, never failed");
+	m[12] = 1; /* failures 1, deliveries 0 */
+	expect_corrupt(buf, len, "failures");
+	free(buf);
 }
 
 /* --------------------------------------------------------------------- */

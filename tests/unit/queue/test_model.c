@@ -1012,6 +1012,9 @@ static void model_apply(struct model *M, const struct q_cmd *cmd,
 				break;
 			case Q_CMD_RELEASE:
 				M->q[q].c.released++;
+				/* Unseen: the delivery is undone (q.h). */
+				if (tg->unseen && M->m[mi].dcount != UINT32_MAX)
+					M->m[mi].dcount--;
 				model_return(M, mi, false, 0);
 				break;
 			default:
@@ -1277,8 +1280,10 @@ static void describe(const struct q_cmd *c, char *buf, size_t cap)
 	case Q_CMD_NACK:
 	case Q_CMD_RELEASE:
 	case Q_CMD_EXTEND: {
-		int m = snprintf(p, left, " c%" PRIu64 " ms=%" PRIu64 " tags=[",
-				 c->u.tags.consumer, c->u.tags.ms);
+		int m = snprintf(p, left,
+				 " c%" PRIu64 " ms=%" PRIu64 "%s tags=[",
+				 c->u.tags.consumer, c->u.tags.ms,
+				 c->u.tags.unseen ? " unseen" : "");
 		for (size_t k = 0;
 		     k < c->u.tags.n_tags && m > 0 && (size_t)m < left; k++)
 			m += snprintf(p + m, left - (size_t)m, "%s%" PRIu64,
@@ -1629,6 +1634,8 @@ static void gen_command(struct run *R, struct q_cmd *cmd)
 		}
 		if (cmd->type == Q_CMD_EXTEND && chance(g, 70))
 			cmd->u.tags.ms = 5 + rnd(g, 80);
+		if (cmd->type == Q_CMD_RELEASE && chance(g, 50))
+			cmd->u.tags.unseen = true;
 	} else if (w < 955) {
 		cmd->type = Q_CMD_SESSION_GONE;
 		uint32_t k = rnd(g, NSESS + 1);

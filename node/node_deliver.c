@@ -1,0 +1,214 @@
+/* Deliveries, from apply to the sessions (the q_sink of node_server.c).
+ *
+ * Deliveries happen inside apply (queue/ delivers as soon as a consumer has
+ * room) and reach node_on_delivery() on every node; the leader writes those
+ * of its own sessions' consumers. One made before the client has its
+ * ConsumeResult waits in the session's `early` list until the result is
+ * written, so the client always learns the consumer id first. A pull
+ * consumer's deliveries go to its waiting Fetch (node_fetch.c). Nothing
+ * here may propose synchronously into apply: commands go to the open batch,
+ * proposed at the end of the loop iteration. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node_int.h"
+#include "node_log.h"
+
+void node_flush_early(struct node_session *s, struct node_consumer *c)
+{
+	struct node_early **pp = &s->early;
+	while (*pp != NULL) {
+		struct node_early *e = *pp;
+		if (e->consumer != c->id) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		if (c->pull) {
+			struct node_fetch *f = node_fetch_find(s, c->id, 0);
+			if (f != NULL) {
+				node_fetch_add(f, e->frame_body.base,
+					       e->frame_body.len);
+				goto next;
+			}
+		}
+		{
+			Raftmq__Client__V1__Delivery *d = PB(delivery__unpack)(
+				NULL, e->frame_body.len,
+				(const uint8_t *)e->frame_body.base);
+			if (d != NULL) {
+				node_reply(s, c->corr, BODY(DELIVERY), d);
+				PB(delivery__free_unpacked)(d, NULL);
+			}
+		}
+	next:
+		node_buf_free(&e->frame_body);
+		free(e);
+	}
+}
+
+struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
+					bool pull)
+{
+	struct node_consumer *c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		return NULL;
+	}
+	c->corr = corr;
+	c->pull = pull;
+	snprintf(c->queue, sizeof c->queue, "%s", queue);
+	return c;
+}
+
+void node_consumer_attached(struct node_session *s, struct node_consumer *c,
+			    q_consumer_id id)
+{
+	c->id = id;
+	c->next = s->consumers;
+	s->consumers = c;
+}
+
+void node_consumer_drop(struct node_session *s, q_consumer_id id)
+{
+	struct node_consumer **pp;
+	for (pp = &s->consumers; *pp != NULL; pp = &(*pp)->next) {
+		if ((*pp)->id == id) {
+			struct node_consumer *c = *pp;
+			*pp = c->next;
+			free(c);
+			return;
+		}
+	}
+}
+
+static struct node_session *session_of(struct node_server *srv,
+				       const struct q_session *qs)
+{
+	struct node_session *s;
+	if (!srv->leader || qs->node_id != srv->cfg.id ||
+	    qs->epoch != srv->epoch) {
+		return NULL;
+	}
+	s = node_session_find(srv, qs->session_id);
+	return s != NULL && !s->closing ? s : NULL;
+}
+
+void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
+		       const struct q_delivery *d)
+{
+	PB(delivery__init)(m);
+	m->consumer_id = d->consumer;
+	m->queue = (char *)(uintptr_t)d->queue;
+	m->tag = d->seq;
+	m->msg_id.data = (uint8_t *)(uintptr_t)d->msg_id;
+	m->msg_id.len = d->msg_id != NULL ? d->msg_id_len : 0;
+	m->body.data = (uint8_t *)(uintptr_t)d->body;
+	m->body.len = d->body_len;
+	m->delivery_count = d->delivery_count;
+	m->redelivered = d->delivery_count > 1;
+	m->published_ms = d->published_ms;
+	m->dead_letter_reason =
+		(Raftmq__Client__V1__DeadLetterReason)d->dl_reason;
+	m->dead_letter_queue =
+		(char *)(uintptr_t)(d->dl_queue ? d->dl_queue : "");
+}
+
+static int pack_delivery(const Raftmq__Client__V1__Delivery *m,
+			 struct node_buf *b)
+{
+	size_t n = PB(delivery__get_packed_size)(m);
+	if (node_buf_reserve(b, n) != 0) {
+		return -1;
+	}
+	b->len = PB(delivery__pack)(m, (uint8_t *)b->base);
+	return 0;
+}
+
+void node_on_delivery(void *data, const struct q_delivery *d)
+{
+	struct node_server *srv = data;
+	struct node_session *s = session_of(srv, d->session);
+	struct node_consumer *c;
+	Raftmq__Client__V1__Delivery m;
+	if (s == NULL) {
+		return; /* not ours: a follower, or the client has gone */
+	}
+	node_delivery_msg(&m, d);
+	c = node_session_consumer(s, d->consumer);
+	if (c != NULL && c->pull) {
+		struct node_fetch *f = node_fetch_find(s, c->id, 0);
+		struct q_cmd *cmd;
+		if (f != NULL) {
+			struct node_buf b = {NULL, 0, 0};
+			if (pack_delivery(&m, &b) == 0) {
+				node_fetch_add(f, b.base, b.len);
+			}
+			node_buf_free(&b);
+			return;
+		}
+		/* Delivered after its fetch was answered (credit still left
+		 * before the withdrawal applied): nobody waits for it, so
+		 * give it back at once rather than let it sit until its ack
+		 * deadline. No application saw it: the release is unseen, so
+		 * the delivery is undone and the message comes back with the
+		 * delivery_count it had. */
+		{
+			q_seq *tag = malloc(sizeof *tag);
+			struct node_req *r =
+				tag != NULL ? node_batch_add(srv, NULL, 0, 0,
+							     NULL, 1, &cmd)
+					    : NULL;
+			if (r == NULL) {
+				free(tag);
+				return; /* its ack deadline returns it */
+			}
+			*tag = d->seq;
+			r->owned = tag; /* commands may move; the tag may not */
+			cmd->type = Q_CMD_RELEASE;
+			cmd->u.tags.consumer = d->consumer;
+			cmd->u.tags.tags = tag;
+			cmd->u.tags.n_tags = 1;
+			cmd->u.tags.unseen = true;
+		}
+		return;
+	}
+	if (c != NULL) {
+		node_reply(s, c->corr, BODY(DELIVERY), &m);
+		return;
+	}
+	/* Its ATTACH result has not been answered yet: keep it for later. */
+	{
+		struct node_early *e = calloc(1, sizeof *e), **pp;
+		if (e == NULL || pack_delivery(&m, &e->frame_body) != 0) {
+			free(e);
+			NODE_ERROR(
+				"out of memory holding a delivery; closing "
+				"session %llu (its messages return)",
+				(unsigned long long)s->id);
+			node_session_close(s);
+			return;
+		}
+		e->consumer = d->consumer;
+		for (pp = &s->early; *pp != NULL; pp = &(*pp)->next) {
+		}
+		*pp = e;
+	}
+}
+
+void node_on_consumer_gone(void *data, const struct q_consumer_gone *g)
+{
+	struct node_server *srv = data;
+	struct node_session *s = session_of(srv, g->session);
+	struct node_consumer *c;
+	Raftmq__Client__V1__ConsumerGone m;
+	if (s == NULL || (c = node_session_consumer(s, g->consumer)) == NULL) {
+		return;
+	}
+	PB(consumer_gone__init)(&m);
+	m.consumer_id = g->consumer;
+	m.queue = (char *)(uintptr_t)g->queue;
+	m.message = (char *)"the queue was deleted";
+	node_reply(s, c->corr, BODY(CONSUMER_GONE), &m);
+	node_consumer_drop(s, g->consumer);
+}
