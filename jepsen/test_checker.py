@@ -202,3 +202,16 @@ def test_jsonl_round_trip(tmp_path):
     ops = history.load(str(p))
     assert [o["type"] for o in ops] == ["invoke", "ok"]
     assert ops[1]["value"] == 1 and ops[1]["node"] == "n1"
+
+
+def test_backlog_counts_acked_elements_not_yet_dequeued():
+    h = H()
+    h.enq(1)
+    h.enq(2, queue=None, queues=["t:s1", "t:s2"])  # a topic: two elements
+    h.t = 6 * 10**9
+    h.deq(1)
+    h.deq(1, count=2)  # a redelivery is not dequeued twice
+    h.t = 12 * 10**9
+    h.drain([])
+    series = checker.backlog(h.ops, step_s=5.0)
+    assert series == [(5.0, 3), (10.0, 2)]

@@ -79,6 +79,37 @@ def longest_gap(times_ns, start_ns, end_ns):
     return best / 1e9, at / 1e9
 
 
+def backlog(ops, step_s=5.0):
+    """[(t s, elements acknowledged and not dequeued yet)] every step_s
+    until the drain starts: how long the queues are. A growing backlog
+    makes the nodes' memory grow with it (the soak reads it so)."""
+    end = min((o["time"] for o in ops if o.get("f") == DRAIN),
+              default=max((o["time"] for o in ops), default=0))
+    events = []
+    seen = set()
+    for op in ops:
+        if op.get("process") == "nemesis" or op["type"] != "ok":
+            continue
+        if op["f"] == ENQ:
+            events.append((op["time"], len(op.get("queues") or [1])))
+        elif op["f"] == DEQ and op.get("value") is not None:
+            key = (op.get("queue"), op["value"])
+            if key not in seen:
+                seen.add(key)
+                events.append((op["time"], -1))
+    events.sort()
+    out, level, i = [], 0, 0
+    step = int(step_s * 1e9)
+    t = step
+    while t <= end:
+        while i < len(events) and events[i][0] <= t:
+            level += events[i][1]
+            i += 1
+        out.append((t / 1e9, level))
+        t += step
+    return out
+
+
 def check(ops):
     pairs = _completions(ops)
     attempts, acked, failed, indeterminate = set(), {}, set(), set()

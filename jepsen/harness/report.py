@@ -154,12 +154,15 @@ def plot_availability(ops, result, out_dir, title):
     return path
 
 
-def plot_resources(samples, ops, out_dir, title):
+def plot_resources(samples, ops, out_dir, title, queue=()):
     """RSS and open fds of every node over the test (a restart is a new
-    process: its line starts again)."""
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
-    for ax in (a1, a2):
+    process: its line starts again), and the queues' backlog."""
+    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    for ax in (a1, a2, a3):
         _shade(ax, fault_windows(ops), crash_times(ops))
+    a3.plot([q[0] for q in queue], [q[1] for q in queue], color="#444444",
+            lw=1)
+    a3.set_ylabel("backlog (messages)")
     for name in sorted({s["node"] for s in samples}):
         mine = [s for s in samples if s["node"] == name]
         xs = [s["t"] for s in mine]
@@ -168,7 +171,7 @@ def plot_resources(samples, ops, out_dir, title):
         a2.plot(xs, [s["fds"] for s in mine], lw=1, color=line.get_color())
     a1.set_ylabel("RSS (MiB)")
     a2.set_ylabel("open fds")
-    a2.set_xlabel("time (s)")
+    a3.set_xlabel("time (s)")
     a1.set_title("%s: node resources" % title)
     a1.legend(fontsize=7, loc="upper left", ncol=5)
     fig.tight_layout()
@@ -185,11 +188,11 @@ def _table(rows):
         for k, v in rows)
 
 
-def write(ops, result, out_dir, title, samples=()):
+def write(ops, result, out_dir, title, samples=(), queue=()):
     plot(ops, out_dir, title)
     plot_availability(ops, result, out_dir, title)
     if samples:
-        plot_resources(samples, ops, out_dir, title)
+        plot_resources(samples, ops, out_dir, title, queue)
     c = result["checker"]
     av = result["availability"]
     res = result.get("resources") or {}
@@ -236,6 +239,9 @@ def write(ops, result, out_dir, title, samples=()):
                     v["fds_final"], v["fds_ref"],
                     "stable" if v["ok"] else "NOT STABLE"))
             for n, v in sorted(res.get("nodes", {}).items())) or "-"),
+        ("queue backlog (messages)", "max %(max)s, at the end %(end)s; "
+         "peak %(ref_max)s in the reference window, %(final_max)s in the "
+         "final one" % result["backlog"] if result.get("backlog") else "-"),
         ("resource bound", res.get("bound") if res.get("judged")
          else "not judged (run shorter than %d s)"
          % resources.MIN_JUDGED_S),

@@ -81,6 +81,19 @@ class Sampler(threading.Thread):
         self.file.close()
 
 
+def backlog_summary(series, duration_s):
+    """The queues' backlog (checker.backlog) at its peak, at the end of
+    the workload, and its peaks in the reference and final windows: the
+    memory bound only means something while this stays level."""
+    if not series:
+        return {}
+    ref = [b for t, b in series if duration_s / 6 <= t < duration_s / 3]
+    fin = [b for t, b in series if t >= duration_s * 5 / 6]
+    return {"max": max(b for _, b in series), "end": series[-1][1],
+            "ref_max": max(ref) if ref else None,
+            "final_max": max(fin) if fin else None}
+
+
 def _judge(mine, ref, fin, kind):
     """Peaks of one series ([{"t", "rss_kb", "fds"}]) and its verdict."""
     r = [s for s in mine if ref[0] <= s["t"] < ref[1]]

@@ -168,6 +168,8 @@ def run_test(opts, log):
                 av["bound_s"]))
     samples = sampler.samples if sampler else []
     result["resources"] = resources.stable(samples, opts.time)
+    queue = checker.backlog(ops)
+    result["backlog"] = resources.backlog_summary(queue, opts.time)
     if not result["resources"]["ok"]:
         result["problems"].append("node memory or fds not stable: %s" % {
             k: v for k, v in result["resources"]["nodes"].items()
@@ -183,7 +185,7 @@ def run_test(opts, log):
         json.dump(result, f, indent=1, sort_keys=True)
     report.write(ops, result, store, "raftmq %s%s (seed %d)" % (
         opts.nemesis, ", long faults" if opts.faults == "long" else "",
-        seed), samples)
+        seed), samples, queue)
     if result["ok"] and not opts.keep_data:
         shutil.rmtree(os.path.join(store, "data"), ignore_errors=True)
     if not result["ok"]:
