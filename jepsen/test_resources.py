@@ -1,6 +1,7 @@
 """The soak's resource verdict (harness/resources.py) on made-up samples:
 flat series pass, a slow leak of memory or descriptors fails, a leader
-change within the slack passes, and short runs are not judged."""
+change within the slack passes, client sessions moving with the leader pass
+while leaked ones fail in the sum, and short runs are not judged."""
 import os
 import sys
 
@@ -12,15 +13,17 @@ MIN = 60.0
 RUN = 30 * MIN
 
 
-def series(rss_kb, fds, nodes=("n1", "n2", "n3"), every=10.0, run=RUN):
-    """Samples of every node every `every` s; rss_kb and fds are functions
-    of (node, t)."""
+def series(rss_kb, fds, nodes=("n1", "n2", "n3"), every=10.0, run=RUN,
+           sessions=lambda n, t: 0):
+    """Samples of every node every `every` s; rss_kb, fds and sessions
+    (the client sessions among the fds) are functions of (node, t)."""
     out = []
     t = every
     while t <= run:
         for i, n in enumerate(nodes):
             out.append({"t": t, "node": n, "pid": 100 + i,
-                        "rss_kb": int(rss_kb(n, t)), "fds": int(fds(n, t))})
+                        "rss_kb": int(rss_kb(n, t)), "fds": int(fds(n, t)),
+                        "sessions": int(sessions(n, t))})
         t += every
     return out
 
@@ -68,6 +71,24 @@ def test_leadership_moving_within_the_slack_is_stable():
         (4000 if n == "n2" and 800 < t < 1000 else 0),
         lambda n, t: 28 + (8 if leader(n, t) else 0)), RUN)
     assert r["ok"], r
+
+
+def test_client_sessions_follow_the_leader_but_count_in_the_sum():
+    # The leader holds all 14 client sessions; n1 leads first, n3 last.
+    def sessions(n, t):
+        return 14 if n == ("n1" if t < RUN / 2 else "n3") else 0
+    r = resources.stable(series(lambda n, t: 12000,
+                                lambda n, t: 21 + sessions(n, t),
+                                sessions=sessions), RUN)
+    assert r["ok"], r
+    # A session never closed every minute on the leader: the sum sees it.
+    def leaky(n, t):
+        return sessions(n, t) + (t // MIN if sessions(n, t) else 0)
+    r = resources.stable(series(lambda n, t: 12000,
+                                lambda n, t: 21 + leaky(n, t),
+                                sessions=leaky), RUN)
+    assert not r["ok"]
+    assert r["nodes"]["n3"]["ok"] and not r["nodes"]["all"]["ok"]
 
 
 def test_short_runs_are_not_judged():

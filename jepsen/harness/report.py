@@ -169,8 +169,10 @@ def plot_resources(samples, ops, out_dir, title, queue=()):
         line, = a1.plot(xs, [s["rss_kb"] / 1024.0 for s in mine], lw=1,
                         label=name)
         a2.plot(xs, [s["fds"] for s in mine], lw=1, color=line.get_color())
+        a2.plot(xs, [s["fds"] - s.get("sessions", 0) for s in mine], lw=1,
+                ls=":", color=line.get_color())
     a1.set_ylabel("RSS (MiB)")
-    a2.set_ylabel("open fds")
+    a2.set_ylabel("open fds (dotted:\nwithout client sessions)")
     a3.set_xlabel("time (s)")
     a1.set_title("%s: node resources" % title)
     a1.legend(fontsize=7, loc="upper left", ncol=5)

@@ -1,7 +1,9 @@
 """Resident memory and open file descriptors of every node, over a test.
 
 A sampler thread reads /proc/<pid>/status (VmRSS) and counts
-/proc/<pid>/fd of every running node every few seconds. A restarted node
+/proc/<pid>/fd of every running node every few seconds, and among those the
+client sessions: sockets whose local port is the client port (found in
+/proc/<pid>/net/tcp, the node's own namespace). A restarted node
 is a new process: its samples carry the new pid. The samples go to
 resources.jsonl; `stable()` judges a long run (the soak) against the bound
 below, and report.py plots them.
@@ -14,9 +16,11 @@ at each sample ("all"), the peak RSS of the final window must stay within
 the reference peak + RSS_GROWTH of it + the RSS slack, and the peak count
 of open fds within the reference peak + the fd slack. Peaks, not means,
 because faults restart nodes (a new process starts small) and move the
-leadership: a leader holds every client connection and a few MiB more,
-which is what the per-node slack is for (up to 8 client connections plus
-the nemesis's). The sum does not depend on who leads.
+leadership: a leader holds a few MiB more, which is what the per-node RSS
+slack is for. A leader also holds every client session (the workers', the
+followers' leader watches), 20 fds more than a follower in a soak, so a
+node's own count leaves the client sessions out; the sum over the nodes
+counts them, as it does not depend on who leads.
 
 What that can catch over the 20 minutes between the windows of a 30-minute
 soak, with nodes of about 10-15 MiB: a leak of more than about 5 KiB/s in
@@ -35,24 +39,55 @@ RSS_SLACK_KB = {"node": 4 * 1024, "all": 6 * 1024}
 FD_SLACK = {"node": 10, "all": 10}
 
 
-def read(pid):
-    """(rss kB, open fds) of a process, or None if it is gone."""
+def _session_inodes(pid, port):
+    """Inodes of the TCP sockets in pid's namespace whose local port is
+    `port` and that are not listening: the client sessions."""
+    out = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                next(f)
+                for line in f:
+                    x = line.split()
+                    if int(x[1].rsplit(":", 1)[1], 16) == port and \
+                            x[3] != "0A":
+                        out.add(x[9])
+        except (OSError, StopIteration, ValueError, IndexError):
+            pass
+    return out
+
+
+def read(pid, client_port=None):
+    """(rss kB, open fds, client sessions among them) of a process, or
+    None if it is gone."""
     try:
         with open("/proc/%d/status" % pid) as f:
             rss = next((int(line.split()[1]) for line in f
                         if line.startswith("VmRSS:")), 0)
-        fds = len(os.listdir("/proc/%d/fd" % pid))
+        fd_dir = "/proc/%d/fd" % pid
+        links = []
+        for fd in os.listdir(fd_dir):
+            try:
+                links.append(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                pass  # closed meanwhile
     except (OSError, ValueError):
         return None
-    return rss, fds
+    sessions = 0
+    if client_port is not None:
+        inodes = _session_inodes(pid, client_port)
+        sessions = sum(1 for x in links if x.startswith("socket:[") and
+                       x[8:-1] in inodes)
+    return rss, len(links), sessions
 
 
 class Sampler(threading.Thread):
-    def __init__(self, cluster, history, path, every=5.0):
+    def __init__(self, cluster, history, path, every=5.0, client_port=None):
         super().__init__(name="resources", daemon=True)
         self.cluster = cluster
         self.history = history
         self.every = every
+        self.client_port = client_port
         self.stopping = threading.Event()
         self.samples = []
         self.file = open(path, "w")
@@ -62,11 +97,11 @@ class Sampler(threading.Thread):
         for x in self.cluster.nodes:
             if not x.alive():
                 continue
-            r = read(x.proc.pid)
+            r = read(x.proc.pid, self.client_port)
             if r is None:
                 continue
             s = {"t": round(t, 2), "node": x.name, "pid": x.proc.pid,
-                 "rss_kb": r[0], "fds": r[1]}
+                 "rss_kb": r[0], "fds": r[1], "sessions": r[2]}
             self.samples.append(s)
             self.file.write(json.dumps(s, sort_keys=True) + "\n")
         self.file.flush()
@@ -95,16 +130,19 @@ def backlog_summary(series, duration_s):
 
 
 def _judge(mine, ref, fin, kind):
-    """Peaks of one series ([{"t", "rss_kb", "fds"}]) and its verdict."""
+    """Peaks of one series ([{"t", "rss_kb", "fds"}]) and its verdict:
+    fds of a node leave its client sessions out, the sum's count them."""
+    def fds(s):
+        return s["fds"] - (s.get("sessions", 0) if kind == "node" else 0)
     r = [s for s in mine if ref[0] <= s["t"] < ref[1]]
     f = [s for s in mine if fin[0] <= s["t"]]
     out = {"rss_max_kb": max(s["rss_kb"] for s in mine),
-           "fds_max": max(s["fds"] for s in mine)}
+           "fds_max": max(fds(s) for s in mine)}
     if r and f:
         out.update(rss_ref_kb=max(s["rss_kb"] for s in r),
                    rss_final_kb=max(s["rss_kb"] for s in f),
-                   fds_ref=max(s["fds"] for s in r),
-                   fds_final=max(s["fds"] for s in f))
+                   fds_ref=max(fds(s) for s in r),
+                   fds_final=max(fds(s) for s in f))
         out["ok"] = (out["rss_final_kb"] <= (1 + RSS_GROWTH) *
                      out["rss_ref_kb"] + RSS_SLACK_KB[kind] and
                      out["fds_final"] <= out["fds_ref"] + FD_SLACK[kind])
@@ -119,7 +157,8 @@ def stable(samples, duration_s):
            "bound": "peak RSS of the last sixth of the run <= the peak of "
            "the reference (its second sixth) + %d%% + %d MiB per node, + "
            "%d MiB for the sum over the nodes; peak open fds <= reference "
-           "peak + %d per node, + %d for the sum" % (
+           "peak + %d per node (client sessions left out), + %d for the "
+           "sum (with them)" % (
                RSS_GROWTH * 100, RSS_SLACK_KB["node"] // 1024,
                RSS_SLACK_KB["all"] // 1024, FD_SLACK["node"],
                FD_SLACK["all"])}
@@ -135,7 +174,7 @@ def stable(samples, duration_s):
     for s in samples:
         x = total.setdefault(s["t"], {"t": s["t"], "rss_kb": 0, "fds": 0})
         x["rss_kb"] += s["rss_kb"]
-        x["fds"] += s["fds"]
+        x["fds"] += s["fds"]  # client sessions included
     out["nodes"]["all"] = _judge(list(total.values()), ref, fin, "all")
     if out["judged"]:
         out["ok"] = all(v.get("ok", True) for v in out["nodes"].values())

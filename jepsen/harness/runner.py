@@ -19,7 +19,7 @@ import time
 
 from . import availability, checker, history as hist, nemesis, net, report
 from . import resources
-from .cluster import Cluster, crash_backtrace, hang_report
+from .cluster import CLIENT_PORT, Cluster, crash_backtrace, hang_report
 from .workload import Workload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -107,7 +107,8 @@ def run_test(opts, log):
         monitor = nemesis.CrashMonitor(ctx, history)
         monitor.start()
         sampler = resources.Sampler(cluster, history,
-                                    os.path.join(store, "resources.jsonl"))
+                                    os.path.join(store, "resources.jsonl"),
+                                    client_port=CLIENT_PORT)
         sampler.start()
         sched = nemesis.Schedule(ctx, history, nemesis.make(opts.nemesis),
                                  interval=opts.interval, quiet=opts.quiet,
