@@ -91,6 +91,13 @@ struct cons_config {
 	/* After a snapshot keep about this many bytes of entries (at least
 	 * CONS_MIN_TRAILING entries, at most snapshot_trailing); 0 = 4 MiB. */
 	uint64_t snapshot_trailing_bytes;
+	/* A snapshot is due once the log since the last one holds this many
+	 * bytes, whatever the state's size, so that the log kept in memory
+	 * stays bounded; 0 = 256 MiB. */
+	uint64_t snapshot_max_log_bytes;
+	/* Take snapshots on the loop thread (a stall of ~4 ms per MB of
+	 * state) instead of in a forked child; for tests and diagnosis. */
+	bool snapshot_in_place;
 	unsigned max_inflight_entries; /* 0 = default */
 	size_t max_body;	       /* bodies larger are refused; 0 = any */
 	uint64_t hash_seed;	       /* for queue/ hash tables */
@@ -217,6 +224,14 @@ struct cons_status {
 	uint64_t snapshot_index; /* last snapshot taken or installed */
 	uint64_t snapshot_bytes; /* its size */
 	uint64_t log_entries;	 /* last_index - snapshot_index */
+	uint64_t log_bytes;	 /* entry bytes applied since then */
+	/* Snapshots dumped by a child process (cons_bgsnap.c): started,
+	 * handed to raft, failed; the last fork()'s stall of the loop and
+	 * the largest; how long the last child ran; entries in the last
+	 * snapshot's tail. */
+	uint64_t bg_started, bg_taken, bg_failed;
+	double bg_fork_ms, bg_fork_ms_max, bg_child_ms;
+	uint64_t bg_tail_entries;
 	uint64_t elections;	 /* times this node became candidate */
 	uint64_t leader_changes; /* times the known leader changed */
 	uint64_t entries_proposed, commands_proposed;

@@ -30,13 +30,91 @@ static void die(const char *what, const char *detail)
 
 static bool snapshot_due(const struct cons_fsm *f);
 
+/* Applies the commands of one decoded entry to s. p: this node's proposal
+ * to fill with the results, or NULL. SetMember commands go to f's members,
+ * or into ms[0..*nm) when ms is not NULL (a snapshot's tail, collected
+ * until the restore has worked). Returns 0, CONS_ECORRUPT (an unknown
+ * command kind or value), CONS_ENOMEM or CONS_EIO (q_state_apply() failed:
+ * the state is as before that command). */
+static int apply_commands(struct cons_fsm *f, struct q_state *s,
+			  const Raftmq__Log__V1__LogEntry *e,
+			  struct cons_pending *p, struct cons_member_addr *ms,
+			  size_t *nm)
+{
+	size_t i;
+	for (i = 0; i < e->n_commands; i++) {
+		struct q_cmd cmd;
+		struct q_result r;
+		/* The entry's own stamp: q_state keeps the maximum itself, and
+		 * a replica restored from a snapshot must see the same value
+		 * as one that applied every entry (last_stamp also counts
+		 * SetMember entries, which never reach q_state). */
+		int rv = cons__entry_command(e->commands[i], e->leader_time_ms,
+					     &cmd);
+		memset(&r, 0, sizeof r);
+		if (rv == 1) {
+			const Raftmq__Log__V1__SetMember *m =
+				e->commands[i]->set_member;
+			if (ms == NULL) {
+				cons__fsm_set_member(f, m->id,
+						     m->client_address);
+			} else {
+				size_t k;
+				for (k = 0; k < *nm && ms[k].id != m->id; k++) {
+				}
+				if (k == *nm && *nm < CONS_MAX_NODES) {
+					(*nm)++;
+				}
+				if (k < *nm) {
+					ms[k].id = m->id;
+					snprintf(ms[k].client_address,
+						 sizeof ms[k].client_address,
+						 "%s",
+						 m->client_address != NULL
+							 ? m->client_address
+							 : "");
+				}
+			}
+		} else if (rv != 0) {
+			return CONS_ECORRUPT;
+		} else {
+			rv = q_state_apply(s, &cmd, &r);
+			if (rv != 0) {
+				return rv == Q_ENOMEM ? CONS_ENOMEM : CONS_EIO;
+			}
+		}
+		if (p != NULL) {
+			p->results[i] = r;
+		}
+	}
+	return 0;
+}
+
+int cons__fsm_replay(struct cons_fsm *f, struct q_state *s, const void *buf,
+		     size_t len, uint64_t *stamp, struct cons_member_addr *ms,
+		     size_t *nm)
+{
+	Raftmq__Log__V1__LogEntry *e;
+	cons__arena_reset(&f->arena);
+	e = cons__entry_decode(&f->arena, buf, len);
+	if (e == NULL) {
+		return CONS_ECORRUPT;
+	}
+	if (e->leader_time_ms > *stamp) {
+		*stamp = e->leader_time_ms;
+	}
+	return apply_commands(f, s, e, NULL, ms, nm);
+}
+
+static void bg_after_apply(struct cons_fsm *f, const struct raft_buffer *buf);
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		     void **result)
 {
 	struct cons_fsm *f = fsm->data;
 	Raftmq__Log__V1__LogEntry *e;
 	struct cons_pending *p;
-	size_t i;
+	int rv;
 
 	*result = NULL;
 	cons__arena_reset(&f->arena);
@@ -52,28 +130,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	if (p != NULL && p->n != e->n_commands) {
 		p = NULL; /* not ours after all */
 	}
-	for (i = 0; i < e->n_commands; i++) {
-		struct q_cmd cmd;
-		struct q_result r;
-		/* The entry's own stamp: q_state keeps the maximum itself, and
-		 * a replica restored from a snapshot must see the same value
-		 * as one that applied every entry (last_stamp also counts
-		 * SetMember entries, which never reach q_state). */
-		int rv = cons__entry_command(e->commands[i], e->leader_time_ms,
-					     &cmd);
-		if (rv == 1) {
-			const Raftmq__Log__V1__SetMember *m =
-				e->commands[i]->set_member;
-			cons__fsm_set_member(f, m->id, m->client_address);
-			memset(&r, 0, sizeof r);
-		} else if (rv != 0) {
-			die("unknown command kind or value", NULL);
-		} else if (q_state_apply(f->state, &cmd, &r) != 0) {
-			die("out of memory", NULL);
-		}
-		if (p != NULL) {
-			p->results[i] = r;
-		}
+	rv = apply_commands(f, f->state, e, p, NULL, NULL);
+	if (rv == CONS_ECORRUPT) {
+		die("unknown command kind or value", NULL);
+	} else if (rv == CONS_ENOMEM) {
+		die("out of memory", NULL);
+	} else if (rv != 0) {
+		die("the body store cannot be written", NULL);
 	}
 	if (p != NULL) {
 		p->applied = 1;
@@ -82,13 +145,51 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	f->applied_commands += e->n_commands;
 	f->log_bytes += buf->len;
 	f->log_entries++;
-	if (f->owner != NULL && f->threshold > 1 && snapshot_due(f)) {
+	if (f->bg_enabled) {
+		bg_after_apply(f, buf);
+	} else if (f->owner != NULL && f->threshold > 1 && snapshot_due(f)) {
 		/* libraft only counts entries: a threshold of 1 makes it take
 		 * the snapshot right after this apply. fsm_snapshot puts the
 		 * configured one back. */
 		raft_set_snapshot_threshold(&f->owner->raft, 1);
 	}
 	return 0;
+}
+
+/* Snapshots in the background (cons_bgsnap.c). libraft's own threshold is
+ * out of reach while the node decides: a dump starts when a snapshot is
+ * due (by bytes, or by entries: the configured threshold); once it is
+ * ready, a threshold of 1 makes libraft take the snapshot after the next
+ * apply, and fsm_snapshot hands the dump over. If the dump cannot start,
+ * the snapshot is taken on the loop thread as before. */
+static void bg_after_apply(struct cons_fsm *f, const struct raft_buffer *buf)
+{
+	struct cons *c = f->owner;
+	struct cons_bgsnap *b = &f->bg;
+	if (b->state == CONS_BGSNAP_RUNNING || b->state == CONS_BGSNAP_READY) {
+		cons__bgsnap_note(b, buf->base, buf->len);
+		return;
+	}
+	if (b->state != CONS_BGSNAP_IDLE || f->bg_sync_next) {
+		return;
+	}
+	if (!snapshot_due(f) && f->log_entries < f->threshold) {
+		return;
+	}
+	/* raft_last_applied() is the entry before this one: libraft sets it
+	 * after apply returns. */
+	if (cons__bgsnap_start(f, c->data_dir,
+			       raft_last_applied(&c->raft) + 1) != 0) {
+		f->bg_sync_next = true;
+		raft_set_snapshot_threshold(&c->raft, 1);
+	}
+}
+
+void cons__fsm_bg_poll(struct cons_fsm *f)
+{
+	if (f->bg_enabled && cons__bgsnap_poll(&f->bg)) {
+		raft_set_snapshot_threshold(&f->owner->raft, 1);
+	}
 }
 
 /* The log in memory grows with the bytes applied since the last snapshot;
@@ -107,6 +208,9 @@ static bool snapshot_due(const struct cons_fsm *f)
 {
 	struct q_totals t;
 	uint64_t factor;
+	if (f->max_log_bytes != 0 && f->log_bytes >= f->max_log_bytes) {
+		return true; /* whatever the state's size */
+	}
 	if (f->snapshot_min_bytes == 0 ||
 	    f->log_bytes < f->snapshot_min_bytes) {
 		return false;
@@ -137,7 +241,9 @@ static void snapshot_retune(struct cons_fsm *f)
 		}
 	}
 	raft_set_snapshot_trailing(&f->owner->raft, trailing);
-	raft_set_snapshot_threshold(&f->owner->raft, f->threshold);
+	raft_set_snapshot_threshold(
+		&f->owner->raft,
+		f->bg_enabled ? CONS_BG_OFF_THRESHOLD : f->threshold);
 	f->log_bytes = 0;
 	f->log_entries = 0;
 }
@@ -146,8 +252,28 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 			unsigned *n_bufs)
 {
 	struct cons_fsm *f = fsm->data;
-	struct raft_buffer *b = raft_malloc(sizeof *b);
+	struct raft_buffer *b;
 	int rv;
+	if (f->bg.state == CONS_BGSNAP_READY) {
+		rv = cons__bgsnap_take(f, raft_last_applied(&f->owner->raft),
+				       raft_current_term(&f->owner->raft), bufs,
+				       n_bufs);
+		if (rv != 0) {
+			return RAFT_NOMEM;
+		}
+		snapshot_retune(f);
+		if (f->guard != NULL) {
+			cons__snapguard_arm(f->guard);
+		}
+		return 0;
+	}
+	if (f->bg_enabled && !f->bg_sync_next) {
+		/* Not ours to take now (a dump is running): libraft tries
+		 * again after the next apply. */
+		return RAFT_BUSY;
+	}
+	f->bg_sync_next = false;
+	b = raft_malloc(sizeof *b);
 	if (b == NULL) {
 		return RAFT_NOMEM;
 	}
@@ -172,8 +298,14 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 static int fsm_snapshot_finalize(struct raft_fsm *fsm,
 				 struct raft_buffer *bufs[], unsigned *n_bufs)
 {
+	struct cons_fsm *f = fsm->data;
 	unsigned i;
-	(void)fsm;
+	if (*bufs != NULL && cons__bgsnap_owns(&f->bg, *bufs, *n_bufs)) {
+		cons__bgsnap_finalize(&f->bg, *bufs);
+		*bufs = NULL;
+		*n_bufs = 0;
+		return 0;
+	}
 	for (i = 0; i < *n_bufs; i++) {
 		raft_free((*bufs)[i].base);
 	}
@@ -195,6 +327,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	raft_free(buf->base);
 	f->log_bytes = 0; /* the log starts again after the snapshot */
 	f->log_entries = 0;
+	/* A dump in progress is of a state that was just replaced. */
+	if (f->bg.state == CONS_BGSNAP_RUNNING ||
+	    f->bg.state == CONS_BGSNAP_READY) {
+		cons__bgsnap_close(&f->bg);
+	}
 	return 0;
 }
 
@@ -210,6 +347,7 @@ int cons__fsm_init(struct cons_fsm *f, const struct q_options *qopts,
 	}
 	q_state_set_sink(f->state, sink);
 	cons__arena_init(&f->arena);
+	cons__bgsnap_init(&f->bg);
 	f->fsm.version = 2;
 	f->fsm.data = f;
 	f->fsm.apply = fsm_apply;
@@ -221,6 +359,7 @@ int cons__fsm_init(struct cons_fsm *f, const struct q_options *qopts,
 
 void cons__fsm_close(struct cons_fsm *f)
 {
+	cons__bgsnap_close(&f->bg);
 	q_state_free(f->state);
 	f->state = NULL;
 	cons__arena_close(&f->arena);

@@ -62,6 +62,66 @@ struct cons_member_addr {
 	char client_address[64];
 };
 
+/* -------------------------------------------------------------- bgsnap
+ * cons_bgsnap.c: snapshots dumped by a forked child while the node goes on
+ * applying; the entries applied meanwhile (the tail) complete them. */
+enum {
+	CONS_BGSNAP_IDLE = 0,
+	CONS_BGSNAP_RUNNING, /* the child is writing the dump */
+	CONS_BGSNAP_READY,   /* dump written and mapped; waiting for raft */
+	CONS_BGSNAP_TAKEN,   /* handed to raft until snapshot_finalize */
+};
+
+struct cons_bgsnap {
+	int state;
+	int pid;	   /* the child while RUNNING */
+	int pipe_fd;	   /* its result pipe (read end), or -1 */
+	char path[4200];   /* the dump file, "" = none */
+	uint64_t index;	   /* applied index the dump was taken at */
+	uint64_t clock_ms; /* q_state_now() then */
+	struct cons_member_addr members[CONS_MAX_NODES]; /* then */
+	size_t n_members;
+	void *map; /* READY/TAKEN: the dump file, mapped read-only */
+	size_t map_len;
+	uint64_t dump_hash;
+	/* Entries applied since the dump: u32 LE length + bytes each
+	 * (malloc()ed, owned; handed to raft inside the snapshot). */
+	unsigned char *tail;
+	size_t tail_len, tail_cap;
+	uint32_t tail_entries;
+	/* For metrics: the last fork()'s stall, the largest, the last
+	 * child's run time; counts. */
+	uint64_t started_ns, fork_ns, fork_ns_max, child_ns;
+	uint64_t started, taken, failed;
+	uint32_t last_tail_entries;
+};
+
+/* libraft's entry threshold while the node decides when to snapshot. */
+#define CONS_BG_OFF_THRESHOLD (UINT32_MAX / 2)
+
+void cons__bgsnap_init(struct cons_bgsnap *b);
+struct cons_fsm;
+/* Forks a child that dumps f's state, which is the state at `index`, into
+ * a file in `dir`. Returns 0, or CONS_EIO / CONS_EINVAL (one is running):
+ * the caller falls back to a synchronous snapshot. */
+int cons__bgsnap_start(struct cons_fsm *f, const char *dir, uint64_t index);
+/* After each applied entry: keeps a copy while a dump is running or ready.
+ * On CONS_ENOMEM the dump is dropped (the next one starts later). */
+int cons__bgsnap_note(struct cons_bgsnap *b, const void *buf, size_t len);
+/* Non-blocking: reaps a finished child. True when a dump just became
+ * ready. */
+bool cons__bgsnap_poll(struct cons_bgsnap *b);
+/* From fsm->snapshot with a ready dump: the snapshot at `index` as
+ * [header, dump, tail] (bufs owned by raft until finalize). */
+int cons__bgsnap_take(struct cons_fsm *f, uint64_t index, uint64_t term,
+		      struct raft_buffer **bufs, unsigned *n_bufs);
+/* Whether bufs are the ones cons__bgsnap_take() handed out. */
+bool cons__bgsnap_owns(const struct cons_bgsnap *b,
+		       const struct raft_buffer *bufs, unsigned n_bufs);
+void cons__bgsnap_finalize(struct cons_bgsnap *b, struct raft_buffer *bufs);
+/* Kills a running child and removes its file. */
+void cons__bgsnap_close(struct cons_bgsnap *b);
+
 struct cons_fsm {
 	struct raft_fsm fsm;   /* vtable; fsm.data = this */
 	struct cons *owner;    /* the node (for its pending proposals) */
@@ -83,6 +143,13 @@ struct cons_fsm {
 	uint64_t trailing_bytes;      /* keep about this much after one */
 	unsigned threshold, trailing; /* configured, in entries */
 	struct cons_snapguard *guard; /* borrowed; NULL: none (tests) */
+	/* Snapshots in a child process (cons_bgsnap.c); off in tests
+	 * without an owner. max_log_bytes: one is due once the log since
+	 * the last one holds this much, whatever the state's size. */
+	struct cons_bgsnap bg;
+	bool bg_enabled;
+	bool bg_sync_next; /* the dump failed to start: take one in place */
+	uint64_t max_log_bytes;
 };
 
 /* -------------------------------------------------------------- snapguard
@@ -161,9 +228,33 @@ void cons__fsm_close(struct cons_fsm *f);
 /* Sets a member's client address (initial members and SetMember). */
 void cons__fsm_set_member(struct cons_fsm *f, uint64_t id, const char *addr);
 const char *cons__fsm_member_addr(const struct cons_fsm *f, uint64_t id);
+/* Applies one entry's bytes to s (not f->state: a snapshot's tail), with no
+ * proposal, raising *stamp to its leader stamp; SetMember commands go into
+ * ms[0..*nm). Returns 0, CONS_ECORRUPT, CONS_ENOMEM or CONS_EIO. */
+int cons__fsm_replay(struct cons_fsm *f, struct q_state *s, const void *buf,
+		     size_t len, uint64_t *stamp, struct cons_member_addr *ms,
+		     size_t *nm);
+/* From the loop (every iteration): reaps a finished dump child and lets
+ * libraft take the snapshot. */
+void cons__fsm_bg_poll(struct cons_fsm *f);
 
+/* What a snapshot header says (format 1 when tail_bytes and dump_index
+ * are 0, else format 2). members borrowed. */
+struct cons_snaphdr {
+	uint64_t index, term, dump_index;
+	uint64_t state_bytes, state_xxh3, clock_ms;
+	uint64_t tail_bytes, tail_xxh3;
+	uint32_t tail_entries;
+	const struct cons_member_addr *members;
+	size_t n_members;
+};
+/* "RMQS", u32 big-endian header length, SnapshotHeader, into a
+ * raft_malloc()ed buffer. */
+int cons__snapshot_header(const struct cons_fsm *f,
+			  const struct cons_snaphdr *h,
+			  struct raft_buffer *out);
 /* Snapshot bytes: "RMQS", u32 big-endian header length, SnapshotHeader,
- * q_state dump. */
+ * q_state dump, then (format 2) the tail's entries. */
 int cons__snapshot_encode(struct cons_fsm *f, struct raft_buffer *out);
 int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
 			  char *errmsg, size_t errlen);

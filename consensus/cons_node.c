@@ -25,6 +25,31 @@
 #define DEFAULT_SNAPSHOT_MIN_BYTES \
 	((uint64_t)CONS_DEFAULT_SNAPSHOT_MIN_MIB << 20)
 #define DEFAULT_TRAILING_BYTES ((uint64_t)CONS_DEFAULT_TRAILING_MIB << 20)
+#define DEFAULT_MAX_LOG_BYTES \
+	((uint64_t)CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB << 20)
+
+/* Dumps of a background snapshot that a crash left behind (cons_bgsnap.c
+ * names them dump-INDEX.tmp): never read, so removed at start. */
+static void remove_stale_dumps(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[4200];
+	unsigned long long index;
+	int end;
+	if (d == NULL) {
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		end = 0;
+		if (sscanf(e->d_name, "dump-%llu.tmp%n", &index, &end) == 1 &&
+		    end > 0 && e->d_name[end] == '\0') {
+			snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	}
+	closedir(d);
+}
 
 static uint64_t wall_ms(void)
 {
@@ -197,7 +222,14 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	c->fsm.trailing_bytes = cfg->snapshot_trailing_bytes
 					? cfg->snapshot_trailing_bytes
 					: DEFAULT_TRAILING_BYTES;
-	raft_set_snapshot_threshold(&c->raft, c->fsm.threshold);
+	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes
+				       ? cfg->snapshot_max_log_bytes
+				       : DEFAULT_MAX_LOG_BYTES;
+	c->fsm.bg_enabled = !cfg->snapshot_in_place;
+	remove_stale_dumps(c->data_dir);
+	raft_set_snapshot_threshold(&c->raft, c->fsm.bg_enabled
+						      ? CONS_BG_OFF_THRESHOLD
+						      : c->fsm.threshold);
 	raft_set_snapshot_trailing(&c->raft, c->fsm.trailing);
 	raft_set_max_inflight_entries(&c->raft,
 				      cfg->max_inflight_entries
@@ -472,6 +504,7 @@ static void check_cb(uv_check_t *h)
 	if (c->closing) {
 		return;
 	}
+	cons__fsm_bg_poll(&c->fsm);
 	raft_leader(&c->raft, &leader, &addr);
 	if (state != RAFT_LEADER) {
 		hurry_startup(c, uv_now(c->loop), leader);
@@ -759,6 +792,14 @@ void cons_status(const struct cons *cc, struct cons_status *st)
 	st->log_entries = st->last_index > st->snapshot_index
 				  ? st->last_index - st->snapshot_index
 				  : 0;
+	st->log_bytes = c->fsm.log_bytes;
+	st->bg_started = c->fsm.bg.started;
+	st->bg_taken = c->fsm.bg.taken;
+	st->bg_failed = c->fsm.bg.failed;
+	st->bg_fork_ms = (double)c->fsm.bg.fork_ns / 1e6;
+	st->bg_fork_ms_max = (double)c->fsm.bg.fork_ns_max / 1e6;
+	st->bg_child_ms = (double)c->fsm.bg.child_ns / 1e6;
+	st->bg_tail_entries = c->fsm.bg.last_tail_entries;
 	st->elections = c->elections;
 	st->leader_changes = c->leader_changes;
 	st->entries_proposed = c->entries_proposed;

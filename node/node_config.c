@@ -155,6 +155,18 @@ static const struct opt opts[] = {
 	 "About this many bytes of entries are kept after a snapshot (at "
 	 "least 512 entries, at most snapshot_trailing); 0 = default "
 	 "(" D(CONS_DEFAULT_TRAILING_MIB) "M)."},
+	{"raft", "snapshot_max_log_bytes", OPT_SIZE,
+	 FIELD(snapshot_max_log_bytes), 0, 1024 * GIB, false,
+	 D(CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB) "M", "SIZE", NULL,
+	 "A snapshot is due once the log since the last one holds this many "
+	 "bytes, whatever the size of the queue state, so that the log kept "
+	 "in memory stays bounded; 0 = default "
+	 "(" D(CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB) "M)."},
+	{"raft", "snapshot_in_place", OPT_BOOL, FIELD(snapshot_in_place), 0, 0,
+	 false, "off", "on|off", NULL,
+	 "Take snapshots on the node's loop thread, a stall of about 4 ms per "
+	 "MB of queue state, instead of in a child process that shares the "
+	 "state copy-on-write (the default); for diagnosis."},
 	{"raft", "max_inflight_entries", OPT_UINT, FIELD(max_inflight_entries),
 	 0, 1048576, false, D(CONS_DEFAULT_MAX_INFLIGHT), "N", "entries",
 	 "Log entries appended but not yet committed, at most; 0 = default "

@@ -245,6 +245,27 @@ static void metrics(struct node_server *srv, struct out *o)
 	  "%llu", (unsigned long long)st.snapshot_bytes);
 	G("raftmq_snapshot_index", "gauge", "Log index of the last snapshot.",
 	  "%llu", (unsigned long long)st.snapshot_index);
+	G("raftmq_log_bytes", "gauge",
+	  "Log entry bytes applied since the last snapshot.", "%llu",
+	  (unsigned long long)st.log_bytes);
+	G("raftmq_snapshots_background_total", "counter",
+	  "Snapshots dumped by a child process and handed to Raft.", "%llu",
+	  (unsigned long long)st.bg_taken);
+	G("raftmq_snapshot_background_failures_total", "counter",
+	  "Background snapshot dumps that failed (then taken in place).",
+	  "%llu", (unsigned long long)st.bg_failed);
+	G("raftmq_snapshot_fork_seconds", "gauge",
+	  "How long the last fork() for a snapshot stalled the node.", "%.6f",
+	  st.bg_fork_ms / 1e3);
+	G("raftmq_snapshot_fork_seconds_max", "gauge",
+	  "The longest such stall since the node started.", "%.6f",
+	  st.bg_fork_ms_max / 1e3);
+	G("raftmq_snapshot_dump_seconds", "gauge",
+	  "How long the last background dump took (off the loop).", "%.6f",
+	  st.bg_child_ms / 1e3);
+	G("raftmq_snapshot_tail_entries", "gauge",
+	  "Entries applied while the last dump ran, stored after it.", "%llu",
+	  (unsigned long long)st.bg_tail_entries);
 	G("raftmq_memory_bytes", "gauge",
 	  "Bytes held by the queue state (messages, bodies, indexes).", "%llu",
 	  (unsigned long long)t.alloc_bytes);

@@ -608,6 +608,8 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	cc.snapshot_trailing = cfg->snapshot_trailing;
 	cc.snapshot_min_bytes = cfg->snapshot_min_bytes;
 	cc.snapshot_trailing_bytes = cfg->snapshot_trailing_bytes;
+	cc.snapshot_max_log_bytes = cfg->snapshot_max_log_bytes;
+	cc.snapshot_in_place = cfg->snapshot_in_place;
 	cc.max_inflight_entries = cfg->max_inflight_entries;
 	cc.max_body = cfg->max_message_bytes;
 	cc.hash_seed = wall_ms() ^ node_now_ns();

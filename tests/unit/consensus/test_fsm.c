@@ -390,9 +390,16 @@ static struct raft_buffer rewrite_header(
 	return out;
 }
 
-static void format_2(Raftmq__Log__V1__SnapshotHeader *h)
+static void format_3(Raftmq__Log__V1__SnapshotHeader *h)
 {
-	h->format = 2;
+	h->format = 3;
+}
+
+/* Format 1 has no tail. */
+static void format_1_tail(Raftmq__Log__V1__SnapshotHeader *h)
+{
+	h->state_bytes -= 8;
+	h->tail_bytes = 8;
 }
 
 static void format_0(Raftmq__Log__V1__SnapshotHeader *h)
@@ -462,8 +469,8 @@ Test(fsm, restore_refuses_and_keeps_state)
 	raft_free(t.base);
 
 	void (*edits[])(Raftmq__Log__V1__SnapshotHeader *) = {
-		format_2, format_0, state_format_2, bad_xxh3,
-		state_bytes_plus_1};
+		format_3, format_0,	      state_format_2,
+		bad_xxh3, state_bytes_plus_1, format_1_tail};
 	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
 		t = rewrite_header(&s, edits[i]);
 		cr_assert_neq(restore(&B, t.base, t.len), 0, "edit %zu", i);
