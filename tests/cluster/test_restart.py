@@ -26,6 +26,7 @@ Scenarios:
   (its snapshot_index > 0 and at least the leader's snapshot index at the
   time it was down), and converges to the same digest as the others.
 """
+import os
 import signal
 import threading
 import time
@@ -318,3 +319,62 @@ def test_lagging_follower_installs_snapshot(make_cluster):
                                                         n + 20)
     c2.publish("s", b"after")
     cluster.wait_converged()
+
+
+def metric(node, name):
+    code, text = node.http("/metrics")
+    assert code == 200
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith(name + " ")))
+
+
+def test_background_snapshots_under_load(make_cluster):
+    """Snapshots are dumped by a child process while the node goes on
+    applying (consensus/cons_bgsnap.c): under a stream of publishes and
+    acks every node takes several, each with a tail of entries applied
+    meanwhile; replicas stay identical; a node killed and restarted
+    restores from its own snapshot (dump + tail) to the same state; no dump
+    file is left behind, and one a crash left is removed at start."""
+    cluster = make_cluster(3, extra=["--snapshot-threshold", "200",
+                                     "--snapshot-trailing", "64"])
+    lead = cluster.wait_leader()
+    c = raftmq.Client(cluster.addresses())
+    c.create_queue("bg")
+    cid = c.consume("bg", prefetch=50)
+    acked = 0
+    for b in range(150):
+        res = c.publish_batch("bg", [b"x%d-%d" % (b, i) * 20
+                                     for i in range(20)])
+        assert all(code == 0 for code, _, _ in res)
+        while True:
+            d = c.next_delivery(timeout=0 if acked >= b * 10 else 2)
+            if d is None:
+                break
+            assert c.ack(cid, [d.tag]) == (1, 0)
+            acked += 1
+    c.cancel(cid)
+    cluster.wait_converged(timeout=30)
+    for n in cluster.nodes:
+        assert metric(n, "raftmq_snapshots_background_total") >= 2, n.id
+        assert metric(n, "raftmq_snapshot_background_failures_total") == 0
+        assert metric(n, "raftmq_snapshot_fork_seconds_max") > 0
+        assert not [f for f in os.listdir(n.data_dir)
+                    if f.startswith("dump-")], n.id
+
+    victim = next(n for n in cluster.nodes if n.id != lead.id)
+    victim.kill()
+    victim.proc.wait(timeout=10)
+    stale = os.path.join(victim.data_dir, "dump-12345.tmp")
+    with open(stale, "wb") as f:
+        f.write(b"left by a crash")
+    c.publish("bg", b"while-down")
+    victim.start()
+    digest = cluster.wait_converged(timeout=30)
+    assert digest == victim.status(digest=True)["state_digest"]
+    assert not os.path.exists(stale)
+    assert victim.status()["snapshot_index"] > 0
+    info = raftmq.Client(victim.client_address).queue_info("bg")
+    assert info.published == 150 * 20 + 1
+    assert info.acked == acked
+    c.close()
+    assert not cluster.crashes()
