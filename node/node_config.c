@@ -146,7 +146,7 @@ static const struct opt opts[] = {
 	 1024 * GIB, false, D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M", "SIZE", NULL,
 	 "Also take a snapshot once the log since the last one holds this "
 	 "many bytes and 2-4 times as many as the queue state (by role, so "
-	 "that nodes do not stall together), so that the log kept in memory "
+	 "that nodes do not snapshot together), so that the log kept in memory "
 	 "is bounded by bytes as well as entries; 0 = default "
 	 "(" D(CONS_DEFAULT_SNAPSHOT_MIN_MIB) "M)."},
 	{"raft", "snapshot_trailing_bytes", OPT_SIZE,
@@ -166,7 +166,8 @@ static const struct opt opts[] = {
 	 false, "off", "on|off", NULL,
 	 "Take snapshots on the node's loop thread, a stall of about 4 ms per "
 	 "MB of queue state, instead of in a child process that shares the "
-	 "state copy-on-write (the default); for diagnosis."},
+	 "state copy-on-write (the default); for diagnosis, and for clusters "
+	 "with nodes of older versions (docs/operations.md)."},
 	{"raft", "max_inflight_entries", OPT_UINT, FIELD(max_inflight_entries),
 	 0, 1048576, false, D(CONS_DEFAULT_MAX_INFLIGHT), "N", "entries",
 	 "Log entries appended but not yet committed, at most; 0 = default "
