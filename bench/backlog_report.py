@@ -147,12 +147,14 @@ def targets(doc):
 def steps_table(doc):
     rows = ["| depth | publish msgs/s | probe p50 / p99 ms | RSS MiB max "
             "(per node) | peak RSS MiB (max node) | snapshot index per "
-            "node | snapshot MiB per node | store MiB per node | note |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "node | snapshot MiB per node | store MiB per node | leader "
+            "changes | note |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for s in doc.get("steps", []):
         rss = s.get("rss_mib") or []
         store = s.get("store_bytes")
-        rows.append("| %s | %s | %s / %s | %s (%s) | %s | %s | %s | %s | %s |"
+        rows.append("| %s | %s | %s / %s | %s (%s) | %s | %s | %s | %s | %s "
+                    "| %s |"
                     % (fmt_count(s.get("depth")), fmt(s.get("msgs_per_s")),
                        fmt(s.get("probe_p50_ms"), 1),
                        fmt(s.get("probe_p99_ms"), 1),
@@ -162,7 +164,7 @@ def steps_table(doc):
                        fmt_nodes(s.get("snapshot_bytes") or [], 1, MIB),
                        "n/a" if not store or all(x is None for x in store)
                        else fmt_nodes(store, 1, MIB),
-                       s.get("note") or ""))
+                       fmt(s.get("leader_changes")), s.get("note") or ""))
     return "\n".join(rows)
 
 
@@ -175,23 +177,24 @@ def restart_lines(doc):
             "- follower kill -9 at %s: node %s down %s s while %s msgs were "
             "published (%s s, %s msgs/s); restarted: ready after %s s, "
             "caught up (applied index >= the leader's commit index %s) "
-            "after %s s; peak RSS %s MiB%s" % (
+            "after %s s; peak RSS %s MiB; %s leader changes%s" % (
                 fmt_count(f.get("depth")), f.get("node"),
                 fmt(f.get("down_s"), 1), fmt_count(f.get("published")),
                 fmt(f.get("publish_s"), 1), fmt(f.get("publish_msgs_per_s")),
                 fmt(f.get("ready_s"), 2), f.get("leader_commit"),
                 fmt(f.get("caught_up_s"), 2), fmt(f.get("rss_peak_mib")),
+                fmt(f.get("leader_changes")),
                 "; " + f["note"] if f.get("note") else ""))
     n = r.get("node")
     if n:
         out.append(
             "- graceful restart of the %s (node %s) at %s: stopped in %s s; "
             "after start: ready %s s, a publish through it succeeded %s s, "
-            "caught up %s s; peak RSS %s MiB%s" % (
+            "caught up %s s; peak RSS %s MiB; %s leader changes%s" % (
                 n.get("role"), n.get("node"), fmt_count(n.get("depth")),
                 fmt(n.get("stop_s"), 2), fmt(n.get("ready_s"), 2),
                 fmt(n.get("serve_s"), 2), fmt(n.get("caught_up_s"), 2),
-                fmt(n.get("rss_peak_mib")),
+                fmt(n.get("rss_peak_mib")), fmt(n.get("leader_changes")),
                 "; " + n["note"] if n.get("note") else ""))
     d = doc.get("drain") or {}
     for key, what in (("deep", "drain at depth"),
@@ -199,11 +202,14 @@ def restart_lines(doc):
         x = d.get(key)
         if x:
             out.append("- %s: %s msgs at %s msgs/s (%s s, %s consumers, "
-                       "prefetch %s, broker CPU %s us/msg)%s" % (
+                       "prefetch %s, broker CPU %s us/msg, %s leader "
+                       "changes, snapshot index per node after it %s)%s" % (
                            what, fmt_count(x.get("msgs")),
                            fmt(x.get("msgs_per_s")), fmt(x.get("secs"), 1),
                            x.get("consumers"), x.get("prefetch"),
                            fmt(x.get("broker_cpu_us"), 1),
+                           fmt(x.get("leader_changes")),
+                           fmt_nodes(x.get("snapshot_index_after") or []),
                            "; " + x["note"] if x.get("note") else ""))
     return "\n".join(out)
 
