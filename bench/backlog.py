@@ -545,9 +545,24 @@ class Run:
         self.doc["restart"]["node"] = res
         log("  serves again after %s s" % rep.fmt(res.get("serve_s"), 2))
 
-    def drain(self, key, queue, msgs, preload):
-        """Drains `msgs` messages from `queue` with W3 (which preloads them
-        first if `preload`). If the consumers give up (the cluster had no
+    def fill_shallow(self):
+        """Creates the shallow queue and publishes --shallow messages."""
+        p = self.cli(["queue", "create", SHALLOW_QUEUE])
+        if p.returncode != 0:
+            raise Aborted("queue create %s: %s" % (SHALLOW_QUEUE,
+                                                   p.stderr.strip()))
+        r = self.bench_result(self.start_bench(
+            ["W1", "--queue", SHALLOW_QUEUE, "--keep-queue", "--count",
+             str(self.a.shallow), "--size", str(self.a.size), "--producers",
+             str(self.a.producers), "--inflight", str(self.a.inflight)]),
+            "fill the shallow queue")
+        if r is None or r.get("msgs") != self.a.shallow:
+            raise Aborted("the shallow queue got %s of %d messages" % (
+                r and r.get("msgs"), self.a.shallow))
+
+    def drain(self, key, queue, msgs):
+        """Drains the `msgs` messages of `queue` with W3. If the consumers
+        give up (the cluster had no
         leader for longer than the client's request timeout), what is left
         is drained by another W3, up to DRAIN_ATTEMPTS in all, and the
         rate covers the whole drain, outage included."""
@@ -557,20 +572,21 @@ class Run:
         res = {"msgs": msgs, "attempts": 0, "consumers": self.a.consumers,
                "prefetch": self.a.prefetch}
         self.doc["drain"][key] = res
-        left, wall, cpu = msgs, 0.0, 0.0
+        left, cpu = msgs, 0.0
+        self.sampler.reset()
+        t0 = time.monotonic()
         while left > 0 and res["attempts"] < DRAIN_ATTEMPTS:
             res["attempts"] += 1
-            t0 = time.monotonic()
             p = self.start_bench(
                 ["W3", "--queue", queue, "--count", str(left), "--size",
                  str(self.a.size), "--consumers", str(self.a.consumers),
                  "--prefetch", str(self.a.prefetch), "--broker-pids",
-                 self.pids()] + ([] if preload and res["attempts"] == 1
-                                 else ["--keep-queue"]))
+                 self.pids(), "--keep-queue"])
             r = self.bench_result(p, "drain %s" % key, must=False,
                                   timeout=600 + left // 1000)
-            # W3 waits 1.2 s in all before and after its consumers run.
-            wall += max(0.0, time.monotonic() - t0 - 1.2)
+            # From the first W3's start to the last one's end, less the 1.2 s
+            # each W3 waits before and after its consumers run.
+            wall = time.monotonic() - t0 - 1.2 * res["attempts"]
             self.check()
             if r and r.get("broker_cpu_s") is not None:
                 cpu += r["broker_cpu_s"]
@@ -587,6 +603,7 @@ class Run:
             self.cluster.wait_ready(timeout=self.a.catch_up_timeout)
             left = self.queue_len(queue)
         res["leader_changes"] = self.changes_since(base)
+        res["rss_peak_mib"] = rep.max_of(self.sampler.peaks())
         res["snapshot_index_after"] = self.node_stats()["snapshot_index"]
         res["broker_cpu_us"] = round(cpu / msgs * 1e6, 1) if msgs else None
         if res["attempts"] > 1:
@@ -631,8 +648,9 @@ class Run:
         if not a.no_drain:
             self.check()
             self.cluster.wait_ready(timeout=a.catch_up_timeout)
-            self.drain("deep", QUEUE, self.queue_len(QUEUE), False)
-            self.drain("shallow", SHALLOW_QUEUE, a.shallow, True)
+            self.drain("deep", QUEUE, self.queue_len(QUEUE))
+            self.fill_shallow()
+            self.drain("shallow", SHALLOW_QUEUE, a.shallow)
         self.check()
 
 

@@ -74,8 +74,12 @@ def targets(doc):
         None if depth is None else depth >= TARGET_DEPTH)
 
     peak = max_of([max_of(s.get("rss_peak_mib") or s.get("rss_mib") or [])
-                   for s in steps])
-    add("RSS per node <= 2 GiB at any depth (max node, peak sampled)",
+                   for s in steps] +
+                  [x.get("rss_peak_mib") for x in
+                   list((doc.get("restart") or {}).values()) +
+                   list((doc.get("drain") or {}).values())])
+    add("RSS per node <= 2 GiB at any depth (max node, peak sampled while "
+        "filling, restarting and draining)",
         fmt(peak, 0, " MiB"), "%d MiB" % RSS_MAX_MIB,
         None if peak is None else peak <= RSS_MAX_MIB)
 
@@ -203,13 +207,15 @@ def restart_lines(doc):
         if x:
             out.append("- %s: %s msgs at %s msgs/s (%s s, %s consumers, "
                        "prefetch %s, broker CPU %s us/msg, %s leader "
-                       "changes, snapshot index per node after it %s)%s" % (
+                       "changes, snapshot index per node after it %s, peak "
+                       "RSS %s MiB)%s" % (
                            what, fmt_count(x.get("msgs")),
                            fmt(x.get("msgs_per_s")), fmt(x.get("secs"), 1),
                            x.get("consumers"), x.get("prefetch"),
                            fmt(x.get("broker_cpu_us"), 1),
                            fmt(x.get("leader_changes")),
                            fmt_nodes(x.get("snapshot_index_after") or []),
+                           fmt(x.get("rss_peak_mib")),
                            "; " + x["note"] if x.get("note") else ""))
     return "\n".join(out)
 
