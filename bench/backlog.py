@@ -49,7 +49,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no bench/__pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import backlog_report as rep  # noqa: E402
-from compare import Cluster, add_cluster_args, find_bin, log  # noqa: E402
+from compare import ROOT, Cluster, add_cluster_args, find_bin, log  # noqa
 
 QUEUE = "backlog"
 PROBE_QUEUE = "backlog-probe"
@@ -167,7 +167,7 @@ class Run:
         self.doc = {"meta": {}, "steps": [], "restart": {}, "drain": {},
                     "notes": self.notes}
 
-    # ----------------------------------------------------------- helpers
+    # -------------------------------------------------------------- tools
 
     def check(self):
         if self.sampler.stop_reason:
@@ -778,7 +778,11 @@ def main():
                  "probe_interval_ms": a.probe_interval_ms,
                  "max_rss_gib": a.max_rss_gib,
                  "restart_publish": a.restart_publish,
-                 "cpus": os.cpu_count(), "raftmqd": raftmqd,
+                 "cpus": os.cpu_count(),
+                 # relative to the source tree when inside it, so that a
+                 # stored document names no path of this machine
+                 "raftmqd": os.path.relpath(raftmqd, ROOT)
+                 if raftmqd.startswith(ROOT + os.sep) else raftmqd,
                  "node_args": a.node_arg or [], "label": a.label})
     interrupted = False  # data dirs go, unless --keep
     try:
