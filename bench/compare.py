@@ -95,7 +95,8 @@ def find_bin(env, rel, given, required=True):
         if p and os.path.exists(p):
             return os.path.abspath(p)
     if required:
-        sys.exit("compare.py: %s not found: build it or set $%s" % (rel, env))
+        sys.exit("%s: %s not found: build it or set $%s" % (
+            os.path.basename(sys.argv[0]), rel, env))
     return None
 
 
@@ -113,8 +114,9 @@ def free_port(taken):
 class Cluster:
     """3 raftmqd processes on 127.0.0.1 with their own data dirs."""
 
-    def __init__(self, raftmqd, base_port=None, n=3):
+    def __init__(self, raftmqd, base_port=None, n=3, extra_args=()):
         self.raftmqd = raftmqd
+        self.extra_args = list(extra_args)  # more raftmqd flags, each node
         self.dir = tempfile.mkdtemp(prefix="raftmq-bench-")
         taken = set()
         self.nodes = []
@@ -142,7 +144,8 @@ class Cluster:
              "--raft-address", "127.0.0.1:%d" % n["raft"],
              "--client-address", "127.0.0.1:%d" % n["client"],
              "--http-address", "127.0.0.1:%d" % n["http"],
-             "--members", self.members(), "--log-level", "warn"],
+             "--members", self.members(), "--log-level", "warn"] +
+            self.extra_args,
             stdout=log_f, stderr=log_f, stdin=subprocess.DEVNULL)
         log_f.close()
 
@@ -402,6 +405,15 @@ def guard(a, raftmqd, raftmq, raft_ref, out_dir):
     return 0
 
 
+def add_cluster_args(ap):
+    """The options of the binaries and ports of Cluster (also backlog.py)."""
+    ap.add_argument("--raftmqd", help="broker binary ($RAFTMQD)")
+    ap.add_argument("--raftmq", help="CLI binary ($RAFTMQ)")
+    ap.add_argument("--base-port", type=int,
+                    help="client ports base+1..3, Raft base+101..103, "
+                    "HTTP base+201..203 (default: free ports)")
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=" ".join(__doc__.split("\n\n")[0].split()),
@@ -426,12 +438,8 @@ def main():
     ap.add_argument("--report", metavar="DIR",
                     help="run nothing: report DIR/results.jsonl (and "
                     "DIR/meta.json) of an earlier run")
-    ap.add_argument("--raftmqd", help="broker binary ($RAFTMQD)")
-    ap.add_argument("--raftmq", help="CLI binary ($RAFTMQ)")
+    add_cluster_args(ap)
     ap.add_argument("--raft-ref", help="raw libraft bench ($RAFT_REF)")
-    ap.add_argument("--base-port", type=int,
-                    help="client ports base+1..3, Raft base+101..103, "
-                    "HTTP base+201..203 (default: free ports)")
     ap.add_argument("--out", help="results dir (default: a temp dir)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the data dirs and logs")

@@ -58,6 +58,7 @@ struct opts {
 	unsigned ack_timeout_ms;
 	bool json;
 	bool ack_batch;
+	bool keep_queue; /* use the queue as it is (bench/backlog.py) */
 	const char *queue;
 	const char *label;
 	const char *kill_cmd;
@@ -117,6 +118,8 @@ static long long g_target;
 static atomic_llong *g_progress; /* counter shown by the progress line */
 static long long g_progress_total;
 static const char *g_progress_what;
+/* W4: set by SIGINT/SIGTERM; ends the publish phase early. */
+static volatile sig_atomic_t g_interrupted;
 
 static int64_t now_ns(void)
 {
@@ -868,12 +871,17 @@ static struct raftmq *admin_connect(const char *cluster)
 	return a;
 }
 
-/* Recreates the queue, empty, with the default settings. */
+/* Recreates the queue, empty, with the default settings; with
+ * --keep-queue leaves it as it is (it must exist). */
 static int setup_queue(const struct opts *o, const char *cluster)
 {
-	struct raftmq *a = admin_connect(cluster);
+	struct raftmq *a;
 	int rv;
 
+	if (o->keep_queue) {
+		return 0;
+	}
+	a = admin_connect(cluster);
 	if (a == NULL) {
 		return 1;
 	}
@@ -962,9 +970,12 @@ static int bench_drain(const struct opts *o, const char *cluster)
 		free(th);
 		return 1;
 	}
-	if (run_publish(o, cluster, "preload", o->producers, (uint64_t)o->count,
-			&pre, false) != 0 ||
-	    pre.msgs != o->count) {
+	memset(&pre, 0, sizeof(pre));
+	/* --keep-queue drains what the queue already holds: no preload. */
+	if (!o->keep_queue &&
+	    (run_publish(o, cluster, "preload", o->producers,
+			 (uint64_t)o->count, &pre, false) != 0 ||
+	     pre.msgs != o->count)) {
 		fprintf(stderr, "raftmq bench: preload confirmed %lld of %ld\n",
 			pre.msgs, o->count);
 		free(cs);
@@ -986,7 +997,8 @@ static int bench_drain(const struct opts *o, const char *cluster)
 	snap_cpu(o, &c0);
 	start = now_ns();
 	run_consumers(o, cluster, o->consumers, cs, th);
-	limit = start + 300 * (int64_t)1000000000;
+	/* 300 s, and at least 1,000 msgs/s for a deep --keep-queue drain. */
+	limit = start + (300 + o->count / 1000) * (int64_t)1000000000;
 	while (atomic_load(&g_got_last) == 0 && now_ns() < limit) {
 		bool all_dead = true;
 
@@ -1044,6 +1056,12 @@ static int bench_drain(const struct opts *o, const char *cluster)
 	return rv;
 }
 
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	g_interrupted = 1;
+}
+
 static void wait_until(int64_t due)
 {
 	int64_t d = due - now_ns();
@@ -1071,6 +1089,12 @@ static int bench_e2e(const struct opts *o, const char *cluster)
 	if (total == 0 || setup_queue(o, cluster) != 0) {
 		return 1;
 	}
+	/* bench/backlog.py runs W4 as a probe for as long as a fill step
+	 * lasts, which it does not know in advance: a signal ends the
+	 * publish phase and the result covers what was sent. */
+	g_interrupted = 0;
+	signal(SIGINT, on_interrupt);
+	signal(SIGTERM, on_interrupt);
 	body = calloc((size_t)o->size, 1);
 	cons.o = o;
 	cons.cluster = cluster;
@@ -1113,7 +1137,7 @@ static int bench_e2e(const struct opts *o, const char *cluster)
 		for (;;) {
 			int64_t left = due - now_ns();
 
-			if (left <= 0) {
+			if (left <= 0 || g_interrupted) {
 				break;
 			}
 			if (raftmq_publish_pending(p.conn) > 0 &&
@@ -1122,6 +1146,10 @@ static int bench_e2e(const struct opts *o, const char *cluster)
 				continue; /* got a confirm: look again */
 			}
 			wait_until(due);
+		}
+		if (g_interrupted) {
+			total = id;
+			break;
 		}
 		ts = now_ns(); /* the actual send time */
 		put_le64(body, id);
@@ -1590,6 +1618,12 @@ static void usage(FILE *f)
 	      "                    listed) instead of one per message; "
 	      "not the peers' spec\n"
 	      "  --queue NAME      queue to (re)create and use (bench)\n"
+	      "  --keep-queue      use the queue as it is (it must exist): "
+	      "W1/W2 publish into\n"
+	      "                    it, W3 drains --count messages it holds "
+	      "(no preload)\n"
+	      "  W4 stops publishing at SIGINT or SIGTERM and reports what "
+	      "was sent\n"
 	      "  --label L --run N recorded in the JSON object\n"
 	      "  --json            print one JSON object\n",
 	      f);
@@ -1671,6 +1705,7 @@ enum {
 	OPT_RUN,
 	OPT_HELP,
 	OPT_ACK_BATCH,
+	OPT_KEEP_QUEUE,
 };
 
 static const struct option long_opts[] = {
@@ -1692,6 +1727,7 @@ static const struct option long_opts[] = {
 	{"run", required_argument, NULL, OPT_RUN},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"ack-batch", no_argument, NULL, OPT_ACK_BATCH},
+	{"keep-queue", no_argument, NULL, OPT_KEEP_QUEUE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -1752,6 +1788,9 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			break;
 		case OPT_ACK_BATCH:
 			o->ack_batch = true;
+			break;
+		case OPT_KEEP_QUEUE:
+			o->keep_queue = true;
 			break;
 		case OPT_KILL_AFTER:
 			bad = parse_double(a, 0, &o->kill_after);
