@@ -925,6 +925,13 @@ static void change_done(struct change_req *w, int status)
 	user->cb(user, status);
 }
 
+static int raft_role_of(int role)
+{
+	return role == CONS_ROLE_STANDBY ? RAFT_STANDBY
+	       : role == CONS_ROLE_SPARE ? RAFT_SPARE
+					 : RAFT_VOTER;
+}
+
 static void change_cb(struct raft_change *req, int status)
 {
 	struct change_req *w = req->data;
@@ -938,9 +945,7 @@ static void change_cb(struct raft_change *req, int status)
 		 * first, then commits the new role). */
 		w->step = 2;
 		rv = raft_assign(&w->c->raft, &w->req, w->id,
-				 w->role == CONS_ROLE_STANDBY ? RAFT_STANDBY
-							      : RAFT_VOTER,
-				 change_cb);
+				 raft_role_of(w->role), change_cb);
 		if (rv != 0) {
 			change_done(w, cons__translate(rv));
 		}
@@ -953,11 +958,28 @@ static void member_cb(struct cons_propose *req, int status,
 		      const struct q_result *results, size_t n)
 {
 	struct change_req *w = req->data;
+	const struct raft_server *s;
 	int rv;
 	(void)results;
 	(void)n;
 	if (status != 0) {
 		change_done(w, status);
+		return;
+	}
+	s = member(w->c, w->id);
+	if (s != NULL) {
+		/* A retry of an add cut short (cons_add): the node is in the
+		 * configuration already, with this address. */
+		if (s->role == raft_role_of(w->role)) {
+			change_done(w, 0);
+			return;
+		}
+		w->step = 2;
+		rv = raft_assign(&w->c->raft, &w->req, w->id,
+				 raft_role_of(w->role), change_cb);
+		if (rv != 0) {
+			change_done(w, cons__translate(rv));
+		}
 		return;
 	}
 	w->step = 1;
@@ -1003,16 +1025,21 @@ int cons_add(struct cons *c, struct cons_change *req, uint64_t id,
 	if ((rv = busy(c)) != 0) {
 		return rv;
 	}
-	if ((s = member(c, id)) != NULL) {
+	/* The same node at the same address: a retry. An add is two
+	 * configuration changes (spare, then the role once libraft has caught
+	 * the node up); a leader change in between leaves a spare that a
+	 * retry must finish, not refuse. A member already in the role asked
+	 * for is a success, as for queue create. */
+	if ((s = member(c, id)) != NULL && strcmp(s->address, raft_address)) {
 		snprintf(c->errmsg, sizeof c->errmsg,
-			 "node %llu is already a member (%s at %s)",
-			 (unsigned long long)id, role_name(s->role),
-			 s->address);
+			 "node %llu is already a member (%s at %s, not %s)",
+			 (unsigned long long)id, role_name(s->role), s->address,
+			 raft_address);
 		return CONS_EBADID;
 	}
 	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
 		s = &c->raft.configuration.servers[i];
-		if (strcmp(s->address, raft_address) == 0) {
+		if (s->id != id && strcmp(s->address, raft_address) == 0) {
 			snprintf(c->errmsg, sizeof c->errmsg,
 				 "raft address %s is already node %llu's",
 				 raft_address, (unsigned long long)s->id);

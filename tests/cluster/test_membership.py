@@ -18,6 +18,8 @@ initial member list.
 import threading
 import time
 
+import pytest
+
 import raftmq
 from raftmq_cluster import Node
 
@@ -225,3 +227,41 @@ def test_python_client_moves_off_a_node_without_leader(cluster):
     print("served by node %d after %.2f s" % (c.node_id,
                                               time.monotonic() - t0))
     assert gone.stop() == 0
+
+
+def test_a_retried_add_finishes_the_job(cluster):
+    """An add is two configuration changes: the node joins as a spare,
+    then libraft catches it up and commits its role. A leader change in
+    between leaves a spare behind (seen in the membership nemesis of
+    jepsen/); retrying the same add must promote it, not refuse it, and a
+    retry of an add that completed succeeds and changes nothing. The same
+    id at another address is still refused."""
+    lead = cluster.wait_leader()
+    admin = raftmq.Client(cluster.addresses(), timeout=20)
+    admin.create_queue("r")
+    admin.publish("r", b"before")
+    n4 = add_node(cluster, 4)
+    # The state a cut-short add leaves: a spare.
+    admin.cluster_add(4, n4.raft_address, n4.client_address,
+                      role=raftmq.pb.NODE_ROLE_SPARE)
+    st = admin.cluster_status()
+    assert [n.role for n in st.nodes if n.id == 4] == \
+        [raftmq.pb.NODE_ROLE_SPARE]
+    # The retry of the voter add promotes it.
+    admin.cluster_add(4, n4.raft_address, n4.client_address)
+    ids, st = voters(admin)
+    assert ids == [1, 2, 3, 4], st
+    # Once more: nothing to do, no error.
+    admin.cluster_add(4, n4.raft_address, n4.client_address)
+    ids, st = voters(admin)
+    assert ids == [1, 2, 3, 4] and len(st.nodes) == 4, st
+    cluster.wait_converged(timeout=20)
+    assert raftmq.Client(n4.client_address).queue_info("r").ready == 1
+    with pytest.raises(raftmq.Error) as e:
+        admin.cluster_add(4, "127.0.0.1:1", n4.client_address)
+    assert e.value.code == raftmq.pb.ERROR_CODE_INVALID_ARGUMENT
+    assert e.value.message == \
+        "node 4 is already a member (voter at %s, not 127.0.0.1:1)" \
+        % n4.raft_address
+    assert cluster.wait_leader().id == lead.id
+    admin.close()

@@ -332,7 +332,7 @@ def test_membership_refusals_say_which(cluster):
         (lambda: c.cluster_remove(9),
          "node 9 is not a member of the cluster " + members),
         (lambda: c.cluster_add(2, "127.0.0.1:1", "127.0.0.1:2"),
-         "node 2 is already a member (voter at %s)"
+         "node 2 is already a member (voter at %s, not 127.0.0.1:1)"
          % cluster.node(2).raft_address),
         (lambda: c.cluster_add(4, cluster.node(3).raft_address,
                                "127.0.0.1:2"),
