@@ -307,3 +307,47 @@ void ts_rm_rf(const char *dir)
 	closedir(d);
 	(void)rmdir(dir);
 }
+
+/* Calls fn(from/name, to/name) for every regular file of from. */
+static void each_file(const char *from, const char *to,
+		      void (*fn)(const char *, const char *))
+{
+	DIR *d = opendir(from);
+	struct dirent *de;
+	char a[600], b[600];
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		snprintf(a, sizeof a, "%s/%s", from, de->d_name);
+		if (lstat(a, &st) != 0 || !S_ISREG(st.st_mode)) {
+			continue;
+		}
+		snprintf(b, sizeof b, "%s/%s", to, de->d_name);
+		fn(a, b);
+	}
+	closedir(d);
+}
+
+static void rm_file(const char *path, const char *unused)
+{
+	(void)unused;
+	cr_assert_eq(unlink(path), 0);
+}
+
+void ts_save(const char *name)
+{
+	char sub[400];
+	snprintf(sub, sizeof sub, "%s/%s", T.dir, name);
+	ts_rm_rf(sub);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	each_file(T.dir, sub, ts_copy_file);
+}
+
+void ts_restore(const char *name)
+{
+	char sub[400];
+	snprintf(sub, sizeof sub, "%s/%s", T.dir, name);
+	each_file(T.dir, T.dir, rm_file);
+	each_file(sub, T.dir, ts_copy_file);
+}

@@ -77,5 +77,9 @@ void ts_flip(const char *path, uint64_t off);
 void ts_truncate(const char *path, uint64_t len);
 void ts_copy_file(const char *from, const char *to);
 void ts_rm_rf(const char *dir);
+/* Copies every file of T.dir into T.dir/<name>/ (the store ignores
+ * subdirectories), and puts them back (removing the files not saved). */
+void ts_save(const char *name);
+void ts_restore(const char *name);
 
 #endif

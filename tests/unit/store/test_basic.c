@@ -295,7 +295,7 @@ Test(store, missing_index_file_is_rebuilt)
 Test(store, flipped_index_byte_means_a_scan)
 {
 	uint64_t idxs[8];
-	char path[512], saved[600];
+	char path[512];
 	uint64_t size;
 
 	T.segment_bytes = 4096;
@@ -307,11 +307,10 @@ Test(store, flipped_index_byte_means_a_scan)
 	ts_close();
 	cr_assert(ts_ids(".idx", idxs, 8) >= 1);
 	ts_path(idxs[0], ".idx", path, sizeof path);
-	snprintf(saved, sizeof saved, "%s.saved", T.dir);
-	ts_copy_file(path, saved);
+	ts_save("saved");
 	size = ts_file_size(path);
 	for (uint64_t off = 0; off < size; off++) {
-		ts_copy_file(saved, path);
+		ts_restore("saved");
 		ts_flip(path, off);
 		ts_clear_reports();
 		ts_open();
@@ -321,7 +320,6 @@ Test(store, flipped_index_byte_means_a_scan)
 		}
 		ts_close();
 	}
-	unlink(saved);
 }
 
 Test(store, prefetch_windows_count_hits)
