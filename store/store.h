@@ -222,7 +222,7 @@ struct store_stats {
 	uint64_t gets;		   /* store_get() calls that returned one */
 	uint64_t readahead_hits;   /* gets inside a store_prefetch() window */
 	uint64_t compactions;	   /* compactions completed */
-	uint64_t compacted_bytes;  /* live bytes copied by them */
+	uint64_t compacted_bytes;  /* bytes copied by compactions */
 	uint64_t deleted_segments; /* segment files removed (gc, compaction) */
 	uint64_t corrupt_records;  /* records found bad since store_open() */
 	uint64_t syncs;		   /* store_sync() calls that succeeded */

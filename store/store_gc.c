@@ -275,7 +275,7 @@ static int copy_one(struct store *s, struct store_seg *g, uint32_t i)
 	e.lenbits = len;
 	c->out->ents[c->out->n++] = e;
 	c->wlen += len;
-	c->copied_bytes += len;
+	s->st.compacted_bytes += len;
 	return 0;
 }
 
@@ -442,7 +442,6 @@ static int finish(struct store *s)
 		}
 	}
 	s->st.compactions++;
-	s->st.compacted_bytes += c->copied_bytes;
 	cpt_free(c);
 	return 0;
 }

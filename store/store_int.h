@@ -140,7 +140,6 @@ struct store_compaction {
 	uint32_t cur_ent;
 	unsigned char *wbuf; /* owned output buffer */
 	size_t wlen, wcap;
-	uint64_t copied_bytes;
 	/* Keys claimed again in a source after the cursor passed them: copied
 	 * at the end (owned array). */
 	uint64_t *late;
