@@ -158,7 +158,9 @@ static int list_dir(struct store *s, struct idlist *segs, struct idlist *idxs)
 	if (rv != 0) {
 		return rv;
 	}
-	qsort(segs->v, segs->n, sizeof *segs->v, id_cmp);
+	if (segs->n > 1) {
+		qsort(segs->v, segs->n, sizeof *segs->v, id_cmp);
+	}
 	for (size_t i = 0; i < idxs->n; i++) {
 		if (!idlist_has(segs, idxs->v[i])) {
 			store__path(s, idxs->v[i], ".idx", path, sizeof path);

@@ -11,7 +11,7 @@
 
 #include "helpers.h"
 
-TestSuite(store, .init = ts_setup, .fini = ts_teardown, .timeout = 120);
+TestSuite(store, .init = ts_setup, .fini = ts_teardown);
 
 Test(store, put_get_roundtrip)
 {

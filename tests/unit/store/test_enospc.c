@@ -16,7 +16,7 @@
 
 #include "helpers.h"
 
-TestSuite(enospc, .init = ts_setup, .fini = ts_teardown, .timeout = 120);
+TestSuite(enospc, .init = ts_setup, .fini = ts_teardown);
 
 static void arm(enum store_io io, unsigned skip, int err, size_t partial)
 {

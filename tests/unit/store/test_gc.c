@@ -14,7 +14,7 @@
 
 #include "helpers.h"
 
-TestSuite(gc, .init = ts_setup, .fini = ts_teardown, .timeout = 300);
+TestSuite(gc, .init = ts_setup, .fini = ts_teardown);
 
 /* gc(token) until done; returns the number of calls. */
 static unsigned gc_all(uint64_t token, uint64_t budget)
@@ -380,5 +380,5 @@ Test(gc, crash_at_every_io_of_a_compaction)
 		ts_close();
 	}
 	cr_assert(n > 10, "%u I/O calls", n);
-	cr_log_info("a compaction crashed at each of %u I/O calls", n);
+	fprintf(stderr, "a compaction crashed at each of %u I/O calls\n", n);
 }

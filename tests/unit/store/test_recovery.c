@@ -12,7 +12,7 @@
 
 #include "helpers.h"
 
-TestSuite(recovery, .init = ts_setup, .fini = ts_teardown, .timeout = 120);
+TestSuite(recovery, .init = ts_setup, .fini = ts_teardown);
 
 /* Records of keys 1..n with lengths 10 * k, in the active segment; returns
  * the segment's id and the offset where record n starts. */
