@@ -334,18 +334,52 @@ void store__windows_forget(struct store *s, const struct store_seg *g)
 
 void store__seg_delete(struct store *s, struct store_seg *g)
 {
-	char path[STORE__PATH_MAX];
-	static const char *const suffixes[] = {".seg", ".idx", ".idx.tmp"};
+	char path[STORE__PATH_MAX], del[STORE__PATH_MAX];
+	struct store_doomed *d;
 
 	store__windows_forget(s, g);
 	store__dirty_forget(s, g);
-	for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++) {
-		store__path(s, g->id, suffixes[k], path, sizeof path);
-		(void)unlink(path);
-	}
+	store__path(s, g->id, ".idx", path, sizeof path);
+	(void)unlink(path);
+	store__path(s, g->id, ".idx.tmp", path, sizeof path);
+	(void)unlink(path);
+	store__path(s, g->id, ".seg", path, sizeof path);
+	store__path(s, g->id, ".seg.del", del, sizeof del);
 	s->dir_dirty = true;
 	s->st.deleted_segments++;
+	if (s->ndoomed == s->doomed_cap) {
+		size_t cap = s->doomed_cap ? s->doomed_cap * 2 : 8;
+		d = realloc(s->doomed, cap * sizeof *d);
+		if (d != NULL) {
+			s->doomed = d;
+			s->doomed_cap = cap;
+		}
+	}
+	if (s->ndoomed == s->doomed_cap || rename(path, del) != 0) {
+		(void)unlink(path); /* at once, then */
+		store__seg_free(g);
+		return;
+	}
+	d = &s->doomed[s->ndoomed++];
+	d->fd = g->fd;
+	d->id = g->id;
+	d->size = g->size;
+	g->fd = -1;
 	store__seg_free(g);
+}
+
+void store__doomed_drop(struct store *s)
+{
+	char del[STORE__PATH_MAX];
+
+	for (size_t i = 0; i < s->ndoomed; i++) {
+		close(s->doomed[i].fd);
+		store__path(s, s->doomed[i].id, ".seg.del", del, sizeof del);
+		(void)unlink(del);
+	}
+	free(s->doomed);
+	s->doomed = NULL;
+	s->ndoomed = s->doomed_cap = 0;
 }
 
 void store__bad_record(struct store *s, struct store_seg *g, uint32_t i)
@@ -702,6 +736,9 @@ void store_stats(const struct store *s, struct store_stats *out)
 			seg_stats(lists[k]->v[i], out);
 		}
 		out->index_bytes += lists[k]->cap * (sizeof(void *) + 8);
+	}
+	for (size_t i = 0; i < s->ndoomed; i++) {
+		out->disk_bytes += s->doomed[i].size;
 	}
 	out->missing = s->missing.n;
 	out->index_bytes += s->missing.cap * 8 + s->missing_sorted_cap * 8;

@@ -26,8 +26,9 @@
 
 #include "store_int.h"
 
-/* What deleting a segment counts against the budget. */
-#define DELETE_COST (1024u * 1024u)
+/* What taking a dead segment out (a rename, an unlink of its index file)
+ * counts against the budget; its truncation counts apart. */
+#define DELETE_COST (64u * 1024u)
 /* The compaction's output buffer: one write per MiB copied. */
 #define WBUF_BYTES (1024u * 1024u)
 
@@ -450,7 +451,7 @@ static bool more(const struct store *s, uint64_t token)
 {
 	const struct store_list *lists[2] = {&s->main_list, &s->fill_list};
 
-	if (s->cpt.active) {
+	if (s->cpt.active || s->ndoomed > 0) {
 		return true;
 	}
 	for (int k = 0; k < 2; k++) {
@@ -464,6 +465,35 @@ static bool more(const struct store *s, uint64_t token)
 	return false;
 }
 
+/* Truncates the deleted segments a budget at a time; unlinks them once
+ * empty. Truncating costs half its bytes (measured: 8 MiB in 3 ms, about
+ * what copying 2 MiB costs). */
+static void shrink_doomed(struct store *s, uint64_t budget, uint64_t *spent)
+{
+	char del[STORE__PATH_MAX];
+
+	while (s->ndoomed > 0 && (*spent == 0 || *spent < budget)) {
+		struct store_doomed *d = &s->doomed[s->ndoomed - 1];
+		uint64_t step = budget > *spent ? (budget - *spent) * 2 : 0;
+		uint64_t size;
+
+		if (step < 65536) {
+			step = 65536;
+		}
+		size = d->size > step ? d->size - step : 0;
+		if (size > 0 && ftruncate(d->fd, (off_t)size) == 0) {
+			*spent += (d->size - size) / 2;
+			d->size = size;
+			continue;
+		}
+		*spent += d->size / 2 + 1;
+		close(d->fd);
+		store__path(s, d->id, ".seg.del", del, sizeof del);
+		(void)unlink(del);
+		s->ndoomed--;
+	}
+}
+
 int store_gc(struct store *s, uint64_t token, uint64_t budget_bytes)
 {
 	struct store_list *lists[2] = {&s->main_list, &s->fill_list};
@@ -473,6 +503,8 @@ int store_gc(struct store *s, uint64_t token, uint64_t budget_bytes)
 	if (s->cpt.active && token < s->cpt.token) {
 		store__compaction_abort(s);
 	}
+	/* Deleting a dead segment takes it out of the index at once (cheap);
+	 * its file goes away with shrink_doomed(). */
 	for (int k = 0; k < 2; k++) {
 		struct store_list *l = lists[k];
 		for (size_t j = 0; j < l->n;) {
@@ -481,13 +513,17 @@ int store_gc(struct store *s, uint64_t token, uint64_t budget_bytes)
 				j++;
 				continue;
 			}
-			if (spent > 0 && spent + DELETE_COST > budget_bytes) {
+			if (spent > 0 && spent >= budget_bytes) {
 				return 1;
 			}
 			store__list_del(l, g);
 			store__seg_delete(s, g);
 			spent += DELETE_COST;
 		}
+	}
+	shrink_doomed(s, budget_bytes, &spent);
+	if (s->ndoomed > 0) {
+		return 1;
 	}
 	if (!s->cpt.active) {
 		if (spent >= budget_bytes && spent > 0) {
@@ -501,7 +537,23 @@ int store_gc(struct store *s, uint64_t token, uint64_t budget_bytes)
 	if (s->cpt.active) {
 		rv = copy(s, budget_bytes, &spent);
 		if (rv == 0 && s->cpt.cur_src < s->cpt.nsrc) {
-			return 1;
+			/* Sync what this call wrote, so the fdatasync at the
+			 * end of the compaction does not wait for the whole
+			 * output at once. */
+			rv = flush(s);
+			if (rv == 0) {
+				rv = store__fsync(s, s->cpt.out->fd, true);
+				if (rv != 0) {
+					rv = store__syserr(s, rv,
+							   "fdatasync "
+							   "a compaction");
+				}
+			}
+			if (rv == 0) {
+				return 1;
+			}
+			store__compaction_abort(s);
+			return -rv;
 		}
 		if (rv == 0 && spent >= budget_bytes) {
 			return 1; /* finish in the next call */

@@ -1,8 +1,9 @@
 /* Opening a store: the directory, its lock, and recovery.
  *
  * Recovery rules, in order (docs/architecture.md, "The body store"):
- *   1. *.tmp files are a compaction or an index write that did not finish:
- *      removed. An index file without its segment: removed.
+ *   1. *.tmp files are a compaction or an index write that did not finish,
+ *      *.seg.del a segment gc was deleting: removed. An index file without
+ *      its segment: removed.
  *   2. A segment shorter than its header was being created when the process
  *      died (no record in it yet): removed. A header that fails its check:
  *      the segment is reported and left alone (not loaded, not removed).
@@ -133,7 +134,8 @@ static int list_dir(struct store *s, struct idlist *segs, struct idlist *idxs)
 			continue;
 		}
 		if (strcmp(suffix, ".seg.tmp") == 0 ||
-		    strcmp(suffix, ".idx.tmp") == 0) {
+		    strcmp(suffix, ".idx.tmp") == 0 ||
+		    strcmp(suffix, ".seg.del") == 0) {
 			snprintf(path, sizeof path, "%s/%s", s->dir,
 				 de->d_name);
 			(void)unlink(path);
@@ -407,6 +409,7 @@ void store_close(struct store *s)
 		return;
 	}
 	store__compaction_abort(s);
+	store__doomed_drop(s);
 	lists[0] = &s->main_list;
 	lists[1] = &s->fill_list;
 	for (int k = 0; k < 2; k++) {

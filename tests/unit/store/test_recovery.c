@@ -212,8 +212,8 @@ Test(recovery, leftovers_are_removed)
 	ts_open();
 	ts_put(1, 10);
 	ts_close();
-	/* A compaction output and an index that were being written, and the
-	 * index of a segment that is gone. */
+	/* A compaction output and an index that were being written, the
+	 * index of a segment that is gone, a segment gc was deleting. */
 	ts_path(7, ".seg.tmp", path, sizeof path);
 	fd = open(path, O_CREAT | O_WRONLY, 0644);
 	cr_assert(fd >= 0);
@@ -223,7 +223,10 @@ Test(recovery, leftovers_are_removed)
 	close(open(path, O_CREAT | O_WRONLY, 0644));
 	ts_path(5, ".idx", path, sizeof path);
 	close(open(path, O_CREAT | O_WRONLY, 0644));
+	ts_path(6, ".seg.del", path, sizeof path); /* being deleted */
+	close(open(path, O_CREAT | O_WRONLY, 0644));
 	ts_open();
+	cr_assert_eq(ts_ids(".seg.del", ids, 8), 0);
 	cr_assert_eq(ts_ids(".seg.tmp", ids, 8), 0);
 	cr_assert_eq(ts_ids(".idx.tmp", ids, 8), 0);
 	cr_assert_eq(ts_ids(".idx", ids, 8), 0);
