@@ -297,6 +297,15 @@ int store__seg_seal(struct store *s, struct store_seg *g)
 	g->size += sizeof rec;
 	g->sealed = true;
 	store__mark_dirty(s, g);
+	/* A sealed segment gets no more entries: give back the room the
+	 * doubling left, so the index stays at 16 bytes a record. */
+	if (g->n > 0 && g->n < g->cap) {
+		struct store__ent *e = realloc(g->ents, g->n * sizeof *e);
+		if (e != NULL) {
+			g->ents = e;
+			g->cap = g->n;
+		}
+	}
 	/* The index file waits for the next sync to be fsynced and renamed; if
 	 * it cannot be written now, that sync writes it. */
 	(void)store__idx_write(s, g);
