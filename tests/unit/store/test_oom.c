@@ -1,5 +1,7 @@
 /* store/: out of memory at every allocation of open (recovery included),
  * put (sealing included), gc (compaction included) and the missing set.
+ * (fault_fail_nth() of tests/lib/fault.h: the test's own allocations fail
+ * too while armed, so it arms only around store calls.)
  * Each call either succeeds or returns STORE_ENOMEM and changes nothing;
  * afterwards the store works and holds what it held (in the sanitizer
  * build, LeakSanitizer fails a test whose error path leaks). */
@@ -10,7 +12,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "oom.h"
+#include "fault.h"
 
 TestSuite(oom, .init = ts_setup, .fini = ts_teardown);
 
@@ -66,9 +68,9 @@ Test(oom, open)
 	for (n = 0; fired; n++) {
 		int rv;
 		ts_restore("prepared");
-		oom_arm(n);
+		fault_fail_nth(n);
 		rv = ts_try_open(NULL);
-		fired = oom_disarm();
+		fired = fault_reset() > 0;
 		cr_assert(rv == 0 || (rv == STORE_ENOMEM && fired),
 			  "allocation %u: %s", n, store_strerror(rv));
 		if (rv != 0) {
@@ -97,9 +99,9 @@ Test(oom, put)
 		 * record, and the next rounds are replays of it. */
 		for (unsigned n = 0; fired; n++) {
 			int rv;
-			oom_arm(n);
+			fault_fail_nth(n);
 			rv = put(k, len);
-			fired = oom_disarm();
+			fired = fault_reset() > 0;
 			cr_assert(rv == 0 || (rv == STORE_ENOMEM && fired),
 				  "key %" PRIu64 " allocation %u: %s", k, n,
 				  store_strerror(rv));
@@ -142,11 +144,11 @@ Test(oom, gc)
 			cr_assert_eq(store_claim(T.s, k), 0);
 		}
 		token = store_mark(T.s);
-		oom_arm(n);
+		fault_fail_nth(n);
 		do {
 			rv = store_gc(T.s, token, 2048);
 		} while (rv == 1);
-		fired = oom_disarm();
+		fired = fault_reset() > 0;
 		cr_assert(rv == 0 || (rv == -STORE_ENOMEM && fired),
 			  "allocation %u: %d", n, rv);
 		do {
@@ -172,7 +174,7 @@ Test(oom, missing)
 	ts_open();
 	ts_put(1000000, 1);
 	for (unsigned n = 0; fired; n++) {
-		oom_arm(n);
+		fault_fail_nth(n);
 		for (k = 1; k <= 500; k++) {
 			int rv = store_claim(T.s, k * 7);
 			if (rv != 0) {
@@ -180,14 +182,14 @@ Test(oom, missing)
 				break;
 			}
 		}
-		fired = oom_disarm();
+		fired = fault_reset() > 0;
 		ok = k - 1;
 		cr_assert_geq(store_missing(T.s), ok);
-		oom_arm(0);
+		fault_fail_nth(0);
 		k = 0;
 		{
 			int rv = store_missing_next(T.s, 0, &k);
-			(void)oom_disarm();
+			(void)fault_reset();
 			if (store_missing(T.s) == 0) {
 				cr_assert_eq(rv, STORE_ENOTFOUND);
 			} else {
