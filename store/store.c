@@ -247,9 +247,14 @@ int store__list_add(struct store_list *l, struct store_seg *g)
 
 static long list_index(const struct store_list *l, const struct store_seg *g)
 {
-	for (size_t i = 0; i < l->n; i++) {
+	/* Segments are sorted by min_key: search, then look among the ones
+	 * with the same min_key (empty segments all have UINT64_MAX). */
+	for (size_t i = list_upper(l, g->min_key); i-- > 0;) {
 		if (l->v[i] == g) {
 			return (long)i;
+		}
+		if (l->v[i]->min_key != g->min_key) {
+			break;
 		}
 	}
 	return -1;
