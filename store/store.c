@@ -408,8 +408,8 @@ void store__forget(struct store *s, struct store_seg *g, uint32_t i)
 	    store__kset_add(&s->missing, key) == 0) {
 		s->missing_sorted_stale = true;
 	}
-	if (g->compacting && s->cpt.active && s->cpt.src[s->cpt.cur_src] == g &&
-	    i < s->cpt.cur_ent) {
+	if (g->compacting && s->cpt.active && s->cpt.cur_src < s->cpt.nsrc &&
+	    s->cpt.src[s->cpt.cur_src] == g && i < s->cpt.cur_ent) {
 		s->cpt.cur_ent--;
 	}
 	store__seg_remove(g, i);

@@ -382,6 +382,11 @@ static int finish(struct store *s)
 		long j;
 		take_bit(s, &out->ents[o], source_of(s, out->ents[o].key, &j));
 	}
+	/* Sources with overlapping ranges (the fill list) give an unsorted
+	 * output; a key in two sources (a crash during an earlier
+	 * compaction) is kept once. Counted after that. */
+	store__seg_sort(out);
+	store__seg_range(out);
 	out->live_records = out->live_bytes = 0;
 	for (uint32_t o = 0; o < out->n; o++) {
 		if (out->ents[o].lenbits & STORE__LIVE) {
@@ -394,8 +399,6 @@ static int finish(struct store *s)
 			out->drop_epoch = c->src[k]->drop_epoch;
 		}
 	}
-	store__seg_sort(out);
-	store__seg_range(out);
 
 	if (store__list_reserve(l, 1) != 0) {
 		return store__err(s, STORE_ENOMEM, "out of memory");

@@ -593,6 +593,9 @@ void store__seg_sort(struct store_seg *g)
 	qsort(g->ents, g->n, sizeof g->ents[0], ent_cmp);
 	for (uint32_t i = 0; i < g->n; i++) {
 		if (i + 1 < g->n && g->ents[i + 1].key == g->ents[i].key) {
+			/* The copy kept takes the claim of the one dropped. */
+			g->ents[i + 1].lenbits |= g->ents[i].lenbits &
+						  (STORE__LIVE | STORE__KEEP);
 			continue;
 		}
 		g->ents[w++] = g->ents[i];
