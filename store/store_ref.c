@@ -115,12 +115,11 @@ bool store__kset_del(struct store_kset *k, uint64_t key)
 	}
 	k->slots[i] = KSET_EMPTY;
 	k->n--;
-	/* Give the memory back after a large transfer; a failed shrink keeps
-	 * the set as it is. */
+	/* The memory goes back once the set is empty (a transfer done). No
+	 * shrinking before: a rehash would make one put or drop wait for the
+	 * whole set. */
 	if (k->n == 0) {
 		store__kset_free(k);
-	} else if (k->cap > 1024 && k->n * 16 < k->cap) {
-		(void)kset_resize(k, k->cap / 4);
 	}
 	return true;
 }
