@@ -268,14 +268,17 @@ int main(int argc, char **argv)
 	       " segments, "
 	       "%.2f GiB on disk: %.3f s (cold cache)\n",
 	       st.records, st.segments, (double)st.disk_bytes / (1 << 30), t);
+	/* The RSS delta means something only if this process did not put
+	 * first: the put phase's freed heap is reused by the open. */
 	printf("memory   heap +%.1f MiB = %.2f B/record; index %.2f "
-	       "B/record (store's count); RSS +%.1f MiB\n",
+	       "B/record (store's count); RSS +%.1f MiB%s\n",
 	       (double)(m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd) /
 		       (1 << 20),
 	       (double)(m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd) /
 		       (double)st.records,
 	       (double)st.index_bytes / (double)st.records,
-	       (double)(rss1 - rss0) / 1024);
+	       (double)(rss1 - rss0) / 1024,
+	       exists ? "" : " (reuses the put phase's heap: see --keep)");
 	t = now_s();
 	for (uint64_t k = 1; k <= o.records; k++) {
 		rv = store_claim(s, k);
