@@ -13,9 +13,16 @@ void *__wrap_realloc(void *ptr, size_t size);
 
 static size_t fail_size;
 static unsigned fail_left, failed;
+static bool nth_armed;
+static unsigned nth_left;
 
 static bool fail(size_t size)
 {
+	if (nth_armed && nth_left-- == 0) {
+		nth_armed = false;
+		failed++;
+		return true;
+	}
 	if (fail_left == 0 || size != fail_size) {
 		return false;
 	}
@@ -31,9 +38,17 @@ void fault_fail_size(size_t size, unsigned count)
 	failed = 0;
 }
 
+void fault_fail_nth(unsigned n)
+{
+	nth_armed = true;
+	nth_left = n;
+	failed = 0;
+}
+
 unsigned fault_reset(void)
 {
 	unsigned n = failed;
+	nth_armed = false;
 	fail_left = 0;
 	failed = 0;
 	return n;

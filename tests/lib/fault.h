@@ -14,6 +14,10 @@
 /* Makes the next `count` allocations of exactly `size` bytes (calloc:
  * nmemb * size; realloc: the new size) fail with NULL, starting now. */
 void fault_fail_size(size_t size, unsigned count);
+/* Makes the nth allocation from now (counting from 0, any size) fail
+ * with NULL, once: an out-of-memory sweep over every allocation of a
+ * call. */
+void fault_fail_nth(unsigned n);
 /* Disarms; returns how many allocations were made to fail since armed. */
 unsigned fault_reset(void);
 

@@ -9,6 +9,8 @@
 #   3. queue/ never calls a clock or a random source (time(), clock_gettime(),
 #      gettimeofday(), rand(), random(), getrandom(), ...): time is data.
 #   4. client/ never includes queue/ or consensus/ headers.
+#   5. store/ (the body store) includes no libuv, protobuf-c, queue/,
+#      consensus/ or node/ header: libc, POSIX and xxhash only.
 #
 # A system-wide raft.h means the build graph alone cannot enforce this.
 # Comments and string literals are ignored. Prints file:line for each
@@ -84,6 +86,7 @@ for my $file (@ARGV) {
 	my $in_tests = $file =~ m{^tests/};
 	my $in_queue = $file =~ m{^queue/};
 	my $in_client = $file =~ m{^client/};
+	my $in_store = $file =~ m{^store/};
 	my $raw_raft_bench = $file eq "bench/raft_ref.c";
 
 	for my $i (0 .. $#lines) {
@@ -98,6 +101,11 @@ for my $file (@ARGV) {
 			if ($in_queue && !$libc{$h} && $h !~ m{^q(_[A-Za-z0-9_]+)?\.h$}) {
 				fail($file, $n, "includes $shown: queue/ may include only its own q*.h and these libc headers: "
 				    . join(" ", sort keys %libc));
+			}
+			if ($in_store && ($h eq "uv.h" || $h =~ m{^(uv|protobuf-c)/}
+			    || $h =~ m{(^|/)(queue|consensus|node|proto)/}
+			    || $h =~ m{^(q|cons|node)(_[A-Za-z0-9_]+)?\.h$} || $h =~ m{\.pb-c\.h$})) {
+				fail($file, $n, "includes $shown: store/ may use libc, POSIX and xxhash only");
 			}
 			if ($in_client && ($h =~ m{(^|/)(queue|consensus)/}
 			    || $h =~ m{^(q|cons)(_[A-Za-z0-9_]+)?\.h$})) {

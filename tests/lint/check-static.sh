@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static analysis of queue/ consensus/ node/ client/ with cppcheck.
+# Static analysis of queue/ store/ consensus/ node/ client/ with cppcheck.
 #
 # Checks: cppcheck's "error" class (always on) plus warning, portability and
 # performance: null dereferences, out-of-bounds accesses, leaks, use after
@@ -37,6 +37,6 @@ cppcheck --std=c11 --enable=warning,portability,performance \
 	--inline-suppr --suppressions-list=tests/lint/cppcheck-suppressions.txt \
 	--error-exitcode=1 -q -j2 \
 	-D_GNU_SOURCE -DRAFTMQ_VERSION='"0.0.0"' \
-	-I queue -I consensus -I node -I client -I "$gen" \
-	queue consensus node client
+	-I queue -I store -I consensus -I node -I client -I "$gen" \
+	queue store consensus node client
 echo "check-static: cppcheck $(cppcheck --version | awk '{print $2}'): no findings"
