@@ -294,7 +294,7 @@ class Run:
         """Snapshot index and bytes, store bytes and all raftmq_store_*
         metrics, per node (None where a node did not answer)."""
         out = {"snapshot_index": [], "snapshot_bytes": [], "store_bytes": [],
-               "store": [], "applied_index": []}
+               "store": [], "applied_index": [], "snapshot": []}
         for n in self.cluster.nodes:
             m = self.metrics(n, timeout=10) or {}
             out["snapshot_index"].append(
@@ -305,6 +305,9 @@ class Run:
             out["applied_index"].append(m.get("raftmq_raft_applied_index"))
             out["store"].append({k: v for k, v in m.items()
                                  if k.startswith("raftmq_store_")})
+            # background snapshots: fork stall, dump time, counts
+            out["snapshot"].append({k: v for k, v in m.items()
+                                    if k.startswith("raftmq_snapshot")})
         if not any(out["store"]):
             del out["store"]
         return out
@@ -354,6 +357,7 @@ class Run:
             "rss_peak_mib": self.sampler.peaks(),
             "snapshot_index": st["snapshot_index"],
             "snapshot_bytes": st["snapshot_bytes"],
+            "snapshot": st["snapshot"],
             "store_bytes": st["store_bytes"],
             "note": "after start, before filling"})
 
