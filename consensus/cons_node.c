@@ -932,23 +932,30 @@ static int raft_role_of(int role)
 					 : RAFT_VOTER;
 }
 
+static void change_cb(struct raft_change *req, int status);
+
+/* Gives the member its role (libraft catches it up first, then commits
+ * the new role). */
+static void promote(struct change_req *w)
+{
+	int rv;
+	w->step = 2;
+	rv = raft_assign(&w->c->raft, &w->req, w->id, raft_role_of(w->role),
+			 change_cb);
+	if (rv != 0) {
+		change_done(w, cons__translate(rv));
+	}
+}
+
 static void change_cb(struct raft_change *req, int status)
 {
 	struct change_req *w = req->data;
-	int rv;
 	if (status != 0) {
 		change_done(w, cons__translate(status));
 		return;
 	}
 	if (w->step == 1 && w->role != CONS_ROLE_SPARE) {
-		/* Added as a spare: now promote (libraft catches it up
-		 * first, then commits the new role). */
-		w->step = 2;
-		rv = raft_assign(&w->c->raft, &w->req, w->id,
-				 raft_role_of(w->role), change_cb);
-		if (rv != 0) {
-			change_done(w, cons__translate(rv));
-		}
+		promote(w); /* added as a spare: now the role */
 		return;
 	}
 	change_done(w, 0);
@@ -972,13 +979,8 @@ static void member_cb(struct cons_propose *req, int status,
 		 * configuration already, with this address. */
 		if (s->role == raft_role_of(w->role)) {
 			change_done(w, 0);
-			return;
-		}
-		w->step = 2;
-		rv = raft_assign(&w->c->raft, &w->req, w->id,
-				 raft_role_of(w->role), change_cb);
-		if (rv != 0) {
-			change_done(w, cons__translate(rv));
+		} else {
+			promote(w);
 		}
 		return;
 	}
