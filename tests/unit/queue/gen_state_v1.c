@@ -18,7 +18,8 @@
 static int show(void *data, const struct q_peeked *p)
 {
 	(void)data;
-	printf("  %s seq %" PRIu64 " state %u deliveries %u body %zu B id %zu B"
+	printf("  %s seq %" PRIu64
+	       " state %u deliveries %u body %zu B id %zu B"
 	       " dl %u\n",
 	       p->msg.queue, p->msg.seq, p->state, p->msg.delivery_count,
 	       p->msg.body_len, p->msg.msg_id_len, p->msg.dl_reason);
