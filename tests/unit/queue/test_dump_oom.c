@@ -602,10 +602,14 @@ Test(load, more_failures_than_deliveries_is_corrupt)
 /* Allocation-failure sweeps. `prep` builds the state before the command (no
  * failures); then for N = 0, 1, ... the Nth allocation of the command fails
  * until apply returns 0. Every failing run must return Q_ENOMEM, leave the
- * dump byte-identical and make no sink call; the final run must
- * give the same result, deliveries and dump as a run without failures, and
- * q_state_free() must then release every allocation (no leak on the error
- * paths; reserved capacity kept by a failed apply is fine). */
+ * dump byte-identical and make no sink call (and, with bodies in the fake
+ * store, call no put or drop: the body is stored after every allocation);
+ * the final run must give the same result, deliveries and dump as a run
+ * without failures, and q_state_free() must then release every allocation
+ * (no leak on the error paths; reserved capacity kept by a failed apply is
+ * fine). A command that needs more side structs (struct q_msg_ext) than it
+ * reserved stops on an assert in queue/: the sweeps below that give room or
+ * move messages check those bounds. */
 
 typedef void (*prep_fn)(struct q_state *s);
 
@@ -632,6 +636,8 @@ static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
 	rref = h_apply(ref.s, cmd);
 	before = h_dump(e.s, &blen);
 	for (n = 0;; n++) {
+		long puts = e.fb.put_calls, drops = e.fb.drops;
+
 		cr_assert_lt(n, 100000, "%s: no end", what);
 		h_rec_clear(&e.rec);
 		h_fail_alloc_arm(&fa, n, 1);
@@ -641,6 +647,9 @@ static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
 			break;
 		cr_assert_eq(rv, Q_ENOMEM, "%s: N=%ld: apply = %d", what, n,
 			     rv);
+		cr_assert(e.fb.put_calls == puts && e.fb.drops == drops,
+			  "%s: N=%ld: a failed apply called put or drop", what,
+			  n);
 		cr_assert_eq(fa.failures, 1, "%s: N=%ld", what, n);
 		cr_assert(h_dump_is(e.s, before, blen),
 			  "%s: N=%ld: state changed by a failed apply", what,
@@ -859,6 +868,146 @@ Test(oom, delete_topic)
 static void prep_rich(struct q_state *s)
 {
 	build_rich(s);
+}
+
+/* A consumer with room for one, holding seq 1; four messages wait. */
+static void prep_full_consumer(struct q_state *s)
+{
+	struct q_settings st = h_plain();
+	int i;
+
+	st.ack_timeout_ms = 10;
+	st.max_deliveries = 1;
+	st.dead_letter = "dlq";
+	h_create_queue(s, "dlq", NULL, 1);
+	h_create_queue(s, "q", &st, 1);
+	cr_assert_eq(h_attach(s, "q", 1, 1), 1);
+	for (i = 0; i < 5; i++)
+		h_publish(s, "q", NULL, "waiting", 2);
+}
+
+Test(oom, ack_gives_room_for_a_waiting_message)
+{
+	q_seq tag = 1;
+	struct q_cmd c = mkcmd(Q_CMD_ACK, 5);
+
+	c.u.tags.consumer = 1;
+	c.u.tags.tags = &tag;
+	c.u.tags.n_tags = 1;
+	cr_assert_gt(oom_sweep(prep_full_consumer, &c, "ack"), 0);
+}
+
+/* The ack deadline of seq 1 passes: it is dead-lettered (max_deliveries 1)
+ * and the consumer takes the next waiting message. */
+Test(oom, ack_timeout_gives_room_for_a_waiting_message)
+{
+	struct q_cmd c = mkcmd(Q_CMD_TICK, 1000);
+
+	cr_assert_gt(oom_sweep(prep_full_consumer, &c, "tick"), 0);
+}
+
+static void prep_no_credit(struct q_state *s)
+{
+	int i;
+
+	h_create_queue(s, "q", NULL, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 0, 0, 1).consumer, 1);
+	for (i = 0; i < 5; i++)
+		h_publish(s, "q", NULL, "waiting", 2);
+}
+
+Test(oom, credit_gives_room_for_waiting_messages)
+{
+	struct q_cmd c = mkcmd(Q_CMD_CREDIT, 5);
+
+	c.u.consumer.consumer = 1;
+	c.u.consumer.credit = 3;
+	cr_assert_gt(oom_sweep(prep_no_credit, &c, "credit"), 0);
+}
+
+/* "q" is drop-head and full: a publish moves its oldest to "dlq", which
+ * has a ttl (a timer for the moved message) and a consumer with room (a
+ * delivery of it), both of which need a side struct. */
+static void prep_drop_head_into_dlq(struct q_state *s)
+{
+	struct q_settings dl = h_plain(), dh = h_plain();
+
+	dl.ttl_ms = 1000;
+	dh.overflow = Q_OVERFLOW_DROP_HEAD;
+	dh.max_length = 2;
+	dh.dead_letter = "dlq";
+	h_create_queue(s, "dlq", &dl, 1);
+	h_create_queue(s, "q", &dh, 1);
+	h_publish(s, "q", NULL, "old 1", 2);
+	h_publish(s, "q", NULL, "old 2", 2);
+}
+
+static void prep_drop_head_into_consumed_dlq(struct q_state *s)
+{
+	prep_drop_head_into_dlq(s);
+	cr_assert_neq(h_attach(s, "dlq", 0, 3), 0);
+}
+
+Test(oom, publish_drop_head_moves_to_the_dead_letter_queue)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+
+	c.u.publish.queue = "q";
+	c.u.publish.body = "new";
+	c.u.publish.body_len = 3;
+	cr_assert_gt(oom_sweep(prep_drop_head_into_dlq, &c, "drop-head ttl"),
+		     0);
+	cr_assert_gt(oom_sweep(prep_drop_head_into_consumed_dlq, &c,
+			       "drop-head consumer"),
+		     0);
+}
+
+/* A topic whose subscription "t:a" dead-letters into "t:b", another
+ * subscription of the same topic: the publish first moves t:a's oldest
+ * into t:b (a ttl since "first" was published: a timer), which then has
+ * one message more than before the publish when it makes room itself,
+ * moving its own oldest (no ttl, never delivered) to "dlq2" (a consumer: a
+ * delivery). */
+static void prep_cross_subscriptions(struct q_state *s)
+{
+	struct q_settings a = h_plain(), b = h_plain();
+
+	a.overflow = b.overflow = Q_OVERFLOW_DROP_HEAD;
+	a.max_length = 1;
+	a.dead_letter = "t:b";
+	b.max_length = 2;
+	b.dead_letter = "dlq2";
+	h_create_queue(s, "dlq2", NULL, 1);
+	cr_assert_neq(h_attach(s, "dlq2", 0, 1), 0);
+	h_create_topic(s, "t", 0, 1);
+	h_subscribe(s, "t", "a", &a, 1);
+	h_subscribe(s, "t", "b", &b, 1);
+	h_publish_topic(s, "t", NULL, "first", 2);
+	b.ttl_ms = 1000;
+	cr_assert_eq(h_configure(s, "t:b", &b, Q_SET_TTL, 3).status, Q_OK);
+}
+
+Test(oom, publish_to_a_subscription_dead_lettering_into_another)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+	struct h_env e;
+
+	c.u.publish.topic = "t";
+	c.u.publish.body = "second";
+	c.u.publish.body_len = 6;
+	cr_assert_gt(oom_sweep(prep_cross_subscriptions, &c, "cross"), 0);
+	/* What the sweep went through: t:b's oldest reached dlq2's
+	 * consumer. */
+	h_env_init(&e, NULL);
+	prep_cross_subscriptions(e.s);
+	h_rec_clear(&e.rec);
+	h_apply(e.s, &c);
+	cr_assert_eq(e.rec.n_d, 1);
+	cr_assert_str_eq(e.rec.d[0].queue, "dlq2");
+	cr_assert_str_eq(e.rec.d[0].body, "first");
+	cr_assert_eq(h_info(e.s, "t:b").ready, 2, "t:a's copy, the new one");
+	h_check(e.s);
+	h_env_fini(&e);
 }
 
 Test(oom, rich_history_steps)
