@@ -597,6 +597,110 @@ Test(load, more_failures_than_deliveries_is_corrupt)
 	free(buf);
 }
 
+/* Only an armed timer has a due time; a dump with one on a message without
+ * a timer has no place to keep it (the side struct holding it is only made
+ * for timed or delivered messages) and is corrupt. In a message: in_heap
+ * at +29, due at +30. */
+Test(load, a_due_time_without_a_timer_is_corrupt)
+{
+	static const char *const bodies[] = {"EEEE"};
+	unsigned char *buf, *m;
+	size_t len;
+
+	buf = dump_of(bodies, 1, &len);
+	m = message_of(buf, len, "EEEE", 1);
+	cr_assert_eq(m[29], 0, "no timer");
+	m[30] = 7;
+	expect_corrupt(buf, len, "due");
+	free(buf);
+}
+
+/* A body's key is the seq of the publish that stored it: never after the
+ * seq of a copy (a dead-lettered copy's is later). Two messages' keys
+ * swapped (origin at +38): message 2 then claims the body of publish 3. */
+Test(load, a_body_key_after_its_message_seq_is_corrupt)
+{
+	static const char *const bodies[] = {"FFF1", "FFF2", "FFF3"};
+	unsigned char *buf, *m2, *m3;
+	size_t len;
+
+	buf = dump_of(bodies, 3, &len);
+	m2 = message_of(buf, len, "FFF2", 2);
+	m3 = message_of(buf, len, "FFF3", 3);
+	cr_assert(m2[38] == 2 && m3[38] == 3);
+	m2[38] = 3;
+	m3[38] = 2;
+	expect_corrupt(buf, len, "key after seq");
+	free(buf);
+}
+
+/* After every command, dispatch has left no message waiting while a
+ * consumer has room (the side struct reserves rely on it). A dump where a
+ * consumer without credit got some is corrupt. The consumer's credit is the
+ * u32 before its unacked count (u64) and the trailer (12 bytes). */
+Test(load, a_waiting_message_while_a_consumer_has_room_is_corrupt)
+{
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf;
+	size_t len;
+
+	cr_assert_not_null(s);
+	h_create_queue(s, "q", NULL, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 0, 0, 1).consumer, 1);
+	h_publish(s, "q", NULL, "wait", 2);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	cr_assert_eq(buf[len - 12 - 8 - 4], 0, "layout changed");
+	buf[len - 12 - 8 - 4] = 1;
+	expect_corrupt(buf, len, "room");
+	free(buf);
+}
+
+/* Format 2 declares each body's copies (refs): one of a single copy lives
+ * in the copy's allocation. A count that the copies do not match is
+ * corrupt, a second copy of a body said to have one included. The record:
+ * published u64, id_len, len, sum, refs u32; found by its checksum. */
+static void refs_declared_wrong(bool topic, uint32_t refs)
+{
+	struct h_env e, l;
+	unsigned char *buf, *p, sum[4];
+	uint32_t v = fb_sum(NULL, 0, "RRRR", 4);
+	size_t len, i;
+
+	h_env_init_mode(&e, NULL, true);
+	h_create_queue(e.s, "q", NULL, 1);
+	h_create_topic(e.s, "t", 0, 1);
+	h_subscribe(e.s, "t", "a", NULL, 1);
+	h_subscribe(e.s, "t", "b", NULL, 1);
+	if (topic)
+		h_publish_topic(e.s, "t", NULL, "RRRR", 2);
+	else
+		h_publish(e.s, "q", NULL, "RRRR", 2);
+	buf = h_dump(e.s, &len);
+	for (i = 0; i < 4; i++)
+		sum[i] = (unsigned char)(v >> (8 * i));
+	p = memmem(buf, len, sum, 4);
+	cr_assert_not_null(p);
+	cr_assert_eq(p[4], topic ? 2 : 1, "layout changed");
+	p[4] = (unsigned char)refs;
+	max_field(buf, len, 0, 0);
+	h_env_init_mode(&l, NULL, true);
+	cr_assert_eq(q_state_load(l.s, buf, len), Q_ECORRUPT, "refs %u", refs);
+	cr_assert_eq(h_totals(l.s).messages, 0);
+	cr_assert_eq(l.fb.claims, l.fb.drops, "claims undone");
+	free(buf);
+	h_env_fini(&e);
+	h_env_fini(&l);
+}
+
+Test(load, format_2_copies_other_than_declared_are_corrupt)
+{
+	refs_declared_wrong(true, 1);
+	refs_declared_wrong(true, 3);
+	refs_declared_wrong(false, 2);
+	refs_declared_wrong(false, 0);
+}
+
 /* --------------------------------------------------------------------- */
 
 /* Allocation-failure sweeps. `prep` builds the state before the command (no
