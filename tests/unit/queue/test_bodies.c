@@ -16,8 +16,8 @@
 #define STORE true
 #define MEMORY false
 
-/* The last delivery as apply reported it (pointers as they were: only
- * compared with NULL once the sink returned). */
+/* The last delivery as apply reported it (its pointers are only compared
+ * with NULL once the sink returned). */
 static struct q_delivery raw;
 static const void *raw_body, *raw_id;
 static int raw_calls;
@@ -35,44 +35,45 @@ static const struct q_sink raw_sink = {NULL, raw_deliver, NULL};
 
 TestSuite(bodies);
 
-Test(bodies, a_delivery_carries_the_key_and_checksum_not_the_bytes)
+/* Publishes "hello" with msg id "id-1" and delivers it through raw_sink;
+ * returns its seq. */
+static q_seq deliver_one(bool store)
 {
 	struct h_env e;
-	struct q_result r;
+	q_seq seq;
 
-	h_env_init_mode(&e, NULL, STORE);
+	h_env_init_mode(&e, NULL, store);
 	q_state_set_sink(e.s, &raw_sink);
 	h_create_queue(e.s, "q", NULL, 1);
-	r = h_publish(e.s, "q", "id-1", "hello", 2);
+	seq = h_publish(e.s, "q", "id-1", "hello", 2).seq;
 	h_attach(e.s, "q", 0, 3);
 	cr_assert_eq(raw_calls, 1);
-	cr_assert_null(raw_body);
-	cr_assert_null(raw_id);
 	cr_assert_eq(raw.body_len, 5);
 	cr_assert_eq(raw.msg_id_len, 4);
-	cr_assert_eq(raw.body_key, r.seq);
-	cr_assert_eq(raw.body_sum, fb_sum("id-1", 4, "hello", 5));
 	q_state_set_sink(e.s, &e.sink);
 	h_check(e.s);
 	h_env_fini(&e);
+	return seq;
+}
+
+Test(bodies, a_delivery_carries_the_key_and_checksum_not_the_bytes)
+{
+	q_seq seq = deliver_one(STORE);
+
+	cr_assert_null(raw_body);
+	cr_assert_null(raw_id);
+	cr_assert_eq(raw.body_key, seq);
+	cr_assert_eq(raw.body_sum, fb_sum("id-1", 4, "hello", 5));
 }
 
 Test(bodies, in_memory_a_delivery_has_the_bytes_the_key_and_no_checksum)
 {
-	struct h_env e;
-	struct q_result r;
+	q_seq seq = deliver_one(MEMORY);
 
-	h_env_init_mode(&e, NULL, MEMORY);
-	q_state_set_sink(e.s, &raw_sink);
-	h_create_queue(e.s, "q", NULL, 1);
-	r = h_publish(e.s, "q", "id-1", "hello", 2);
-	h_attach(e.s, "q", 0, 3);
-	cr_assert_eq(raw_calls, 1);
 	cr_assert_not_null(raw_body);
 	cr_assert_not_null(raw_id);
-	cr_assert_eq(raw.body_key, r.seq);
+	cr_assert_eq(raw.body_key, seq);
 	cr_assert_eq(raw.body_sum, 0);
-	h_env_fini(&e);
 }
 
 static int peeked(void *data, const struct q_peeked *p)
