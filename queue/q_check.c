@@ -173,35 +173,50 @@ static int check_dedup(struct ck *k, const struct q_state *s,
 	return 0;
 }
 
-static int cmp_seq(const void *a, const void *b)
+/* A message by a key (its seq, or its body's key) and its body: sorting
+ * these needs no reads of the messages (a read per comparison, a cache miss
+ * each in a big state, made these checks the slowest part of a load). */
+struct msg_key {
+	q_seq key;
+	const struct q_body *b;
+};
+
+static int cmp_key(const void *a, const void *b)
 {
-	q_seq x = (*(const struct q_msg *const *)a)->seq;
-	q_seq y = (*(const struct q_msg *const *)b)->seq;
-	return x < y ? -1 : x > y;
+	const struct msg_key *x = a, *y = b;
+	if (x->key != y->key) {
+		return x->key < y->key ? -1 : 1;
+	}
+	return (uintptr_t)x->b < (uintptr_t)y->b
+		       ? -1
+		       : (uintptr_t)x->b > (uintptr_t)y->b;
 }
 
-static uint64_t collect_list(const struct q_link *head, const struct q_msg **v,
-			     uint64_t n, uint64_t cap)
+static uint64_t collect_list(const struct q_link *head, int by_body,
+			     struct msg_key *v, uint64_t n, uint64_t cap)
 {
 	const struct q_link *l;
 	for (l = head->next; l != head && n < cap; l = l->next) {
-		v[n++] = Q__CONTAINER_OF(l, struct q_msg, link);
+		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+		v[n].key = by_body ? m->body->origin : m->seq;
+		v[n++].b = m->body;
 	}
 	return n;
 }
 
-/* Appends the messages of q (every list, held ones too) to v. */
-static uint64_t collect_msgs(const struct q_queue *q, const struct q_msg **v,
-			     uint64_t n, uint64_t cap)
+/* Appends the messages of q (every list, held ones too) to v, keyed by seq
+ * or by body key. */
+static uint64_t collect_msgs(const struct q_queue *q, int by_body,
+			     struct msg_key *v, uint64_t n, uint64_t cap)
 {
 	const struct q_link *l;
-	n = collect_list(&q->ready, v, n, cap);
-	n = collect_list(&q->returned, v, n, cap);
-	n = collect_list(&q->delayed, v, n, cap);
+	n = collect_list(&q->ready, by_body, v, n, cap);
+	n = collect_list(&q->returned, by_body, v, n, cap);
+	n = collect_list(&q->delayed, by_body, v, n, cap);
 	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
 		n = collect_list(
 			&Q__CONTAINER_OF(l, struct q_consumer, qlink)->unacked,
-			v, n, cap);
+			by_body, v, n, cap);
 	}
 	return n;
 }
@@ -215,7 +230,7 @@ static int check_unique_seqs(struct ck *k, const struct q_queue *q)
 {
 	uint64_t cap = q->n_ready + q->n_returned + q->n_delayed + q->n_unacked;
 	uint64_t n, i;
-	const struct q_msg **v;
+	struct msg_key *v;
 	if (cap < 2) {
 		return 0;
 	}
@@ -223,13 +238,13 @@ static int check_unique_seqs(struct ck *k, const struct q_queue *q)
 	if (v == NULL) {
 		return 0; /* cannot tell; every other check still ran */
 	}
-	n = collect_msgs(q, v, 0, cap);
-	qsort(v, n, sizeof *v, cmp_seq);
-	for (i = 1; i < n && v[i - 1]->seq != v[i]->seq; i++) {
+	n = collect_msgs(q, 0, v, 0, cap);
+	qsort(v, n, sizeof *v, cmp_key);
+	for (i = 1; i < n && v[i - 1].key != v[i].key; i++) {
 	}
 	if (i < n) {
 		fail(k, "%s: two messages with seq %llu", q->name,
-		     (unsigned long long)v[i]->seq);
+		     (unsigned long long)v[i].key);
 		free(v);
 		return Q_ECORRUPT;
 	}
@@ -364,24 +379,12 @@ static int check_heap(struct ck *k, const struct q_state *s)
 	return 0;
 }
 
-/* Orders messages by their body's key, then by body: the copies of one
- * body end up next to each other, and two bodies with one key too. */
-static int cmp_body(const void *a, const void *b)
-{
-	const struct q_body *x = (*(const struct q_msg *const *)a)->body;
-	const struct q_body *y = (*(const struct q_msg *const *)b)->body;
-	if (x->origin != y->origin) {
-		return x->origin < y->origin ? -1 : 1;
-	}
-	return (uintptr_t)x < (uintptr_t)y ? -1 : (uintptr_t)x > (uintptr_t)y;
-}
-
 /* Bodies: each one's refs is the number of copies pointing at it, keys are
  * unique (put and drop name bodies by key), and the totals add up. Runs
  * after the list checks (message counts are right, bodies not NULL). */
 static int check_bodies(struct ck *k, const struct q_state *s)
 {
-	const struct q_msg **v;
+	struct msg_key *v;
 	uint64_t n = 0, i, j, distinct = 0, bytes = 0, stored = 0;
 	int rv = 0;
 
@@ -396,18 +399,20 @@ static int check_bodies(struct ck *k, const struct q_state *s)
 		return 0; /* cannot tell; every other check still ran */
 	}
 	for (i = 0; i < s->n_queues; i++) {
-		n = collect_msgs(s->queues[i], v, n, s->n_msgs);
+		n = collect_msgs(s->queues[i], 1, v, n, s->n_msgs);
 	}
-	qsort(v, n, sizeof *v, cmp_body);
+	/* By key, then body: the copies of one body end up next to each
+	 * other, and two bodies with one key too. */
+	qsort(v, n, sizeof *v, cmp_key);
 	for (i = 0; i < n && rv == 0; i = j) {
-		const struct q_body *b = v[i]->body;
-		for (j = i + 1; j < n && v[j]->body == b; j++) {
+		const struct q_body *b = v[i].b;
+		for (j = i + 1; j < n && v[j].b == b; j++) {
 		}
 		if (b->refs != j - i) {
 			rv = fail(k, "body %llu: refs %u, %llu copies",
 				  (unsigned long long)b->origin, b->refs,
 				  (unsigned long long)(j - i));
-		} else if (i > 0 && v[i - 1]->body->origin == b->origin) {
+		} else if (i > 0 && v[i - 1].key == b->origin) {
 			rv = fail(k, "two bodies with key %llu",
 				  (unsigned long long)b->origin);
 		}
