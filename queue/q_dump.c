@@ -628,21 +628,15 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 	}
 	inl = here && br.refs == 1;
 
-	if (deliveries != 0 || failures != 0 || expires != 0 || in_heap) {
-		x = q__malloc(s, sizeof *x);
-		if (x == NULL) {
-			goto err_nomem;
-		}
-		memset(x, 0, sizeof *x);
-	}
-	m = q__malloc(s, sizeof *m + (inl ? bsize : 0));
+	m = q__msg_alloc(
+		s, deliveries != 0 || failures != 0 || expires != 0 || in_heap,
+		inl ? bsize : 0);
 	if (m == NULL) {
 		goto err_nomem;
 	}
-	memset(m, 0, sizeof *m);
+	x = m->ext;
 	if (here) {
-		b = inl ? (struct q_body *)(void *)(m + 1)
-			: q__malloc(s, bsize);
+		b = inl ? m->body : q__malloc(s, bsize);
 		if (b == NULL) {
 			goto err_nomem;
 		}
@@ -667,9 +661,7 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 	m->dl_from = dl_from;
 	m->dl_reason = dl_reason;
 	m->in_heap = in_heap;
-	m->ext = x;
 	if (x != NULL) {
-		x->msg = m;
 		x->deliveries = deliveries;
 		x->failures = failures;
 		x->expires = expires;
@@ -681,8 +673,7 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 err_nomem:
 	nomem(l);
 err_free:
-	q__free(s, m, sizeof *m + (inl ? bsize : 0));
-	q__free(s, x, sizeof *x);
+	q__msg_discard(s, m, inl ? bsize : 0);
 	return NULL;
 }
 

@@ -15,7 +15,10 @@
  *   with a single copy lives in the same allocation as its q_msg, right
  *   after it (q__msg_body_inline()).
  *   struct q_msg_ext is owned by its message: a message gets one when it is
- *   first delivered or timed and keeps it until it is freed.
+ *   first delivered or timed and keeps it until it is freed. A message that
+ *   needs one from the start (a publish that is delivered at once or has a
+ *   ttl or a delay, a loaded one) has it in its own allocation, after the
+ *   q_msg and before an inline body (Q__MSG_EXT_IN_BLOCK).
  *
  * Memory per waiting message (see q.h): a q_msg holds only what a message
  * waiting in a ready or returned list needs. What only a held or timed
@@ -157,15 +160,27 @@ struct q_msg {
 	uint8_t where;	   /* Q__READY .. Q__NOWHERE */
 	uint8_t in_heap;   /* ext->timer is in s->timers */
 	uint8_t dl_reason; /* enum q_reason once dead-lettered */
+	uint8_t flags;	   /* Q__MSG_* */
+};
+
+enum {
+	Q__MSG_EXT_IN_BLOCK = 1u << 0, /* ext shares m's allocation */
 };
 
 /* Bytes of a body struct with these lengths in this state. */
 static inline size_t q__body_size(const struct q_state *s, size_t id_len,
 				  size_t len);
+/* Where a body in m's allocation starts: after m and its side struct. */
+static inline const void *q__msg_block_body(const struct q_msg *m)
+{
+	return (const char *)(m + 1) + ((m->flags & Q__MSG_EXT_IN_BLOCK)
+						? sizeof(struct q_msg_ext)
+						: 0);
+}
 /* Whether m's body shares m's allocation (then it has one copy). */
 static inline int q__msg_body_inline(const struct q_msg *m)
 {
-	return m->body == (const struct q_body *)(const void *)(m + 1);
+	return (const void *)m->body == q__msg_block_body(m);
 }
 static inline uint32_t q__msg_deliveries(const struct q_msg *m)
 {
@@ -347,6 +362,14 @@ int q__settings_equal(const struct q_settings *a, const struct q_settings *b);
 void q__settings_merge(struct q_settings *dst, const struct q_settings *src,
 		       uint32_t mask);
 
+/* Allocates a zeroed message linked nowhere: with its side struct in the
+ * same allocation if with_ext, and with room for the body of its only copy
+ * after them if bsize is not 0 (m->body points there, to be filled).
+ * Returns NULL if the allocation fails. */
+struct q_msg *q__msg_alloc(struct q_state *s, int with_ext, size_t bsize);
+/* Frees a message from q__msg_alloc() that never held anything (bsize as
+ * given to it). */
+void q__msg_discard(struct q_state *s, struct q_msg *m, size_t bsize);
 /* Frees one message copy (drops a body ref). Unlinks it from everything.
  * Inside an apply, the body's last copy going tells the store (drop). */
 void q__msg_free(struct q_state *s, struct q_msg *m);

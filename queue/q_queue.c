@@ -170,6 +170,38 @@ int q__queue_fits(const struct q_queue *q, uint64_t extra_n,
 	return 1;
 }
 
+static size_t block_size(const struct q_msg *m, size_t bsize)
+{
+	return sizeof *m +
+	       ((m->flags & Q__MSG_EXT_IN_BLOCK) ? sizeof *m->ext : 0) + bsize;
+}
+
+struct q_msg *q__msg_alloc(struct q_state *s, int with_ext, size_t bsize)
+{
+	size_t xsize = with_ext ? sizeof(struct q_msg_ext) : 0;
+	struct q_msg *m = q__malloc(s, sizeof *m + xsize + bsize);
+	if (m == NULL) {
+		return NULL;
+	}
+	memset(m, 0, sizeof *m + xsize);
+	if (with_ext) {
+		m->flags = Q__MSG_EXT_IN_BLOCK;
+		m->ext = (struct q_msg_ext *)(void *)(m + 1);
+		m->ext->msg = m;
+	}
+	if (bsize != 0) {
+		m->body = (struct q_body *)(void *)((char *)(m + 1) + xsize);
+	}
+	return m;
+}
+
+void q__msg_discard(struct q_state *s, struct q_msg *m, size_t bsize)
+{
+	if (m != NULL) {
+		q__free(s, m, block_size(m, bsize));
+	}
+}
+
 void q__msg_free(struct q_state *s, struct q_msg *m)
 {
 	struct q_body *b = m->body;
@@ -193,11 +225,11 @@ void q__msg_free(struct q_state *s, struct q_msg *m)
 			q__free(s, b, bsize);
 		}
 	}
-	if (m->ext != NULL) {
+	if (m->ext != NULL && !(m->flags & Q__MSG_EXT_IN_BLOCK)) {
 		q__free(s, m->ext, sizeof *m->ext);
 	}
 	s->n_msgs--;
-	q__free(s, m, sizeof *m + (inl ? bsize : 0));
+	q__free(s, m, block_size(m, inl ? bsize : 0));
 }
 
 struct q_msg_ext *q__msg_ext(struct q_state *s, struct q_msg *m)

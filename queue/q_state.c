@@ -584,10 +584,21 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-/* Side structs a publish may need: a new copy with a ttl or a delay gets a
- * timer, one that a consumer has room for is delivered (a consumer can
- * have room only when nothing waits); drop-head moves messages without one
- * to a dead-letter queue, where they may get a ttl or be delivered. */
+/* Whether a new copy in q needs a side struct at once: a ttl or a delay
+ * arms a timer, and a consumer with room (possible only when nothing waits:
+ * dispatch left none) gets it delivered. It then comes in the copy's own
+ * allocation. */
+static int copy_needs_ext(const struct q_cmd_publish *c,
+			  const struct q_queue *q)
+{
+	uint64_t ttl = c->ttl_ms != 0 ? c->ttl_ms : q->settings.ttl_ms;
+	return ttl != 0 || c->delay_ms != 0 ||
+	       (waiting(q) == 0 && q__queue_has_room(q));
+}
+
+/* Side structs a publish may need besides those of its copies: drop-head
+ * moves messages without one to a dead-letter queue, where they may get a
+ * ttl or be delivered. */
 static uint64_t ext_bound_publish(const struct q_state *s,
 				  const struct q_cmd_publish *c,
 				  const struct q_topic *t,
@@ -597,9 +608,6 @@ static uint64_t ext_bound_publish(const struct q_state *s,
 	int cross = 0;
 	for (i = 0; i < n; i++) {
 		const struct q_queue *q = targets[i];
-		uint64_t ttl = c->ttl_ms != 0 ? c->ttl_ms : q->settings.ttl_ms;
-		need += ttl != 0 || c->delay_ms != 0 ||
-			(waiting(q) == 0 && q__queue_has_room(q));
 		if (q->settings.overflow == Q_OVERFLOW_DROP_HEAD) {
 			need += q__queue_trim_bound(s, q, 1, c->body_len);
 		}
@@ -702,12 +710,12 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	 * dedup entry. */
 	q__list_init(&fresh);
 	if (n == 1) {
-		struct q_msg *m = q__malloc(s, sizeof *m + bsize);
+		struct q_msg *m =
+			q__msg_alloc(s, copy_needs_ext(c, targets[0]), bsize);
 		if (m == NULL) {
 			goto err_nomem;
 		}
-		memset(m, 0, sizeof *m);
-		b = (struct q_body *)(void *)(m + 1);
+		b = m->body;
 		q__list_append(&fresh, &m->link);
 	} else if (n > 1) {
 		b = q__malloc(s, bsize);
@@ -715,11 +723,11 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 			goto err_nomem;
 		}
 		for (i = 0; i < n; i++) {
-			struct q_msg *m = q__malloc(s, sizeof *m);
+			struct q_msg *m = q__msg_alloc(
+				s, copy_needs_ext(c, targets[i]), 0);
 			if (m == NULL) {
 				goto err_free_msgs;
 			}
-			memset(m, 0, sizeof *m);
 			q__list_append(&fresh, &m->link);
 		}
 	}
@@ -808,7 +816,7 @@ err_free_msgs:
 		struct q_msg *m =
 			Q__CONTAINER_OF(fresh.next, struct q_msg, link);
 		q__list_remove(&m->link);
-		q__free(s, m, sizeof *m + (n == 1 ? bsize : 0));
+		q__msg_discard(s, m, n == 1 ? bsize : 0);
 	}
 	if (n > 1) {
 		q__free(s, b, bsize);
