@@ -15,12 +15,12 @@
  *   - Dump helpers (h_dump, h_dump_equal) and a failing allocator
  *     (struct h_fail_alloc) for out-of-memory sweeps.
  *   - Bodies: an env keeps bodies in memory, or in the fake body store
- *     (fake_bodies.h) when it was made with h_env_init_mode(.., true), or by
- *     h_env_init() in a build with H_STORE_DEFAULT=1 (t_queue_store: the
- *     same tests with bodies out of memory). The recording sink then reads
- *     the bytes from the store (checking the checksum), so h_delivery holds
- *     them in both modes; h_check() also runs fb_check() for such a state,
- *     and h_env_fini() checks the store protocol one last time.
+ *     (tests/lib/fake_bodies.h) when it was made with h_env_init_mode(..,
+ * true), or by h_env_init() in a build with H_STORE_DEFAULT=1 (t_queue_store:
+ * the same tests with bodies out of memory). The recording sink then reads the
+ * bytes from the store (checking the checksum), so h_delivery holds them in
+ * both modes; h_check() also runs fb_check() for such a state, and h_env_fini()
+ * checks the store protocol one last time.
  *
  * Conventions
  *   - Every string argument is borrowed; bodies given as C strings are sent

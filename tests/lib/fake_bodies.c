@@ -1,6 +1,7 @@
 /* The fake body store of the queue tests (see fake_bodies.h). Plain C with
  * abort() on the harness's own out-of-memory, so the model test (which has
- * its own failure report) can use it as well as the Criterion suites. */
+ * its own failure report) and fuzz_queue can use it as well as the
+ * Criterion suites. */
 #include "fake_bodies.h"
 
 #include <stdarg.h>

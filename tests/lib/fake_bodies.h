@@ -1,6 +1,6 @@
-/* A fake body store for the queue tests: the struct q_bodies that a state
- * with bodies out of memory calls, keeping the bytes in a hash map, and
- * checking the protocol of q.h as it goes.
+/* A fake body store for the queue tests and fuzz_queue: the struct
+ * q_bodies that a state with bodies out of memory calls, keeping the bytes
+ * in a hash map, and checking the protocol of q.h as it goes.
  *
  * Two levels:
  *   - one store per test process (tests fork per test): key -> the bytes
@@ -23,8 +23,8 @@
  *
  * The checksum is FNV-1a 32 over the id, a separator and the body: a pure
  * function of the bytes, as q.h asks of a store. */
-#ifndef RAFTMQ_TESTS_QUEUE_FAKE_BODIES_H
-#define RAFTMQ_TESTS_QUEUE_FAKE_BODIES_H
+#ifndef RAFTMQ_TESTS_LIB_FAKE_BODIES_H
+#define RAFTMQ_TESTS_LIB_FAKE_BODIES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,4 +70,4 @@ size_t fb_store_count(void);
 bool fb_check(const struct fb_state *fb, const struct q_state *s, char *why,
 	      size_t whylen);
 
-#endif /* RAFTMQ_TESTS_QUEUE_FAKE_BODIES_H */
+#endif /* RAFTMQ_TESTS_LIB_FAKE_BODIES_H */
