@@ -402,6 +402,14 @@ struct q_allocator {
  * and the log the state came from still refer to those bodies). A store
  * behind two states at once (a snapshot loading next to the live state)
  * must therefore count references per key.
+ *
+ * Across a restart the calls repeat: the node loads its last snapshot
+ * (claims) and applies the log after it again, so put can name a key the
+ * store already holds (with the same bytes) and drop one it was told to
+ * drop before. A body dropped after the last snapshot was taken is still
+ * claimed by that snapshot when the node restarts: the store must keep it
+ * until a later snapshot is durable. q_state_dump() never calls the store
+ * (a dump can be written by a forked child).
  */
 struct q_bodies {
 	void *data;
