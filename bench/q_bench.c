@@ -5,12 +5,16 @@
  *    sink -> ack. Two modes: acks batched (every delivered tag in one
  *    Q_CMD_ACK per 64 cycles) and one ack per cycle. Reports the median of
  *    `--runs` runs of `--seconds` each, in cycles per second.
- * 2. Memory: publishes `--count` messages of 128 B into a queue with no
- *    consumer, once without message ids and once with 16-byte dedup ids
- *    (all inside the dedup window, so every id is kept), and reports the
- *    bytes per stored message seen by malloc (mallinfo2) and by the state's
- *    own accounting (q_state_totals), and the overhead over the body.
- * 3. Snapshot: times q_state_dump_buf() and q_state_load() of that state,
+ * 2. Memory: publishes `--count` messages into a queue with no consumer and
+ *    reports the bytes per stored message seen by malloc (mallinfo2, its
+ *    headers included) and by the state's own accounting (q_state_totals),
+ *    the overhead over the body, and the publish rate of the fill. Three
+ *    runs: 128 B bodies in memory without message ids, the same with 16-byte
+ *    dedup ids (all inside the dedup window, so every id is kept), and
+ *    1 KiB bodies in a body store (struct q_bodies): a fake one that keeps
+ *    nothing and answers every put at once, so that only the state's own
+ *    memory and work are measured.
+ * 3. Snapshot: times q_state_dump_buf() and q_state_load() of each state,
  *    and checks that dump(load(dump)) gives the same bytes.
  *
  * The clock here is only for measuring (bench/ is not queue/): the commands
@@ -31,6 +35,7 @@
 #include "q.h"
 
 #define BODY_SIZE 128
+#define STORE_BODY_SIZE 1024 /* bodies in the fake body store */
 #define PREFETCH 256
 #define ACK_BATCH 64
 #define ID_SIZE 16
@@ -52,14 +57,19 @@ struct cycle_result {
 
 struct mem_result {
 	bool with_ids;
+	bool store;		/* bodies in the fake body store */
+	size_t body_size;	/* bytes per body */
 	double malloc_per_msg;	/* mallinfo2 delta / N */
 	double state_per_msg;	/* q_state_totals().alloc_bytes delta / N */
-	double malloc_overhead; /* minus the body */
+	double malloc_overhead; /* minus the body when it is in memory */
 	double state_overhead;
+	double publish_per_s; /* of the fill */
 	uint64_t dump_bytes;
 	double dump_s, load_s;
 	bool roundtrip_identical;
 };
+
+#define N_MEM 3
 
 /* Delivered tags not yet acked, filled by the sink. */
 struct pending {
@@ -119,9 +129,10 @@ static void on_deliver(void *data, const struct q_delivery *d)
 	p->delivered++;
 }
 
-static struct q_state *new_state_with_queue(const char *name)
+static struct q_state *new_state_with_queue(const char *name,
+					    const struct q_options *qo)
 {
-	struct q_state *s = q_state_new(NULL);
+	struct q_state *s = q_state_new(qo);
 	struct q_cmd cmd;
 	struct q_result res;
 
@@ -143,7 +154,7 @@ static double cycle_run(double seconds, size_t ack_every, uint64_t *cycles_out)
 	static const char body[BODY_SIZE] = {0};
 	struct pending p = {0};
 	struct q_sink sink = {.data = &p, .deliver = on_deliver};
-	struct q_state *s = new_state_with_queue("bench");
+	struct q_state *s = new_state_with_queue("bench", NULL);
 	struct q_cmd pub, ack, att;
 	struct q_result res;
 	q_consumer_id consumer;
@@ -260,11 +271,36 @@ static int compare_chunk(void *data, const void *buf, size_t len)
 	return 0;
 }
 
-static struct mem_result mem_bench(const struct opts *o, bool with_ids)
+/* The fake body store: keeps nothing (so mallinfo2 sees only the state),
+ * and its checksum is a cheap function of the key and length instead of
+ * the bytes, so the fill measures the state and not a hash. */
+static int fake_put(void *data, q_seq key, const void *id, size_t id_len,
+		    const void *body, size_t len, uint32_t *sum)
 {
-	static const char body[BODY_SIZE] = {0};
-	struct mem_result r = {.with_ids = with_ids};
-	struct q_state *s = new_state_with_queue("mem");
+	(void)data;
+	(void)id;
+	(void)id_len;
+	(void)body;
+	*sum = (uint32_t)(key * 2654435761u) ^ (uint32_t)len;
+	return 0;
+}
+
+static void fake_drop(void *data, q_seq key)
+{
+	(void)data;
+	(void)key;
+}
+
+static const struct q_bodies fake_bodies = {NULL, fake_put, fake_drop,
+					    fake_drop};
+
+static struct mem_result mem_bench(const struct opts *o, bool with_ids,
+				   bool store)
+{
+	static const char body[STORE_BODY_SIZE] = {0};
+	struct mem_result r = {.with_ids = with_ids, .store = store};
+	struct q_options qo = {.bodies = store ? &fake_bodies : NULL};
+	struct q_state *s = new_state_with_queue("mem", &qo);
 	struct q_state *s2;
 	struct q_totals before_t, after_t;
 	struct q_cmd pub;
@@ -283,10 +319,12 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids)
 	pub.now_ms = NOW_MS;
 	pub.u.publish.queue = "mem";
 	pub.u.publish.body = body;
-	pub.u.publish.body_len = sizeof body;
+	r.body_size = store ? STORE_BODY_SIZE : BODY_SIZE;
+	pub.u.publish.body_len = r.body_size;
 
 	q_state_totals(s, &before_t);
 	before = heap_used();
+	t = now_s();
 	for (i = 0; i < o->count; i++) {
 		if (with_ids) {
 			snprintf(id, sizeof id, "%016" PRIx64, i);
@@ -299,14 +337,16 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids)
 			exit(1);
 		}
 	}
+	r.publish_per_s = (double)o->count / (now_s() - t);
 	after = heap_used();
 	q_state_totals(s, &after_t);
 
 	r.malloc_per_msg = (double)(after - before) / (double)o->count;
 	r.state_per_msg = (double)(after_t.alloc_bytes - before_t.alloc_bytes) /
 			  (double)o->count;
-	r.malloc_overhead = r.malloc_per_msg - BODY_SIZE;
-	r.state_overhead = r.state_per_msg - BODY_SIZE;
+	/* A body in the store is not in the state's memory at all. */
+	r.malloc_overhead = r.malloc_per_msg - (store ? 0 : (double)BODY_SIZE);
+	r.state_overhead = r.state_per_msg - (store ? 0 : (double)BODY_SIZE);
 
 	t = now_s();
 	rv = q_state_dump_buf(s, &buf, &len);
@@ -317,7 +357,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids)
 	r.dump_bytes = len;
 	q_state_free(s);
 
-	s2 = q_state_new(NULL);
+	s2 = q_state_new(&qo);
 	if (s2 == NULL) {
 		die("q_state_new", Q_ENOMEM);
 	}
@@ -415,9 +455,17 @@ static double mb_per_s(uint64_t bytes, double s)
 	return s > 0 ? (double)bytes / 1e6 / s : 0;
 }
 
+static const char *mem_what(const struct mem_result *m)
+{
+	if (m->store) {
+		return "bodies in a body store, no msg ids";
+	}
+	return m->with_ids ? "16 B dedup ids" : "no msg ids";
+}
+
 static void print_text(const struct opts *o, const struct cycle_result *batch,
 		       const struct cycle_result *single,
-		       const struct mem_result mem[2])
+		       const struct mem_result mem[N_MEM])
 {
 	int i;
 	printf("q_bench: %d B bodies, prefetch %d, median of %d runs of "
@@ -430,19 +478,18 @@ static void print_text(const struct opts *o, const struct cycle_result *batch,
 	printf("cycles (publish+deliver+ack), one ack per cycle: "
 	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
 	       single->median, 1e9 / single->median, single->min, single->max);
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
-		const char *what =
-			m->with_ids ? "16 B dedup ids" : "no msg ids";
 		printf("memory, %" PRIu64
-		       " x %d B, %s: malloc %.1f B/msg "
+		       " x %zu B, %s: malloc %.1f B/msg "
 		       "(overhead %.1f B), state accounting %.1f B/msg "
-		       "(overhead %.1f B)\n",
-		       o->count, BODY_SIZE, what, m->malloc_per_msg,
-		       m->malloc_overhead, m->state_per_msg, m->state_overhead);
+		       "(overhead %.1f B); %.0f publishes/s\n",
+		       o->count, m->body_size, mem_what(m), m->malloc_per_msg,
+		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
+		       m->publish_per_s);
 		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s), "
 		       "load %.3f s (%.0f MB/s), dump(load(dump)) %s\n",
-		       what, (double)m->dump_bytes / 1e6, m->dump_s,
+		       mem_what(m), (double)m->dump_bytes / 1e6, m->dump_s,
 		       mb_per_s(m->dump_bytes, m->dump_s), m->load_s,
 		       mb_per_s(m->dump_bytes, m->load_s),
 		       m->roundtrip_identical ? "identical" : "DIFFERS");
@@ -455,7 +502,7 @@ static void print_text(const struct opts *o, const struct cycle_result *batch,
 
 static void print_json(const struct opts *o, const struct cycle_result *batch,
 		       const struct cycle_result *single,
-		       const struct mem_result mem[2])
+		       const struct mem_result mem[N_MEM])
 {
 	int i;
 	printf("{\"body_size\":%d,\"prefetch\":%d,\"runs\":%d,"
@@ -465,18 +512,21 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 	       batch->median, ACK_BATCH);
 	printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
 	printf(" \"memory\":[");
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
 		printf("%s\n  "
-		       "{\"msg_id_bytes\":%d,\"malloc_bytes_per_msg\":%.1f,"
+		       "{\"body_bytes\":%zu,\"body_store\":%s,"
+		       "\"msg_id_bytes\":%d,\"malloc_bytes_per_msg\":%.1f,"
 		       "\"malloc_overhead_bytes\":%.1f,"
 		       "\"state_bytes_per_msg\":%.1f,"
-		       "\"state_overhead_bytes\":%.1f,\"dump_bytes\":%" PRIu64
+		       "\"state_overhead_bytes\":%.1f,"
+		       "\"publish_per_s\":%.0f,\"dump_bytes\":%" PRIu64
 		       ",\"dump_mb_per_s\":%.0f,\"load_mb_per_s\":%.0f,"
 		       "\"roundtrip_identical\":%s}",
-		       i ? "," : "", m->with_ids ? ID_SIZE : 0,
-		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
-		       m->state_overhead, m->dump_bytes,
+		       i ? "," : "", m->body_size, m->store ? "true" : "false",
+		       m->with_ids ? ID_SIZE : 0, m->malloc_per_msg,
+		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
+		       m->publish_per_s, m->dump_bytes,
 		       mb_per_s(m->dump_bytes, m->dump_s),
 		       mb_per_s(m->dump_bytes, m->load_s),
 		       m->roundtrip_identical ? "true" : "false");
@@ -489,7 +539,9 @@ int main(int argc, char **argv)
 	struct opts o = {
 		.seconds = 1.0, .runs = 5, .count = 1000000, .json = false};
 	struct cycle_result batch, single;
-	struct mem_result mem[2];
+	struct mem_result mem[N_MEM];
+	bool ok = true;
+	int i;
 
 	parse_args(argc, argv, &o);
 	if (!o.json) {
@@ -498,13 +550,17 @@ int main(int argc, char **argv)
 	}
 	batch = cycle_bench(&o, ACK_BATCH);
 	single = cycle_bench(&o, 1);
-	mem[0] = mem_bench(&o, false);
-	mem[1] = mem_bench(&o, true);
+	mem[0] = mem_bench(&o, false, false);
+	mem[1] = mem_bench(&o, true, false);
+	mem[2] = mem_bench(&o, false, true);
 
 	if (o.json) {
 		print_json(&o, &batch, &single, mem);
 	} else {
 		print_text(&o, &batch, &single, mem);
 	}
-	return mem[0].roundtrip_identical && mem[1].roundtrip_identical ? 0 : 1;
+	for (i = 0; i < N_MEM; i++) {
+		ok &= mem[i].roundtrip_identical;
+	}
+	return ok ? 0 : 1;
 }

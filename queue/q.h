@@ -115,6 +115,12 @@
  *     `dropped`); `rejected` counts refused publishes; `delivered` every
  *     delivery and `redelivered` those with delivery_count > 1; `acked`,
  *     `nacked`, `released` the tags done by those commands.
+ *   - Bodies: an accepted publish that stores a copy (not a duplicate, not
+ *     a topic publish without subscriptions) stores one body, shared by
+ *     its fan-out copies and kept by a dead-lettered copy; its key is the
+ *     publish's seq. With a body interface, put is called once for it,
+ *     after validation and allocation and before anything changes, and
+ *     drop once, when its last copy leaves the state.
  *   - Tag commands act on each tag on its own: tags held by the consumer are
  *     done (count), others are skipped (unknown); status is Q_EUNKNOWNTAG if
  *     any was skipped, else Q_OK. An unknown consumer is Q_ENOCONSUMER.
@@ -122,18 +128,33 @@
  * Errors: functions return 0 or a positive Q_E* code. A command that the
  * broker refuses (unknown queue, queue full, unknown tag) is a *result*:
  * q_state_apply() returns 0 and puts the code in result->status. apply
- * returns non-zero only for Q_ENOMEM, and then the state is unchanged
- * (validate and allocate first, then mutate).
+ * returns non-zero only for Q_ENOMEM, or Q_EIO when the body store refused
+ * a new body (struct q_bodies), and then the state is unchanged (validate
+ * and allocate first, then store the body, then mutate). Neither ever
+ * reaches a client: consensus/ stops the node on any non-zero apply.
  *
- * Memory per stored message (bench/q_bench, 1,000,000 x 128 B, x86_64,
- * glibc 2.36): 144 B of state overhead per message on top of the body
- * (struct q_msg 112 B + struct q_body header 32 B), 176 B counting malloc's
- * own headers; a 16-byte dedup id adds 114 B (state) / 130 B (malloc): its
+ * Bodies: by default a message body and its msg id live in the state's
+ * memory and deliveries carry the bytes. With a body interface (struct
+ * q_bodies in q_options) they live in a body store: the state keeps per
+ * body only its key (the origin seq), lengths, publish time and the store's
+ * checksum, deliveries and peeks carry body = msg_id = NULL with the lengths,
+ * the key and the checksum, and the reader fetches the bytes from the store.
+ * Queue gauges and limits (bytes, max_bytes) count body bytes either way.
+ *
+ * Memory per stored message (bench/q_bench, 1,000,000 messages waiting in
+ * one queue, no ttl, no delay, no dedup id, x86_64, glibc 2.36): with a body
+ * interface 88 B of state per message, 96 B counting malloc's own headers
+ * (1 KiB bodies, none of them in memory; the target is 150 B); with bodies
+ * in memory (128 B bodies) 88 B of state over the body, 96 B counting
+ * malloc's headers (176 B before the side struct). A waiting message is one
+ * allocation: struct q_msg (56 B) and the header of its single-copy body
+ * (32 B). A message gets a side struct (72 B state) once it is delivered or
+ * has a timer (ttl, delay, ack deadline). A 16-byte dedup id adds about
+ * 114 B (state) / 130 B (malloc) for as long as it stays in the window: its
  * entry and its share of the open-addressing id table (16 B slots at most
  * half full; it was 88/104 B with chaining, which cost a cache miss per
- * chain link and 24 % of a follower's CPU in W1). This
- * misses the 100 B target; the way down is 32-bit slab indexes instead of
- * the six list/heap pointers of struct q_msg (docs/queue.md).
+ * chain link and 24 % of a follower's CPU in W1). docs/queue.md has the
+ * table.
  */
 #ifndef RAFTMQ_Q_H
 #define RAFTMQ_Q_H
@@ -161,6 +182,7 @@ enum {
 	Q_ECORRUPT = 8,	    /* q_state_load(): malformed dump */
 	Q_ETOOBIG = 9,	    /* body over the state's max body size */
 	Q_ETOPICQUEUE = 10, /* operation not allowed on a subscription queue */
+	Q_EIO = 11,	    /* the body store failed (struct q_bodies) */
 	Q_ECODES_COUNT
 };
 
@@ -328,11 +350,16 @@ struct q_delivery {
 	q_consumer_id consumer;
 	const struct q_session *session;
 	const char *queue;
-	q_seq seq;	    /* the delivery tag */
-	const char *msg_id; /* may be NULL */
+	q_seq seq; /* the delivery tag */
+	/* msg_id and body: the bytes when bodies are in memory; NULL with a
+	 * body interface (read them from the store by body_key). msg_id is
+	 * NULL too when there is none (msg_id_len 0). */
+	const char *msg_id;
 	size_t msg_id_len;
 	const void *body;
 	size_t body_len;
+	q_seq body_key;		 /* the body's key: seq of its publish */
+	uint32_t body_sum;	 /* the store's checksum; 0 in memory */
 	uint32_t delivery_count; /* 1 on the first delivery */
 	uint64_t published_ms;	 /* state clock when published */
 	uint8_t dl_reason;	 /* enum q_reason if dead-lettered, else 0 */
@@ -364,12 +391,58 @@ struct q_allocator {
 	void (*free)(void *data, void *ptr);
 };
 
+/*
+ * Where bodies live when not in the state's memory: a body store (store/,
+ * wired by consensus/). Every function is called from inside q_state_apply()
+ * or q_state_load(), synchronously, and must not call into the state.
+ *
+ * The keys a state refers to are exactly those it put or claimed and has not
+ * dropped since: put and claim add a key, drop removes it. q_state_free()
+ * and the clearing of a state by q_state_load() drop nothing (the snapshot
+ * and the log the state came from still refer to those bodies). A store
+ * behind two states at once (a snapshot loading next to the live state)
+ * must therefore count references per key.
+ *
+ * Across a restart the calls repeat: the node loads its last snapshot
+ * (claims) and applies the log after it again, so put can name a key the
+ * store already holds (with the same bytes) and drop one it was told to
+ * drop before. A body dropped after the last snapshot was taken is still
+ * claimed by that snapshot when the node restarts: the store must keep it
+ * until a later snapshot is durable. q_state_dump() never calls the store
+ * (a dump can be written by a forked child).
+ */
+struct q_bodies {
+	void *data;
+	/* A new body (one per accepted publish, shared by its fan-out copies):
+	 * key is its origin seq. Returns 0 and the body's checksum in *sum
+	 * (computed by the store, a pure function of the bytes: it becomes
+	 * part of the replicated state), or non-zero: apply then fails with
+	 * Q_EIO, the state unchanged. q_state_load() also puts the bodies of a
+	 * dump that carries their bytes (format 1: migration). id (NULL when
+	 * id_len is 0) and body are borrowed for the call. */
+	int (*put)(void *data, q_seq key, const void *id, size_t id_len,
+		   const void *body, size_t len, uint32_t *sum);
+	/* The last copy referring to key left the state (acked, dropped,
+	 * purged, queue deleted...), or a q_state_load() that had put or
+	 * claimed it failed afterwards (undo). q_state_apply() calls put only
+	 * after its allocations, so a failed apply never drops. */
+	void (*drop)(void *data, q_seq key);
+	/* q_state_load(): key is referenced by the loaded state (a dump in
+	 * format 2, without bytes). */
+	void (*claim)(void *data, q_seq key);
+};
+
 struct q_options {
 	/* NULL = libc; borrowed, must outlive the state. */
 	const struct q_allocator *allocator;
 	uint64_t hash_seed; /* seeds name/id hashing; any value, need not match
 			       between replicas (it never affects results) */
-	size_t max_body;    /* 0 = unlimited */
+	size_t max_body;    /* 0 = unlimited (bodies over 4 GiB - 1 are
+			       always refused) */
+	/* NULL = bodies in memory. Borrowed, must outlive the state; all
+	 * three functions are required. Every replica must use the same
+	 * kind (the dump differs: see q_state_dump()). */
+	const struct q_bodies *bodies;
 };
 
 /* Creates an empty state. Returns NULL on allocation failure. `opts` may be
@@ -381,7 +454,8 @@ void q_state_free(struct q_state *s);
 void q_state_set_sink(struct q_state *s, const struct q_sink *sink);
 
 /* Applies one command. Returns 0 (result->status says accepted or refused)
- * or Q_ENOMEM, in which case the state is exactly as before and no sink
+ * or Q_ENOMEM or Q_EIO (the body store refused a PUBLISH's body), in which
+ * case the state and its body references are exactly as before and no sink
  * callback was made. `cmd` is borrowed; `result` is written. */
 int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 		  struct q_result *result);
@@ -397,10 +471,20 @@ uint64_t q_state_now(const struct q_state *s);
 struct q_totals {
 	uint64_t queues, topics, consumers;
 	uint64_t messages;   /* stored message copies (all queues) */
-	uint64_t bodies;     /* distinct stored bodies */
-	uint64_t body_bytes; /* bytes of distinct bodies */
+	uint64_t bodies;     /* distinct stored bodies (memory or store) */
+	uint64_t body_bytes; /* bytes of distinct bodies (memory or store) */
 	uint64_t dedup_entries;
-	uint64_t alloc_bytes; /* bytes currently allocated by the state */
+	/* Bytes currently allocated by the state (what it asked malloc for):
+	 * with bodies in memory it includes their bytes, with a body interface
+	 * it does not. */
+	uint64_t alloc_bytes;
+	/* Allocations currently live: malloc adds its own header and rounding
+	 * to each (16 B on average on glibc x86_64), so the heap the state
+	 * holds is about alloc_bytes + 16 * alloc_blocks. */
+	uint64_t alloc_blocks;
+	/* Body and msg id bytes the state refers to in the body store (what
+	 * put was given for the bodies still referenced); 0 in memory. */
+	uint64_t stored_bytes;
 };
 void q_state_totals(const struct q_state *s, struct q_totals *t);
 
@@ -501,7 +585,10 @@ int q_state_check(const struct q_state *s, char *errbuf, size_t errlen);
 
 /* Deterministic serialisation: identical histories give identical bytes.
  * `write` is called with consecutive chunks and returns 0 or non-zero to
- * stop (that value is returned). */
+ * stop (that value is returned). A state with bodies in memory writes
+ * format 1 (bodies and msg ids inline, readable by every version); one with
+ * a body interface writes format 2 (per body its key, lengths, publish time
+ * and checksum, no bytes). docs/queue.md describes both. */
 int q_state_dump(const struct q_state *s,
 		 int (*write)(void *data, const void *buf, size_t len),
 		 void *data);
@@ -509,10 +596,21 @@ int q_state_dump(const struct q_state *s,
 /* Convenience: dumps into a malloc()ed buffer (caller frees with free()). */
 int q_state_dump_buf(const struct q_state *s, void **buf, size_t *len);
 
-/* Replaces the (empty) state's contents with a dump. Returns 0, Q_ECORRUPT
- * for malformed bytes (never crashes on them), or Q_ENOMEM. On failure the
- * state is left empty. `buf` is borrowed. */
+/* Replaces the (empty) state's contents with a dump (format 1 or 2).
+ * Returns 0, Q_ECORRUPT for malformed bytes (never crashes on them),
+ * Q_ENOMEM, or Q_EIO (put failed). On failure the state is left empty and
+ * q_state_load_error() says why. `buf` is borrowed.
+ *
+ * With a body interface, a body that comes with its bytes (format 1) is put
+ * into the store (migration of an old snapshot) and one without (format 2)
+ * is claimed, once per key; if the load fails, every key it put or claimed
+ * is dropped again. A dump in format 2 cannot load into a state without a
+ * body interface (Q_ECORRUPT): its bodies are not in it. */
 int q_state_load(struct q_state *s, const void *buf, size_t len);
+
+/* Why the last q_state_load() of s failed, one sentence ("" after a
+ * success or before any load). Valid until the next load or free. */
+const char *q_state_load_error(const struct q_state *s);
 
 /* Names: 1..255 bytes, no NUL, no control characters. */
 #define Q_NAME_MAX 255

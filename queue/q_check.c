@@ -36,6 +36,14 @@ __attribute__((format(printf, 2, 3))) static int fail(struct ck *k,
 
 static int check_timer(struct ck *k, const struct q_msg *m)
 {
+	uint64_t expires = q__msg_expires(m);
+	CHECK(!m->in_heap || m->ext != NULL,
+	      "message %llu: a timer without a side struct",
+	      (unsigned long long)m->seq);
+	/* The dump writes due as it is; only an armed timer has one. */
+	CHECK(m->in_heap || q__msg_due(m) == 0,
+	      "message %llu: due %llu without a timer",
+	      (unsigned long long)m->seq, (unsigned long long)q__msg_due(m));
 	switch (m->where) {
 	case Q__DELAYED:
 		CHECK(m->in_heap, "delayed message %llu has no timer",
@@ -43,17 +51,42 @@ static int check_timer(struct ck *k, const struct q_msg *m)
 		break;
 	case Q__READY:
 	case Q__RETURNED:
-		CHECK(m->in_heap == (m->expires != 0),
+		CHECK(m->in_heap == (expires != 0),
 		      "message %llu: ttl timer armed=%d expires=%llu",
 		      (unsigned long long)m->seq, m->in_heap,
-		      (unsigned long long)m->expires);
-		CHECK(!m->in_heap || m->due == m->expires,
+		      (unsigned long long)expires);
+		CHECK(!m->in_heap || q__msg_due(m) == expires,
 		      "message %llu: ttl timer due %llu != expires",
-		      (unsigned long long)m->seq, (unsigned long long)m->due);
+		      (unsigned long long)m->seq,
+		      (unsigned long long)q__msg_due(m));
 		break;
 	default:
 		break;
 	}
+	return 0;
+}
+
+static int check_body(struct ck *k, const struct q_state *s,
+		      const struct q_msg *m)
+{
+	const struct q_body *b = m->body;
+	CHECK(b != NULL && b->refs > 0, "message %llu has no body",
+	      (unsigned long long)m->seq);
+	CHECK(!q__msg_body_inline(m) || b->refs == 1,
+	      "message %llu: a body in its allocation has %u copies",
+	      (unsigned long long)m->seq, b->refs);
+	/* The key is the seq of the publish; a dead-lettered copy has a
+	 * later seq of its own. */
+	CHECK(b->origin > 0 && b->origin <= m->seq,
+	      "message %llu: body key %llu", (unsigned long long)m->seq,
+	      (unsigned long long)b->origin);
+	CHECK(b->published_ms <= s->now && b->id_len <= 1024,
+	      "message %llu: body published at %llu, id of %u bytes",
+	      (unsigned long long)m->seq, (unsigned long long)b->published_ms,
+	      b->id_len);
+	CHECK(s->bodies != NULL || b->sum == 0,
+	      "message %llu: a checksum on a body in memory",
+	      (unsigned long long)m->seq);
 	return 0;
 }
 
@@ -66,6 +99,7 @@ static int check_list(struct ck *k, const struct q_state *s,
 	uint64_t n = 0;
 	for (l = head->next; l != head; l = l->next) {
 		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+		const struct q_consumer *holder = q__msg_consumer(m);
 		CHECK(l->next->prev == l, "broken list link in %s", q->name);
 		CHECK(m->queue == q,
 		      "message %llu in %s owned by another queue",
@@ -75,22 +109,27 @@ static int check_list(struct ck *k, const struct q_state *s,
 		CHECK(m->seq > 0 && m->seq < s->next_seq,
 		      "message seq %llu out of range",
 		      (unsigned long long)m->seq);
-		CHECK(m->body != NULL && m->body->refs > 0,
-		      "message %llu has no body", (unsigned long long)m->seq);
+		CHECK(m->ext == NULL || m->ext->msg == m,
+		      "message %llu: side struct of another message",
+		      (unsigned long long)m->seq);
+		if (check_body(k, s, m) != 0) {
+			return Q_ECORRUPT;
+		}
 		/* Every failure ended a delivery, and only a delivery that
 		 * has not failed is ever undone (unseen tags). */
-		CHECK(m->failures <= m->deliveries,
+		CHECK(q__msg_failures(m) <= q__msg_deliveries(m),
 		      "message %llu: %u failed deliveries of %u",
-		      (unsigned long long)m->seq, m->failures, m->deliveries);
+		      (unsigned long long)m->seq, q__msg_failures(m),
+		      q__msg_deliveries(m));
 		if (where == Q__UNACKED) {
-			CHECK(m->consumer != NULL && m->deliveries > 0,
+			CHECK(holder != NULL && q__msg_deliveries(m) > 0,
 			      "unacked %llu without consumer or delivery",
 			      (unsigned long long)m->seq);
 			CHECK(q__unacked_find(q, m->seq) == m,
 			      "unacked %llu not in the index of %s",
 			      (unsigned long long)m->seq, q->name);
 		} else {
-			CHECK(m->consumer == NULL, "queued %llu has a consumer",
+			CHECK(holder == NULL, "queued %llu has a consumer",
 			      (unsigned long long)m->seq);
 			*bytes += m->body->len;
 		}
@@ -134,18 +173,50 @@ static int check_dedup(struct ck *k, const struct q_state *s,
 	return 0;
 }
 
-static int cmp_seq(const void *a, const void *b)
+/* A message by a key (its seq, or its body's key) and its body: sorting
+ * these needs no reads of the messages (a read per comparison, a cache miss
+ * each in a big state, made these checks the slowest part of a load). */
+struct msg_key {
+	q_seq key;
+	const struct q_body *b;
+};
+
+static int cmp_key(const void *a, const void *b)
 {
-	q_seq x = *(const q_seq *)a, y = *(const q_seq *)b;
-	return x < y ? -1 : x > y;
+	const struct msg_key *x = a, *y = b;
+	if (x->key != y->key) {
+		return x->key < y->key ? -1 : 1;
+	}
+	return (uintptr_t)x->b < (uintptr_t)y->b
+		       ? -1
+		       : (uintptr_t)x->b > (uintptr_t)y->b;
 }
 
-static uint64_t collect_seqs(const struct q_link *head, q_seq *v, uint64_t n,
-			     uint64_t cap)
+static uint64_t collect_list(const struct q_link *head, int by_body,
+			     struct msg_key *v, uint64_t n, uint64_t cap)
 {
 	const struct q_link *l;
 	for (l = head->next; l != head && n < cap; l = l->next) {
-		v[n++] = Q__CONTAINER_OF(l, struct q_msg, link)->seq;
+		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+		v[n].key = by_body ? m->body->origin : m->seq;
+		v[n++].b = m->body;
+	}
+	return n;
+}
+
+/* Appends the messages of q (every list, held ones too) to v, keyed by seq
+ * or by body key. */
+static uint64_t collect_msgs(const struct q_queue *q, int by_body,
+			     struct msg_key *v, uint64_t n, uint64_t cap)
+{
+	const struct q_link *l;
+	n = collect_list(&q->ready, by_body, v, n, cap);
+	n = collect_list(&q->returned, by_body, v, n, cap);
+	n = collect_list(&q->delayed, by_body, v, n, cap);
+	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
+		n = collect_list(
+			&Q__CONTAINER_OF(l, struct q_consumer, qlink)->unacked,
+			by_body, v, n, cap);
 	}
 	return n;
 }
@@ -158,9 +229,8 @@ static uint64_t collect_seqs(const struct q_link *head, q_seq *v, uint64_t n,
 static int check_unique_seqs(struct ck *k, const struct q_queue *q)
 {
 	uint64_t cap = q->n_ready + q->n_returned + q->n_delayed + q->n_unacked;
-	uint64_t n = 0, i;
-	const struct q_link *l;
-	q_seq *v;
+	uint64_t n, i;
+	struct msg_key *v;
 	if (cap < 2) {
 		return 0;
 	}
@@ -168,20 +238,13 @@ static int check_unique_seqs(struct ck *k, const struct q_queue *q)
 	if (v == NULL) {
 		return 0; /* cannot tell; every other check still ran */
 	}
-	n = collect_seqs(&q->ready, v, n, cap);
-	n = collect_seqs(&q->returned, v, n, cap);
-	n = collect_seqs(&q->delayed, v, n, cap);
-	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
-		n = collect_seqs(
-			&Q__CONTAINER_OF(l, struct q_consumer, qlink)->unacked,
-			v, n, cap);
-	}
-	qsort(v, n, sizeof *v, cmp_seq);
-	for (i = 1; i < n && v[i - 1] != v[i]; i++) {
+	n = collect_msgs(q, 0, v, 0, cap);
+	qsort(v, n, sizeof *v, cmp_key);
+	for (i = 1; i < n && v[i - 1].key != v[i].key; i++) {
 	}
 	if (i < n) {
 		fail(k, "%s: two messages with seq %llu", q->name,
-		     (unsigned long long)v[i]);
+		     (unsigned long long)v[i].key);
 		free(v);
 		return Q_ECORRUPT;
 	}
@@ -228,8 +291,8 @@ static int check_queue(struct ck *k, const struct q_state *s,
 		}
 		for (const struct q_link *u = c->unacked.next; u != &c->unacked;
 		     u = u->next) {
-			CHECK(Q__CONTAINER_OF(u, struct q_msg, link)
-					      ->consumer == c,
+			CHECK(q__msg_consumer(Q__CONTAINER_OF(u, struct q_msg,
+							      link)) == c,
 			      "unacked message held by another consumer");
 		}
 		cursor_ok |= q->cursor == c;
@@ -237,6 +300,10 @@ static int check_queue(struct ck *k, const struct q_state *s,
 		nc++;
 	}
 	CHECK(cursor_ok, "%s: cursor is not one of its consumers", q->name);
+	/* Dispatch runs until one of the two is gone; the side struct
+	 * reserve of every command relies on it (q_state.c). */
+	CHECK(q->n_ready + q->n_returned == 0 || !q__queue_has_room(q),
+	      "%s: a message waits while a consumer has room", q->name);
 	CHECK(nc == q->n_consumers, "%s: consumer count", q->name);
 	CHECK(unacked == q->n_unacked, "%s: unacked %llu != %llu", q->name,
 	      (unsigned long long)unacked, (unsigned long long)q->n_unacked);
@@ -255,15 +322,7 @@ static int check_queue(struct ck *k, const struct q_state *s,
 
 static int key_le(const struct q_hnode *a, const struct q_hnode *b)
 {
-	const struct q_msg *x = Q__CONTAINER_OF(a, struct q_msg, timer);
-	const struct q_msg *y = Q__CONTAINER_OF(b, struct q_msg, timer);
-	if (x->due != y->due) {
-		return x->due < y->due;
-	}
-	if (x->queue->id != y->queue->id) {
-		return x->queue->id < y->queue->id;
-	}
-	return x->seq <= y->seq;
+	return !q__timer_less(b, a);
 }
 
 /* Depth-first walk of the heap with an explicit stack (the heap can be a
@@ -292,8 +351,10 @@ static int check_heap(struct ck *k, const struct q_state *s)
 	while (top > 0 && rv == 0) {
 		const struct q_hnode *n = stack[--top];
 		const struct q_hnode *c, *left = n;
+		const struct q_msg_ext *x =
+			Q__CONTAINER_OF(n, struct q_msg_ext, timer);
 		count++;
-		if (!Q__CONTAINER_OF(n, struct q_msg, timer)->in_heap) {
+		if (x->msg->ext != x || !x->msg->in_heap) {
 			rv = fail(k, "heap holds a message not marked in_heap");
 			break;
 		}
@@ -315,6 +376,62 @@ static int check_heap(struct ck *k, const struct q_state *s)
 	}
 	CHECK(count == s->timers.count, "heap count %llu != %llu",
 	      (unsigned long long)count, (unsigned long long)s->timers.count);
+	return 0;
+}
+
+/* Bodies: each one's refs is the number of copies pointing at it, keys are
+ * unique (put and drop name bodies by key), and the totals add up. Runs
+ * after the list checks (message counts are right, bodies not NULL). */
+static int check_bodies(struct ck *k, const struct q_state *s)
+{
+	struct msg_key *v;
+	uint64_t n = 0, i, j, distinct = 0, bytes = 0, stored = 0;
+	int rv = 0;
+
+	if (s->n_msgs == 0) {
+		CHECK(s->n_bodies == 0 && s->body_bytes == 0 &&
+			      s->stored_bytes == 0,
+		      "bodies without messages");
+		return 0;
+	}
+	v = malloc(s->n_msgs * sizeof *v);
+	if (v == NULL) {
+		return 0; /* cannot tell; every other check still ran */
+	}
+	for (i = 0; i < s->n_queues; i++) {
+		n = collect_msgs(s->queues[i], 1, v, n, s->n_msgs);
+	}
+	/* By key, then body: the copies of one body end up next to each
+	 * other, and two bodies with one key too. */
+	qsort(v, n, sizeof *v, cmp_key);
+	for (i = 0; i < n && rv == 0; i = j) {
+		const struct q_body *b = v[i].b;
+		for (j = i + 1; j < n && v[j].b == b; j++) {
+		}
+		if (b->refs != j - i) {
+			rv = fail(k, "body %llu: refs %u, %llu copies",
+				  (unsigned long long)b->origin, b->refs,
+				  (unsigned long long)(j - i));
+		} else if (i > 0 && v[i - 1].key == b->origin) {
+			rv = fail(k, "two bodies with key %llu",
+				  (unsigned long long)b->origin);
+		}
+		distinct++;
+		bytes += b->len;
+		stored += (uint64_t)b->len + b->id_len;
+	}
+	free(v);
+	if (rv != 0) {
+		return rv;
+	}
+	CHECK(distinct == s->n_bodies && bytes == s->body_bytes,
+	      "bodies %llu (%llu B) != totals %llu (%llu B)",
+	      (unsigned long long)distinct, (unsigned long long)bytes,
+	      (unsigned long long)s->n_bodies,
+	      (unsigned long long)s->body_bytes);
+	CHECK(s->stored_bytes == (s->bodies != NULL ? stored : 0),
+	      "stored bytes %llu, bodies hold %llu",
+	      (unsigned long long)s->stored_bytes, (unsigned long long)stored);
 	return 0;
 }
 
@@ -378,5 +495,10 @@ int q_state_check(const struct q_state *s, char *errbuf, size_t errlen)
 	      (unsigned long long)msgs, (unsigned long long)s->n_msgs);
 	CHECK(in_heap == s->timers.count, "armed timers %llu != heap %llu",
 	      (unsigned long long)in_heap, (unsigned long long)s->timers.count);
+	CHECK(s->spare == NULL && s->n_spare == 0,
+	      "side structs reserved outside a command");
+	if (check_bodies(k, s) != 0) {
+		return Q_ECORRUPT;
+	}
 	return check_heap(k, s);
 }

@@ -1,6 +1,7 @@
 /* Deterministic dump and load of the whole state (snapshot contents).
  *
- * Format 1, all integers little-endian, strings as u32 length + bytes:
+ * Format 1 (bodies in memory) and format 2 (a body interface), all integers
+ * little-endian, strings as u32 length + bytes:
  *   "RMQ1" u32 format
  *   u64 now, next_seq, next_consumer; u32 next_qid
  *   u64 n_topics, then per topic (name order):
@@ -14,19 +15,31 @@
  *       u64 count + unacked messages in delivery order
  *   "END1" u64 hash of every byte before "END1"
  * A message is: u64 seq, u32 deliveries, failures, dl_from, u8 dl_reason,
- * u64 expires, u8 in_heap, u64 due, u64 body origin, u8 body_here and, the
- * first time a body appears in the walk, u64 published_ms, str id, str body.
+ * u64 expires, u8 in_heap, u64 due, u64 body origin (its key), u8 body_here
+ * and, the first time a body appears in the walk, u64 published_ms, then
+ *   format 1: str id, str body (the bytes);
+ *   format 2: u32 id_len, u32 len, u32 sum, u32 refs (copies referring to
+ *             it: a body of one copy loads into its message's allocation).
+ *
+ * A state writes format 1 when its bodies are in memory, so its dumps stay
+ * readable by every version, and format 2 with a body interface. Load reads
+ * both: format 1 into a state with a body interface puts every body into
+ * the store (migration), format 2 claims them; format 2 into a state
+ * without one is refused (the bytes are not in it).
  *
  * Lists are written in their order and the walk order is fixed, so equal
  * states give equal bytes. Load checks every length against what is left,
  * every reference and every invariant (q_state_check) and returns
  * Q_ECORRUPT on anything wrong: the bytes come from disk or the network. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "q_int.h"
 
-#define FORMAT 1
+#define FORMAT_INLINE 1 /* bodies in memory: bytes in the dump */
+#define FORMAT_STORE 2	/* body interface: keys and checksums */
 #define CHUNK 65536
 
 /* ------------------------------------------------- origin -> body map */
@@ -36,10 +49,11 @@
 struct omap {
 	uint64_t *keys;
 	struct q_body **vals;
+	uint32_t *want; /* load, format 2: refs the dump declared */
 	uint64_t mask;
 };
 
-static int omap_init(struct omap *m, uint64_t n)
+static int omap_init(struct omap *m, uint64_t n, int with_want)
 {
 	uint64_t size = 16;
 	while (size < n * 2) {
@@ -47,10 +61,13 @@ static int omap_init(struct omap *m, uint64_t n)
 	}
 	m->keys = calloc(size, sizeof *m->keys);
 	m->vals = calloc(size, sizeof *m->vals);
+	m->want = with_want ? calloc(size, sizeof *m->want) : NULL;
 	m->mask = size - 1;
-	if (m->keys == NULL || m->vals == NULL) {
+	if (m->keys == NULL || m->vals == NULL ||
+	    (with_want && m->want == NULL)) {
 		free(m->keys);
 		free(m->vals);
+		free(m->want);
 		return Q_ENOMEM;
 	}
 	return 0;
@@ -60,6 +77,7 @@ static void omap_close(struct omap *m)
 {
 	free(m->keys);
 	free(m->vals);
+	free(m->want);
 }
 
 /* Returns the slot for key (origin seqs are never 0). */
@@ -174,8 +192,8 @@ static void w_dedup(struct wr *w, const struct q_dedup *d)
 	}
 }
 
-static void w_msgs(struct wr *w, struct omap *seen, const struct q_link *head,
-		   uint64_t n)
+static void w_msgs(struct wr *w, const struct q_state *s, struct omap *seen,
+		   const struct q_link *head, uint64_t n)
 {
 	const struct q_link *l;
 	w_u64(w, n);
@@ -184,13 +202,13 @@ static void w_msgs(struct wr *w, struct omap *seen, const struct q_link *head,
 		const struct q_body *b = m->body;
 		uint64_t slot = omap_slot(seen, b->origin);
 		w_u64(w, m->seq);
-		w_u32(w, m->deliveries);
-		w_u32(w, m->failures);
+		w_u32(w, q__msg_deliveries(m));
+		w_u32(w, q__msg_failures(m));
 		w_u32(w, m->dl_from);
 		w_u8(w, m->dl_reason);
-		w_u64(w, m->expires);
+		w_u64(w, q__msg_expires(m));
 		w_u8(w, m->in_heap);
-		w_u64(w, m->due);
+		w_u64(w, q__msg_due(m));
 		w_u64(w, b->origin);
 		if (seen->keys[slot] == b->origin) {
 			w_u8(w, 0);
@@ -199,8 +217,15 @@ static void w_msgs(struct wr *w, struct omap *seen, const struct q_link *head,
 		seen->keys[slot] = b->origin;
 		w_u8(w, 1);
 		w_u64(w, b->published_ms);
-		w_str(w, b->data, b->id_len);
-		w_str(w, b->data + b->id_len, b->len);
+		if (s->bodies == NULL) {
+			w_str(w, b->data, b->id_len);
+			w_str(w, b->data + b->id_len, b->len);
+		} else {
+			w_u32(w, b->id_len);
+			w_u32(w, b->len);
+			w_u32(w, b->sum);
+			w_u32(w, b->refs);
+		}
 	}
 }
 
@@ -232,7 +257,7 @@ int q_state_dump(const struct q_state *s,
 	if (w == NULL) {
 		return Q_ENOMEM;
 	}
-	if (omap_init(&seen, s->n_bodies) != 0) {
+	if (omap_init(&seen, s->n_bodies, 0) != 0) {
 		free(w);
 		return Q_ENOMEM;
 	}
@@ -243,7 +268,7 @@ int q_state_dump(const struct q_state *s,
 	w->rv = 0;
 
 	w_bytes(w, "RMQ1", 4);
-	w_u32(w, FORMAT);
+	w_u32(w, s->bodies != NULL ? FORMAT_STORE : FORMAT_INLINE);
 	w_u64(w, s->now);
 	w_u64(w, s->next_seq);
 	w_u64(w, s->next_consumer);
@@ -267,9 +292,9 @@ int q_state_dump(const struct q_state *s,
 		w_counters(w, &q->c);
 		w_u64(w, q->cursor != NULL ? q->cursor->id : 0);
 		w_dedup(w, &q->dedup);
-		w_msgs(w, &seen, &q->returned, q->n_returned);
-		w_msgs(w, &seen, &q->ready, q->n_ready);
-		w_msgs(w, &seen, &q->delayed, q->n_delayed);
+		w_msgs(w, s, &seen, &q->returned, q->n_returned);
+		w_msgs(w, s, &seen, &q->ready, q->n_ready);
+		w_msgs(w, s, &seen, &q->delayed, q->n_delayed);
 	}
 	w_u64(w, s->n_consumers);
 	for (i = 0; i < s->n_consumers; i++) {
@@ -281,7 +306,7 @@ int q_state_dump(const struct q_state *s,
 		w_u64(w, c->session.session_id);
 		w_u32(w, c->prefetch);
 		w_u32(w, c->credit);
-		w_msgs(w, &seen, &c->unacked, c->n_unacked);
+		w_msgs(w, s, &seen, &c->unacked, c->n_unacked);
 	}
 	{
 		uint64_t h = w->hash;
@@ -412,15 +437,41 @@ static int r_name(struct rd *r, char *buf, int empty_ok)
 
 struct loader {
 	struct q_state *s;
+	const unsigned char *start; /* of the dump, for offsets in reasons */
 	struct rd r;
-	struct omap bodies;
-	int rv; /* Q_ECORRUPT or Q_ENOMEM once something failed */
+	uint32_t format;
+	struct omap bodies; /* every body put or claimed so far, by key */
+	int rv; /* Q_ECORRUPT, Q_ENOMEM or Q_EIO once something failed */
 };
+
+/* Records why the load fails (the first reason only). */
+__attribute__((format(printf, 2, 3))) static void why(struct loader *l,
+						      const char *fmt, ...)
+{
+	va_list ap;
+	if (l->s->load_err[0] != '\0') {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(l->s->load_err, sizeof l->s->load_err, fmt, ap);
+	va_end(ap);
+}
 
 static int bad(struct loader *l)
 {
 	if (l->rv == 0) {
 		l->rv = Q_ECORRUPT;
+		why(l, "malformed dump near byte %zu",
+		    (size_t)(l->r.p - l->start));
+	}
+	return l->rv;
+}
+
+static int nomem(struct loader *l)
+{
+	if (l->rv == 0) {
+		l->rv = Q_ENOMEM;
+		why(l, "out of memory");
 	}
 	return l->rv;
 }
@@ -443,11 +494,82 @@ static int r_dedup(struct loader *l, struct q_dedup *d)
 		last = at;
 		if (q__dedup_grow(s, d) != 0 ||
 		    (e = q__dedup_new(s, id, len)) == NULL) {
-			return l->rv = Q_ENOMEM;
+			return nomem(l);
 		}
 		q__dedup_insert(s, d, e, seq, at);
 	}
 	return l->r.bad ? bad(l) : 0;
+}
+
+/* A body record of the dump (the first time a body appears). */
+struct body_rec {
+	uint64_t published;
+	const unsigned char *id, *bytes; /* format 1 */
+	size_t id_len, len;
+	uint32_t sum, refs; /* format 2 */
+};
+
+static int r_body(struct loader *l, struct body_rec *br)
+{
+	struct q_state *s = l->s;
+	struct rd *r = &l->r;
+	br->published = r_u64(r);
+	if (l->format == FORMAT_INLINE) {
+		br->id = r_str(r, &br->id_len);
+		br->bytes = r_str(r, &br->len);
+		br->sum = 0;
+		br->refs = 0; /* unknown: counted */
+	} else {
+		br->id = br->bytes = NULL;
+		br->id_len = r_u32(r);
+		br->len = r_u32(r);
+		br->sum = r_u32(r);
+		br->refs = r_u32(r);
+		if (br->refs == 0) {
+			return bad(l);
+		}
+	}
+	if (r->bad || br->published > s->now || br->id_len > 1024 ||
+	    (s->max_body != 0 && br->len > s->max_body)) {
+		return bad(l);
+	}
+	return 0;
+}
+
+/* Registers a new body: into the store (migration: put; format 2: claim)
+ * and into the loader's map, so that a failed load can drop it again. */
+static int add_body(struct loader *l, uint64_t slot, struct q_body *b,
+		    const struct body_rec *br)
+{
+	struct q_state *s = l->s;
+	if (s->bodies != NULL && l->format == FORMAT_INLINE) {
+		uint32_t sum = 0;
+		if (s->bodies->put(s->bodies->data, b->origin,
+				   br->id_len > 0 ? br->id : NULL, br->id_len,
+				   br->bytes, br->len, &sum) != 0) {
+			l->rv = Q_EIO;
+			why(l, "the body store refused body %llu",
+			    (unsigned long long)b->origin);
+			return l->rv;
+		}
+		b->sum = sum;
+	} else if (s->bodies != NULL) {
+		s->bodies->claim(s->bodies->data, b->origin);
+	} else {
+		memcpy(b->data, br->id, br->id_len);
+		memcpy(b->data + br->id_len, br->bytes, br->len);
+	}
+	l->bodies.keys[slot] = b->origin;
+	l->bodies.vals[slot] = b;
+	if (l->bodies.want != NULL) {
+		l->bodies.want[slot] = br->refs;
+	}
+	s->n_bodies++;
+	s->body_bytes += br->len;
+	if (s->bodies != NULL) {
+		s->stored_bytes += (uint64_t)br->len + br->id_len;
+	}
+	return 0;
 }
 
 /* Reads one message and its body; returns it linked nowhere. */
@@ -455,73 +577,103 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 {
 	struct q_state *s = l->s;
 	struct rd *r = &l->r;
-	struct q_msg *m;
-	struct q_body *b;
-	uint64_t origin, slot;
+	struct q_msg *m = NULL;
+	struct q_msg_ext *x = NULL;
+	struct q_body *b = NULL;
+	struct body_rec br = {0};
+	uint64_t seq, expires, due, origin, slot;
+	uint32_t deliveries, failures, dl_from;
+	uint8_t dl_reason, in_heap, here;
+	size_t bsize = 0;
+	int inl;
 
-	m = q__malloc(s, sizeof *m);
-	if (m == NULL) {
-		l->rv = Q_ENOMEM;
+	seq = r_u64(r);
+	deliveries = r_u32(r);
+	failures = r_u32(r);
+	dl_from = r_u32(r);
+	dl_reason = r_u8(r);
+	expires = r_u64(r);
+	in_heap = r_u8(r);
+	due = r_u64(r);
+	origin = r_u64(r);
+	here = r_u8(r);
+	/* Only an armed timer has a due time (q_state_check): without one
+	 * the value would have nowhere to live. */
+	if (r->bad || seq == 0 || seq >= s->next_seq || origin == 0 ||
+	    origin > seq || in_heap > 1 || (!in_heap && due != 0) ||
+	    dl_reason > Q_REASON_OVERFLOW || here > 1 ||
+	    (dl_reason != 0 && (dl_from == 0 || dl_from >= s->next_qid))) {
+		bad(l);
 		return NULL;
 	}
-	memset(m, 0, sizeof *m);
-	m->queue = q;
-	m->where = Q__NOWHERE;
-	m->seq = r_u64(r);
-	m->deliveries = r_u32(r);
-	m->failures = r_u32(r);
-	m->dl_from = r_u32(r);
-	m->dl_reason = r_u8(r);
-	m->expires = r_u64(r);
-	m->in_heap = r_u8(r);
-	m->due = r_u64(r);
-	origin = r_u64(r);
-	if (r->bad || m->seq == 0 || m->seq >= s->next_seq || origin == 0 ||
-	    origin >= s->next_seq || m->in_heap > 1 ||
-	    m->dl_reason > Q_REASON_OVERFLOW ||
-	    (m->dl_reason != 0 &&
-	     (m->dl_from == 0 || m->dl_from >= s->next_qid))) {
-		goto err_corrupt;
-	}
 	slot = omap_slot(&l->bodies, origin);
-	if (r_u8(r) == 1) {
-		uint64_t published = r_u64(r);
-		size_t id_len, len;
-		const unsigned char *id = r_str(r, &id_len);
-		const unsigned char *body = r_str(r, &len);
-		if (r->bad || l->bodies.keys[slot] == origin ||
-		    published > s->now || id_len > 1024 ||
-		    (s->max_body != 0 && len > s->max_body)) {
-			goto err_corrupt;
+	if (here) {
+		if (l->bodies.keys[slot] == origin || r_body(l, &br) != 0) {
+			bad(l);
+			return NULL;
 		}
-		b = q__malloc(s, sizeof *b + id_len + len);
+		bsize = q__body_size(s, br.id_len, br.len);
+	} else {
+		if (l->bodies.keys[slot] != origin) {
+			bad(l);
+			return NULL;
+		}
+		b = l->bodies.vals[slot];
+		/* More copies than the dump said (one that lives in its
+		 * first copy's allocation cannot take a second). */
+		if (l->bodies.want != NULL && b->refs >= l->bodies.want[slot]) {
+			bad(l);
+			return NULL;
+		}
+	}
+	inl = here && br.refs == 1;
+
+	m = q__msg_alloc(
+		s, deliveries != 0 || failures != 0 || expires != 0 || in_heap,
+		inl ? bsize : 0);
+	if (m == NULL) {
+		goto err_nomem;
+	}
+	x = m->ext;
+	if (here) {
+		b = inl ? m->body : q__malloc(s, bsize);
 		if (b == NULL) {
-			l->rv = Q_ENOMEM;
+			goto err_nomem;
+		}
+		b->origin = origin;
+		b->published_ms = br.published;
+		b->len = (uint32_t)br.len;
+		b->sum = br.sum;
+		b->refs = 0;
+		b->id_len = (uint32_t)br.id_len;
+		if (add_body(l, slot, b, &br) != 0) {
+			if (!inl) {
+				q__free(s, b, bsize);
+			}
 			goto err_free;
 		}
-		b->refs = 0;
-		b->id_len = (uint32_t)id_len;
-		b->origin = origin;
-		b->published_ms = published;
-		b->len = len;
-		memcpy(b->data, id, id_len);
-		memcpy(b->data + id_len, body, len);
-		l->bodies.keys[slot] = origin;
-		l->bodies.vals[slot] = b;
-		s->n_bodies++;
-		s->body_bytes += len;
-	} else if (r->bad || l->bodies.keys[slot] != origin) {
-		goto err_corrupt;
 	}
-	m->body = l->bodies.vals[slot];
-	m->body->refs++;
+	m->body = b;
+	b->refs++;
+	m->queue = q;
+	m->where = Q__NOWHERE;
+	m->seq = seq;
+	m->dl_from = dl_from;
+	m->dl_reason = dl_reason;
+	m->in_heap = in_heap;
+	if (x != NULL) {
+		x->deliveries = deliveries;
+		x->failures = failures;
+		x->expires = expires;
+		x->due = due;
+	}
 	s->n_msgs++;
 	return m;
 
-err_corrupt:
-	bad(l);
+err_nomem:
+	nomem(l);
 err_free:
-	q__free(s, m, sizeof *m);
+	q__msg_discard(s, m, inl ? bsize : 0);
 	return NULL;
 }
 
@@ -529,7 +681,7 @@ static void arm_loaded(struct q_state *s, struct q_msg *m)
 {
 	if (m->in_heap) {
 		m->in_heap = 0;
-		q__timer_arm(s, m, m->due);
+		q__timer_arm(s, m, m->ext->due);
 	}
 }
 
@@ -611,14 +763,14 @@ static int load_topics(struct loader *l)
 		}
 		if (q__reserve(s, &s->topics, &s->cap_topics, i + 1) != 0 ||
 		    (t = q__malloc(s, sizeof *t)) == NULL) {
-			return l->rv = Q_ENOMEM;
+			return nomem(l);
 		}
 		memset(t, 0, sizeof *t);
 		q__dedup_init(&t->dedup);
 		t->name = q__strdup(s, name);
 		if (t->name == NULL) {
 			q__free(s, t, sizeof *t);
-			return l->rv = Q_ENOMEM;
+			return nomem(l);
 		}
 		s->topics[s->n_topics++] = t;
 		t->dedup_window_ms = r_u64(&l->r);
@@ -641,7 +793,7 @@ static int load_queues(struct loader *l, uint64_t **cursors)
 	}
 	*cursors = calloc(n + 1, sizeof **cursors);
 	if (*cursors == NULL) {
-		return l->rv = Q_ENOMEM;
+		return nomem(l);
 	}
 	for (i = 0; i < n; i++) {
 		struct q_settings st;
@@ -665,7 +817,7 @@ static int load_queues(struct loader *l, uint64_t **cursors)
 		}
 		if (q__reserve(s, &s->queues, &s->cap_queues, i + 1) != 0 ||
 		    (q = q__queue_new(s, name, &st)) == NULL) {
-			return l->rv = Q_ENOMEM;
+			return nomem(l);
 		}
 		q->id = id;
 		s->queues[s->n_queues++] = q;
@@ -676,7 +828,7 @@ static int load_queues(struct loader *l, uint64_t **cursors)
 			}
 			if (q__reserve(s, &t->subs, &t->cap_subs,
 				       t->n_subs + 1) != 0) {
-				return l->rv = Q_ENOMEM;
+				return nomem(l);
 			}
 			t->subs[t->n_subs++] = q;
 			q->topic = t;
@@ -714,7 +866,7 @@ static int load_consumers(struct loader *l)
 		if (q__reserve(s, &s->consumers, &s->cap_consumers, i + 1) !=
 			    0 ||
 		    (c = q__malloc(s, sizeof *c)) == NULL) {
-			return l->rv = Q_ENOMEM;
+			return nomem(l);
 		}
 		memset(c, 0, sizeof *c);
 		c->id = id;
@@ -731,22 +883,20 @@ static int load_consumers(struct loader *l)
 		nu = r_u64(&l->r);
 		for (j = 0; j < nu; j++) {
 			struct q_msg *m = r_msg(l, q);
-			uint64_t h;
 			if (m == NULL) {
 				return l->rv;
 			}
-			if (m->deliveries == 0 ||
+			/* A held message was delivered, so it has a side
+			 * struct (r_msg gives one to deliveries > 0). */
+			if (q__msg_deliveries(m) == 0 ||
 			    q__unacked_find(q, m->seq) != NULL) {
 				q__msg_free(s, m);
 				return bad(l);
 			}
 			q__unacked_grow(s, q, 1);
-			h = ((m->seq * 0x9e3779b97f4a7c15ull) >> 32) &
-			    (q->nubuckets - 1);
-			m->hnext = q->ubuckets[h];
-			q->ubuckets[h] = m;
+			q__unacked_index(q, m);
 			m->where = Q__UNACKED;
-			m->consumer = c;
+			m->ext->consumer = c;
 			q__list_append(&c->unacked, &m->link);
 			c->n_unacked++;
 			q->n_unacked++;
@@ -754,6 +904,38 @@ static int load_consumers(struct loader *l)
 		}
 	}
 	return l->r.bad ? bad(l) : 0;
+}
+
+/* After a failed load: the store forgets every body the load put or
+ * claimed (the state refers to none of them any more). */
+static void drop_loaded(struct loader *l)
+{
+	const struct q_bodies *bs = l->s->bodies;
+	uint64_t i;
+	if (bs == NULL || l->bodies.keys == NULL) {
+		return;
+	}
+	for (i = 0; i <= l->bodies.mask; i++) {
+		if (l->bodies.keys[i] != 0) {
+			bs->drop(bs->data, l->bodies.keys[i]);
+		}
+	}
+}
+
+/* Every body has as many copies as the dump said (format 2). */
+static void check_refs(struct loader *l)
+{
+	uint64_t i;
+	for (i = 0; l->bodies.want != NULL && i <= l->bodies.mask; i++) {
+		if (l->bodies.keys[i] != 0 &&
+		    l->bodies.vals[i]->refs != l->bodies.want[i]) {
+			why(l, "body %llu: %u copies, the dump says %u",
+			    (unsigned long long)l->bodies.keys[i],
+			    l->bodies.vals[i]->refs, l->bodies.want[i]);
+			bad(l);
+			return;
+		}
+	}
 }
 
 int q_state_load(struct q_state *s, const void *buf, size_t len)
@@ -766,9 +948,14 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	if (s->n_queues != 0 || s->n_topics != 0 || s->n_consumers != 0) {
 		q__state_clear(s);
 	}
+	memset(&l, 0, sizeof l);
+	l.s = s;
+	l.start = p;
+	s->load_err[0] = '\0';
 	/* The trailer: "END1" and the hash of everything before it. */
 	if (len < 8 + 12 || memcmp(p, "RMQ1", 4) != 0 ||
 	    memcmp(p + len - 12, "END1", 4) != 0) {
+		why(&l, "not a queue state dump (no RMQ1 ... END1)");
 		return Q_ECORRUPT;
 	}
 	for (i = 0; i < len - 12; i++) {
@@ -777,15 +964,22 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	}
 	l.r.p = p + len - 8;
 	l.r.left = 8;
-	l.r.bad = 0;
 	if (r_u64(&l.r) != hash) {
+		why(&l, "checksum mismatch (corrupt dump)");
 		return Q_ECORRUPT;
 	}
-	memset(&l, 0, sizeof l);
-	l.s = s;
 	l.r.p = p + 4;
 	l.r.left = len - 4 - 12;
-	if (r_u32(&l.r) != FORMAT) {
+	l.format = r_u32(&l.r);
+	if (l.format != FORMAT_INLINE && l.format != FORMAT_STORE) {
+		why(&l, "unknown dump format %u", l.format);
+		return Q_ECORRUPT;
+	}
+	if (l.format == FORMAT_STORE && s->bodies == NULL) {
+		why(&l,
+		    "the dump's bodies are in a body store (format 2) and "
+		    "this state keeps bodies in memory (no body "
+		    "interface)");
 		return Q_ECORRUPT;
 	}
 	s->now = r_u64(&l.r);
@@ -798,11 +992,14 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	if (l.r.bad || s->next_seq == 0 || s->next_consumer == 0 ||
 	    s->next_qid == 0 || s->next_seq == UINT64_MAX ||
 	    s->next_consumer == UINT64_MAX || s->next_qid == UINT32_MAX) {
+		why(&l, "a counter out of range");
 		q__state_clear(s);
 		return Q_ECORRUPT;
 	}
 	/* Bodies are at most one per byte left, which bounds the map. */
-	if (omap_init(&l.bodies, l.r.left / 16 + 1) != 0) {
+	if (omap_init(&l.bodies, l.r.left / 16 + 1, l.format == FORMAT_STORE) !=
+	    0) {
+		why(&l, "out of memory");
 		q__state_clear(s);
 		return Q_ENOMEM;
 	}
@@ -828,12 +1025,22 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 		}
 	}
 	free(cursors);
-	omap_close(&l.bodies);
+	if (l.rv == 0) {
+		check_refs(&l);
+	}
 	if (l.rv == 0 && q_state_check(s, errbuf, sizeof errbuf) != 0) {
 		l.rv = Q_ECORRUPT;
+		why(&l, "inconsistent state: %s", errbuf);
 	}
 	if (l.rv != 0) {
+		drop_loaded(&l);
 		q__state_clear(s);
 	}
+	omap_close(&l.bodies);
 	return l.rv;
+}
+
+const char *q_state_load_error(const struct q_state *s)
+{
+	return s->load_err;
 }

@@ -1,15 +1,20 @@
-/* The timer heap: an intrusive pairing heap of messages keyed by
- * (due, queue id, seq). Keys are unique, so the order in which timers fire
- * depends only on the keys, never on the heap's shape (which differs after
- * a snapshot load). Intrusive, so arming a timer never allocates. */
+/* The timer heap: an intrusive pairing heap of messages (the node sits in
+ * their side struct, struct q_msg_ext) keyed by (due, queue id, seq). Keys
+ * are unique, so the order in which timers fire depends only on the keys,
+ * never on the heap's shape (which differs after a snapshot load).
+ * Intrusive, so arming a timer never allocates (the side struct is reserved
+ * before the command mutates anything). */
 #include "q_int.h"
 
-static int less(const struct q_hnode *a, const struct q_hnode *b)
+int q__timer_less(const struct q_hnode *a, const struct q_hnode *b)
 {
-	const struct q_msg *x = Q__CONTAINER_OF(a, struct q_msg, timer);
-	const struct q_msg *y = Q__CONTAINER_OF(b, struct q_msg, timer);
-	if (x->due != y->due) {
-		return x->due < y->due;
+	const struct q_msg_ext *xe =
+		Q__CONTAINER_OF(a, struct q_msg_ext, timer);
+	const struct q_msg_ext *ye =
+		Q__CONTAINER_OF(b, struct q_msg_ext, timer);
+	const struct q_msg *x = xe->msg, *y = ye->msg;
+	if (xe->due != ye->due) {
+		return xe->due < ye->due;
 	}
 	if (x->queue->id != y->queue->id) {
 		return x->queue->id < y->queue->id;
@@ -26,7 +31,7 @@ static struct q_hnode *meld(struct q_hnode *a, struct q_hnode *b)
 	if (b == NULL) {
 		return a;
 	}
-	if (less(b, a)) {
+	if (q__timer_less(b, a)) {
 		struct q_hnode *t = a;
 		a = b;
 		b = t;

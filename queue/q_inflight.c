@@ -4,8 +4,9 @@
  * A delivery tag is the message's seq, unique within its queue, so the
  * index is per queue; an ack also names the consumer and a tag held by
  * another consumer of the same queue is refused by the caller comparing
- * m->consumer. The index is an intrusive chained hash (q_msg.hnext) whose
- * table always exists, so inserting never allocates. */
+ * the message's holder. The index is an intrusive chained hash (through
+ * the side struct's hnext: every held message has one) whose table always
+ * exists, so inserting never allocates. */
 #include <string.h>
 
 #include "q_int.h"
@@ -43,7 +44,7 @@ void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra)
 			struct q_msg *m =
 				Q__CONTAINER_OF(l, struct q_msg, link);
 			uint64_t h = slot(q, m->seq);
-			m->hnext = b[h];
+			m->ext->hnext = b[h];
 			b[h] = m;
 		}
 	}
@@ -53,24 +54,35 @@ struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq)
 {
 	struct q_msg *m = q->ubuckets[slot(q, seq)];
 	while (m != NULL && m->seq != seq) {
-		m = m->hnext;
+		m = m->ext->hnext;
 	}
 	return m;
+}
+
+void q__unacked_index(struct q_queue *q, struct q_msg *m)
+{
+	uint64_t h = slot(q, m->seq);
+	m->ext->hnext = q->ubuckets[h];
+	q->ubuckets[h] = m;
 }
 
 void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
 		      struct q_delivery *d)
 {
 	const struct q_body *b = m->body;
-	d->consumer = m->consumer != NULL ? m->consumer->id : 0;
-	d->session = m->consumer != NULL ? &m->consumer->session : NULL;
+	const struct q_consumer *c = q__msg_consumer(m);
+	int here = s->bodies == NULL; /* the bytes are in memory */
+	d->consumer = c != NULL ? c->id : 0;
+	d->session = c != NULL ? &c->session : NULL;
 	d->queue = m->queue->name;
 	d->seq = m->seq;
-	d->msg_id = b->id_len ? (const char *)b->data : NULL;
+	d->msg_id = here && b->id_len ? (const char *)b->data : NULL;
 	d->msg_id_len = b->id_len;
-	d->body = b->data + b->id_len;
+	d->body = here ? b->data + b->id_len : NULL;
 	d->body_len = b->len;
-	d->delivery_count = m->deliveries;
+	d->body_key = b->origin;
+	d->body_sum = b->sum;
+	d->delivery_count = q__msg_deliveries(m);
 	d->published_ms = b->published_ms;
 	d->dl_reason = m->dl_reason;
 	d->dl_queue = NULL;
@@ -83,14 +95,12 @@ void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
 void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 {
 	struct q_queue *q = c->queue;
-	uint64_t h;
+	struct q_msg_ext *x = q__msg_ext(s, m);
 
 	q__unacked_grow(s, q, 1);
-	h = slot(q, m->seq);
-	m->hnext = q->ubuckets[h];
-	q->ubuckets[h] = m;
+	q__unacked_index(q, m);
 	m->where = Q__UNACKED;
-	m->consumer = c;
+	x->consumer = c;
 	q__list_append(&c->unacked, &m->link);
 	c->n_unacked++;
 	q->n_unacked++;
@@ -100,11 +110,11 @@ void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 	/* Saturates: 2^32 deliveries of one message (max_deliveries 0 and a
 	 * consumer that nacks in a loop, or a dump saying so) must not wrap
 	 * to "never delivered" (found by tests/fuzz/fuzz_snapshot). */
-	if (m->deliveries != UINT32_MAX) {
-		m->deliveries++;
+	if (x->deliveries != UINT32_MAX) {
+		x->deliveries++;
 	}
 	q->c.delivered++;
-	if (m->deliveries > 1) {
+	if (x->deliveries > 1) {
 		q->c.redelivered++;
 	}
 	if (q->settings.ack_timeout_ms != 0) {
@@ -120,17 +130,17 @@ void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 void q__unacked_take(struct q_state *s, struct q_msg *m)
 {
 	struct q_queue *q = m->queue;
-	struct q_consumer *c = m->consumer;
+	struct q_msg_ext *x = m->ext;
+	struct q_consumer *c = x->consumer;
 	struct q_msg **pp = &q->ubuckets[slot(q, m->seq)];
-	(void)s;
 	while (*pp != m) {
-		pp = &(*pp)->hnext;
+		pp = &(*pp)->ext->hnext;
 	}
-	*pp = m->hnext;
-	m->hnext = NULL;
+	*pp = x->hnext;
+	x->hnext = NULL;
 	c->n_unacked--;
 	q->n_unacked--;
-	m->consumer = NULL;
+	x->consumer = NULL;
 	/* The consumer has room again. */
 	q__mark_dirty(s, q);
 }
@@ -141,9 +151,9 @@ void q__unacked_return(struct q_state *s, struct q_msg *m, int failed,
 	struct q_queue *q = m->queue;
 	q__msg_unlink(s, m);
 	if (failed) {
-		m->failures++;
+		m->ext->failures++;
 		if (q->settings.max_deliveries != 0 &&
-		    m->failures >= q->settings.max_deliveries) {
+		    m->ext->failures >= q->settings.max_deliveries) {
 			q__msg_dead_letter(s, m, Q_REASON_MAX_DELIVERIES);
 			return;
 		}

@@ -11,7 +11,22 @@
  *   lists; a consumer's unacked list holds copies still owned by the queue
  *   (counted in the queue's gauges).
  *   struct q_body is shared by the copies of one publish (fan-out): refs
- *   counts the q_msg pointing at it; the last copy to go frees it.
+ *   counts the q_msg pointing at it; the last copy to go frees it. A body
+ *   with a single copy lives in the same allocation as its q_msg, right
+ *   after it (q__msg_body_inline()).
+ *   struct q_msg_ext is owned by its message: a message gets one when it is
+ *   first delivered or timed and keeps it until it is freed. A message that
+ *   needs one from the start (a publish that is delivered at once or has a
+ *   ttl or a delay, a loaded one) has it in its own allocation, after the
+ *   q_msg and before an inline body (Q__MSG_EXT_IN_BLOCK).
+ *
+ * Memory per waiting message (see q.h): a q_msg holds only what a message
+ * waiting in a ready or returned list needs. What only a held or timed
+ * message needs (timer heap node, deadline, ttl, holder, unacked index
+ * chain, delivery counts) is in the side struct. Deliveries and timers
+ * happen in the mutation phase, where nothing may fail, so every command
+ * reserves the side structs it may need before mutating (q__ext_reserve(),
+ * bounds in q_state.c) and q__msg_ext() takes them from that reserve.
  */
 #ifndef RAFTMQ_Q_INT_H
 #define RAFTMQ_Q_INT_H
@@ -82,20 +97,26 @@ struct q_heap {
 	uint64_t count;
 };
 
+/* The heap's order: (due, queue id, seq) of the messages, a total order
+ * (keys are unique). */
+int q__timer_less(const struct q_hnode *a, const struct q_hnode *b);
 void q__heap_insert(struct q_heap *h, struct q_hnode *n);
 void q__heap_remove(struct q_heap *h, struct q_hnode *n);
 struct q_hnode *q__heap_min(const struct q_heap *h);
 
 /* ----------------------------------------------------------------- objects */
 
-/* A stored body, shared by the copies of one publish. */
+/* A stored body, shared by the copies of one publish. With bodies in
+ * memory the msg id and body bytes follow it; with a body interface there
+ * are none (q__body_size()). */
 struct q_body {
-	uint32_t refs;	 /* q_msg pointing here */
-	uint32_t id_len; /* msg id bytes, stored before the body */
-	uint64_t origin; /* seq of the publish that stored it (dump key) */
+	uint64_t origin; /* seq of the publish that stored it: the key */
 	uint64_t published_ms;
-	size_t len;	      /* body bytes */
-	unsigned char data[]; /* id_len bytes of id, then len bytes of body */
+	uint32_t len;	      /* body bytes */
+	uint32_t sum;	      /* the store's checksum; 0 in memory */
+	uint32_t refs;	      /* q_msg pointing here */
+	uint32_t id_len;      /* msg id bytes */
+	unsigned char data[]; /* in memory only: id_len bytes, then len */
 };
 
 /* Where a message is. */
@@ -109,25 +130,84 @@ enum {
 
 struct q_queue;
 struct q_consumer;
+struct q_msg;
+
+/* What a message needs once delivered or timed (see the top). A message
+ * without one has never been delivered, has no ttl and no timer: all of
+ * these fields read as 0 (the q__msg_* accessors). */
+struct q_msg_ext {
+	struct q_hnode timer; /* in s->timers when msg->in_heap */
+	struct q_msg *msg;    /* its message (owner) */
+	union {
+		struct q_msg *hnext;	      /* unacked index chain */
+		struct q_msg_ext *next_spare; /* in the reserve */
+	};
+	struct q_consumer *consumer; /* holder when Q__UNACKED */
+	uint64_t due;		     /* timer key when in_heap, else 0 */
+	uint64_t expires;	     /* absolute TTL expiry, 0 = never */
+	uint32_t deliveries;	     /* times delivered */
+	uint32_t failures; /* failed deliveries (nack, timeout, gone) */
+};
 
 /* One copy of a message in one queue. */
 struct q_msg {
-	struct q_link link;	     /* in exactly one list (see where) */
-	struct q_hnode timer;	     /* in s->timers when in_heap */
-	struct q_msg *hnext;	     /* unacked index chain of the queue */
-	struct q_body *body;	     /* shared */
-	struct q_queue *queue;	     /* owner */
-	struct q_consumer *consumer; /* holder when Q__UNACKED */
+	struct q_link link;    /* in exactly one list (see where) */
+	struct q_body *body;   /* shared, or inline right after */
+	struct q_queue *queue; /* owner */
+	struct q_msg_ext *ext; /* owned; NULL until delivered or timed */
 	q_seq seq;
-	uint64_t due;	     /* timer key when in_heap */
-	uint64_t expires;    /* absolute TTL expiry, 0 = never */
-	uint32_t deliveries; /* times delivered */
-	uint32_t failures;   /* failed deliveries (nack, timeout, gone) */
-	uint32_t dl_from;    /* queue id it was dead-lettered from */
-	uint8_t where;	     /* Q__READY .. Q__NOWHERE */
-	uint8_t in_heap;
+	uint32_t dl_from;  /* queue id it was dead-lettered from */
+	uint8_t where;	   /* Q__READY .. Q__NOWHERE */
+	uint8_t in_heap;   /* ext->timer is in s->timers */
 	uint8_t dl_reason; /* enum q_reason once dead-lettered */
+	uint8_t flags;	   /* Q__MSG_* */
 };
+
+enum {
+	Q__MSG_EXT_IN_BLOCK = 1u << 0, /* ext shares m's allocation */
+};
+
+/* Bytes of a body struct with these lengths in this state. */
+static inline size_t q__body_size(const struct q_state *s, size_t id_len,
+				  size_t len);
+/* Where a body in m's allocation starts: after m and its side struct. */
+static inline const void *q__msg_block_body(const struct q_msg *m)
+{
+	return (const char *)(m + 1) + ((m->flags & Q__MSG_EXT_IN_BLOCK)
+						? sizeof(struct q_msg_ext)
+						: 0);
+}
+/* Whether m's body shares m's allocation (then it has one copy). */
+static inline int q__msg_body_inline(const struct q_msg *m)
+{
+	return (const void *)m->body == q__msg_block_body(m);
+}
+static inline uint32_t q__msg_deliveries(const struct q_msg *m)
+{
+	return m->ext != NULL ? m->ext->deliveries : 0;
+}
+static inline uint32_t q__msg_failures(const struct q_msg *m)
+{
+	return m->ext != NULL ? m->ext->failures : 0;
+}
+static inline uint64_t q__msg_expires(const struct q_msg *m)
+{
+	return m->ext != NULL ? m->ext->expires : 0;
+}
+static inline uint64_t q__msg_due(const struct q_msg *m)
+{
+	return m->ext != NULL ? m->ext->due : 0;
+}
+static inline struct q_consumer *q__msg_consumer(const struct q_msg *m)
+{
+	return m->ext != NULL ? m->ext->consumer : NULL;
+}
+/* m's side struct, taken from the command's reserve if m has none yet. */
+struct q_msg_ext *q__msg_ext(struct q_state *s, struct q_msg *m);
+/* Makes sure the reserve holds at least n side structs (Q_ENOMEM if not);
+ * q_state_apply() frees what is left of it after every command. */
+int q__ext_reserve(struct q_state *s, uint64_t n);
+void q__ext_release(struct q_state *s);
 
 /* A remembered dedup id. */
 struct q_dd {
@@ -230,14 +310,27 @@ struct q_state {
 	uint64_t n_consumers, cap_consumers;
 
 	struct q_heap timers;
-	struct q_link dirty; /* queues needing dispatch */
+	struct q_link dirty;	       /* queues needing dispatch */
+	const struct q_bodies *bodies; /* borrowed; NULL = in memory */
 
-	uint64_t n_msgs, n_bodies, body_bytes, n_dd;
-	uint64_t alloc_bytes;
+	/* Side structs reserved for this command (q__ext_reserve()), chained
+	 * through hnext; empty between commands. */
+	struct q_msg_ext *spare;
+	uint64_t n_spare;
+
+	uint64_t n_msgs, n_bodies, body_bytes, stored_bytes, n_dd;
+	uint64_t alloc_bytes, alloc_blocks;
+	char load_err[160]; /* q_state_load_error() */
 	/* Inside q_state_apply(): the sink must not apply (a command
 	 * proposed from a delivery goes into the next log entry). */
 	bool applying;
 };
+
+static inline size_t q__body_size(const struct q_state *s, size_t id_len,
+				  size_t len)
+{
+	return sizeof(struct q_body) + (s->bodies != NULL ? 0 : id_len + len);
+}
 
 /* ------------------------------------------------------------ registries */
 
@@ -269,8 +362,24 @@ int q__settings_equal(const struct q_settings *a, const struct q_settings *b);
 void q__settings_merge(struct q_settings *dst, const struct q_settings *src,
 		       uint32_t mask);
 
-/* Frees one message copy (drops a body ref). Unlinks it from everything. */
+/* Allocates a zeroed message linked nowhere: with its side struct in the
+ * same allocation if with_ext, and with room for the body of its only copy
+ * after them if bsize is not 0 (m->body points there, to be filled).
+ * Returns NULL if the allocation fails. */
+struct q_msg *q__msg_alloc(struct q_state *s, int with_ext, size_t bsize);
+/* Frees a message from q__msg_alloc() that never held anything (bsize as
+ * given to it). */
+void q__msg_discard(struct q_state *s, struct q_msg *m, size_t bsize);
+/* Frees one message copy (drops a body ref). Unlinks it from everything.
+ * Inside an apply, the body's last copy going tells the store (drop). */
 void q__msg_free(struct q_state *s, struct q_msg *m);
+/* Whether some consumer of q has room for a delivery now. */
+int q__queue_has_room(const struct q_queue *q);
+/* The messages of q that dead-lettering would move to its dead-letter
+ * queue (and that have no side struct yet) if q made room for extra_n
+ * messages of extra_bytes now: a bound for q__ext_reserve(). */
+uint64_t q__queue_trim_bound(const struct q_state *s, const struct q_queue *q,
+			     uint64_t extra_n, uint64_t extra_bytes);
 /* Unlinks a message from its list and the timer heap, updating gauges. */
 void q__msg_unlink(struct q_state *s, struct q_msg *m);
 /* Places a message that is linked nowhere into list `where` of its queue;
@@ -308,6 +417,8 @@ struct q_dd *q__dedup_find(const struct q_state *s, const struct q_dedup *d,
 bool q__dedup_has(const struct q_dedup *d, const struct q_dd *e);
 /* Allocates an entry (not inserted). */
 struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len);
+/* Frees an entry from q__dedup_new() that was never inserted. */
+void q__dedup_discard(struct q_state *s, struct q_dd *e);
 /* Grows the table before an insert: returns Q_ENOMEM only if there is no
  * table yet (a small table is merely slower). */
 int q__dedup_grow(struct q_state *s, struct q_dedup *d);
@@ -320,6 +431,8 @@ void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window);
 
 void q__unacked_grow(struct q_state *s, struct q_queue *q, uint64_t extra);
 struct q_msg *q__unacked_find(const struct q_queue *q, q_seq seq);
+/* Puts m (with its side struct) into q's unacked index. */
+void q__unacked_index(struct q_queue *q, struct q_msg *m);
 /* Describes m as a delivery to its holder (consumer 0 and session NULL when
  * none); pointers borrowed from the state. */
 void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
@@ -341,5 +454,8 @@ void q__timer_arm(struct q_state *s, struct q_msg *m, uint64_t due);
 void q__timer_disarm(struct q_state *s, struct q_msg *m);
 void q__timers_fire(struct q_state *s);
 int q__expired(const struct q_state *s, const struct q_msg *m);
+/* Armed ack deadlines due at the state clock: each fired one gives its
+ * consumer room for a delivery (the TICK's reserve bound). */
+uint64_t q__timers_due_unacked(const struct q_state *s);
 
 #endif /* RAFTMQ_Q_INT_H */

@@ -75,8 +75,8 @@ static void fill(const struct q_state *s, const struct q_msg *m,
 					    : Q_MSG_READY;
 	/* Ready messages are in the timer heap for their TTL only, which
 	 * expires_ms already says. */
-	o->due_ms = m->in_heap && o->state != Q_MSG_READY ? m->due : 0;
-	o->expires_ms = m->expires;
+	o->due_ms = m->in_heap && o->state != Q_MSG_READY ? q__msg_due(m) : 0;
+	o->expires_ms = q__msg_expires(m);
 }
 
 int q_state_peek(const struct q_state *s, const char *name, q_seq from,

@@ -3,7 +3,9 @@
  *
  * Everything below q__queue_new() is called only in the mutation phase of a
  * command (after validation and allocation) and never allocates, except
- * for best-effort index growth whose failure changes nothing. */
+ * for best-effort index growth whose failure changes nothing, and apart
+ * from the read-only bounds (q__queue_has_room(), q__queue_trim_bound())
+ * and the side struct reserve, which the allocation phase uses. */
 #include <string.h>
 
 #include "q_int.h"
@@ -168,16 +170,109 @@ int q__queue_fits(const struct q_queue *q, uint64_t extra_n,
 	return 1;
 }
 
+static size_t block_size(const struct q_msg *m, size_t bsize)
+{
+	return sizeof *m +
+	       ((m->flags & Q__MSG_EXT_IN_BLOCK) ? sizeof *m->ext : 0) + bsize;
+}
+
+struct q_msg *q__msg_alloc(struct q_state *s, int with_ext, size_t bsize)
+{
+	size_t xsize = with_ext ? sizeof(struct q_msg_ext) : 0;
+	struct q_msg *m = q__malloc(s, sizeof *m + xsize + bsize);
+	if (m == NULL) {
+		return NULL;
+	}
+	memset(m, 0, sizeof *m + xsize);
+	if (with_ext) {
+		m->flags = Q__MSG_EXT_IN_BLOCK;
+		m->ext = (struct q_msg_ext *)(void *)(m + 1);
+		m->ext->msg = m;
+	}
+	if (bsize != 0) {
+		m->body = (struct q_body *)(void *)((char *)(m + 1) + xsize);
+	}
+	return m;
+}
+
+void q__msg_discard(struct q_state *s, struct q_msg *m, size_t bsize)
+{
+	if (m != NULL) {
+		q__free(s, m, block_size(m, bsize));
+	}
+}
+
 void q__msg_free(struct q_state *s, struct q_msg *m)
 {
 	struct q_body *b = m->body;
+	size_t bsize = q__body_size(s, b->id_len, b->len);
+	int inl = q__msg_body_inline(m);
+
+	assert(!inl || b->refs == 1);
 	if (--b->refs == 0) {
 		s->n_bodies--;
 		s->body_bytes -= b->len;
-		q__free(s, b, sizeof *b + b->id_len + b->len);
+		if (s->bodies != NULL) {
+			s->stored_bytes -= (uint64_t)b->len + b->id_len;
+			/* Only a command takes a body out of the replicated
+			 * state; freeing or clearing the state keeps the
+			 * store's (the snapshot still refers to them). */
+			if (s->applying) {
+				s->bodies->drop(s->bodies->data, b->origin);
+			}
+		}
+		if (!inl) {
+			q__free(s, b, bsize);
+		}
+	}
+	if (m->ext != NULL && !(m->flags & Q__MSG_EXT_IN_BLOCK)) {
+		q__free(s, m->ext, sizeof *m->ext);
 	}
 	s->n_msgs--;
-	q__free(s, m, sizeof *m);
+	q__free(s, m, block_size(m, inl ? bsize : 0));
+}
+
+struct q_msg_ext *q__msg_ext(struct q_state *s, struct q_msg *m)
+{
+	struct q_msg_ext *x = m->ext;
+	if (x != NULL) {
+		return x;
+	}
+	/* A command that gets here without a reserve has a wrong bound in
+	 * q_state.c: stop rather than allocate where failing is not allowed
+	 * (a replica that stops is better than one that diverges). */
+	assert(s->n_spare > 0 && "side struct reserve too small");
+	x = s->spare;
+	s->spare = x->next_spare;
+	s->n_spare--;
+	memset(x, 0, sizeof *x);
+	x->msg = m;
+	m->ext = x;
+	return x;
+}
+
+int q__ext_reserve(struct q_state *s, uint64_t n)
+{
+	while (s->n_spare < n) {
+		struct q_msg_ext *x = q__malloc(s, sizeof *x);
+		if (x == NULL) {
+			return Q_ENOMEM;
+		}
+		x->next_spare = s->spare;
+		s->spare = x;
+		s->n_spare++;
+	}
+	return 0;
+}
+
+void q__ext_release(struct q_state *s)
+{
+	while (s->spare != NULL) {
+		struct q_msg_ext *x = s->spare;
+		s->spare = x->next_spare;
+		q__free(s, x, sizeof *x);
+	}
+	s->n_spare = 0;
 }
 
 void q__msg_unlink(struct q_state *s, struct q_msg *m)
@@ -233,6 +328,7 @@ void q__msg_place_unchecked(struct q_state *s, struct q_msg *m, uint8_t where,
 			    uint64_t due)
 {
 	struct q_queue *q = m->queue;
+	uint64_t expires;
 	m->where = where;
 	q->bytes += m->body->len;
 	switch (where) {
@@ -249,13 +345,14 @@ void q__msg_place_unchecked(struct q_state *s, struct q_msg *m, uint8_t where,
 		q->n_delayed++;
 		/* A message whose TTL ends before its delay expires then,
 		 * still delayed, never delivered. */
-		q__timer_arm(
-			s, m,
-			m->expires != 0 && m->expires < due ? m->expires : due);
+		expires = q__msg_expires(m);
+		q__timer_arm(s, m,
+			     expires != 0 && expires < due ? expires : due);
 		return;
 	}
-	if (m->expires != 0) {
-		q__timer_arm(s, m, m->expires);
+	expires = q__msg_expires(m);
+	if (expires != 0) {
+		q__timer_arm(s, m, expires);
 	}
 	q__mark_dirty(s, q);
 }
@@ -303,7 +400,7 @@ void q__msg_dead_letter(struct q_state *s, struct q_msg *m, uint8_t reason)
 {
 	struct q_queue *q = m->queue;
 	struct q_queue *dlq = NULL;
-	size_t len = m->body->len;
+	uint64_t len = m->body->len;
 
 	if (q->dead_letter != NULL && m->dl_reason == Q_REASON_NONE) {
 		dlq = q__queue_find(s, q->dead_letter);
@@ -328,9 +425,77 @@ void q__msg_dead_letter(struct q_state *s, struct q_msg *m, uint8_t reason)
 	m->seq = s->next_seq++;
 	m->dl_reason = reason;
 	m->dl_from = q->id;
-	m->failures = 0;
-	m->expires = dlq->settings.ttl_ms ? s->now + dlq->settings.ttl_ms : 0;
+	if (dlq->settings.ttl_ms != 0) {
+		q__msg_ext(s, m)->expires = s->now + dlq->settings.ttl_ms;
+	} else if (m->ext != NULL) {
+		m->ext->expires = 0;
+	}
+	if (m->ext != NULL) {
+		m->ext->failures = 0;
+	}
 	q__msg_place(s, m, Q__READY, 0);
+}
+
+static int has_room(const struct q_consumer *c)
+{
+	return c->credit > 0 &&
+	       (c->prefetch == 0 || c->n_unacked < c->prefetch);
+}
+
+int q__queue_has_room(const struct q_queue *q)
+{
+	const struct q_link *l;
+	for (l = q->consumers.next; l != &q->consumers; l = l->next) {
+		if (has_room(Q__CONTAINER_OF(l, struct q_consumer, qlink))) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Walks the lists of q from the head in take_head()'s order. */
+static const struct q_msg *head_next(const struct q_queue *q,
+				     const struct q_link **l, int *list)
+{
+	const struct q_link *heads[3] = {&q->returned, &q->ready, &q->delayed};
+	for (;;) {
+		*l = (*l)->next;
+		if (*l != heads[*list]) {
+			return Q__CONTAINER_OF(*l, struct q_msg, link);
+		}
+		if (++*list == 3) {
+			return NULL;
+		}
+		*l = heads[*list];
+	}
+}
+
+uint64_t q__queue_trim_bound(const struct q_state *s, const struct q_queue *q,
+			     uint64_t extra_n, uint64_t extra_bytes)
+{
+	const struct q_settings *st = &q->settings;
+	const struct q_link *l = &q->returned;
+	uint64_t len = q__queue_len(q), bytes = q->bytes, n = 0;
+	int list = 0;
+
+	/* Dropped messages need nothing: only moved ones get a ttl timer or
+	 * a delivery in the dead-letter queue. */
+	if (q->dead_letter == NULL ||
+	    q__queue_find(s, q->dead_letter) == NULL) {
+		return 0;
+	}
+	/* The same loop as q__queue_make_room(), without taking. */
+	while ((st->max_length != 0 && len + extra_n > st->max_length) ||
+	       (st->max_bytes != 0 && bytes + extra_bytes > st->max_bytes)) {
+		const struct q_msg *m = head_next(q, &l, &list);
+		if (m == NULL) {
+			break;
+		}
+		len--;
+		bytes -= m->body->len;
+		n += m->ext == NULL && m->dl_reason == Q_REASON_NONE;
+	}
+	return n;
 }
 
 /* The next consumer after the cursor (round robin) with room, or NULL. */
@@ -350,8 +515,7 @@ static struct q_consumer *next_consumer(struct q_queue *q)
 			l = l->next;
 		}
 		c = Q__CONTAINER_OF(l, struct q_consumer, qlink);
-		if (c->credit > 0 &&
-		    (c->prefetch == 0 || c->n_unacked < c->prefetch)) {
+		if (has_room(c)) {
 			return c;
 		}
 	}

@@ -7,7 +7,16 @@
  *      to consumers with room (reported through the sink).
  *
  * So a command either happens completely or not at all, which is what the
- * Raft FSM needs: a failed apply is retried and must find the same state. */
+ * Raft FSM needs: a failed apply is retried and must find the same state.
+ *
+ * Phase 1 includes the side structs (struct q_msg_ext) that phase 2 may
+ * give to messages that have none: a delivery or a timer needs one. Each
+ * command reserves a bound of how many it may need (ext_bound_* below);
+ * they rest on what dispatch leaves after every command: a queue with a
+ * message waiting (ready or returned) has no consumer with room
+ * (q_state_check() verifies it). So only room that the command creates, or
+ * messages that it brings in, can lead to deliveries. Whatever is left of
+ * the reserve is freed at the end of the command. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +56,10 @@ struct q_state *q_state_new(const struct q_options *opts)
 	if (opts != NULL) {
 		s->hash_seed = opts->hash_seed;
 		s->max_body = opts->max_body;
+		s->bodies = opts->bodies;
+		assert(s->bodies == NULL ||
+		       (s->bodies->put != NULL && s->bodies->drop != NULL &&
+			s->bodies->claim != NULL));
 	}
 	s->next_seq = 1;
 	s->next_consumer = 1;
@@ -83,6 +96,7 @@ void q__state_clear(struct q_state *s)
 	s->n_consumers = s->cap_consumers = 0;
 	s->timers.root = NULL;
 	s->timers.count = 0;
+	q__ext_release(s);
 	q__list_init(&s->dirty);
 	s->now = 0;
 	s->next_seq = 1;
@@ -548,6 +562,69 @@ static int unsubscribe(struct q_state *s, const struct q_cmd *cmd,
 
 #define MSG_ID_MAX 1024
 
+/* Deliveries the room of a consumer allows (UINT64_MAX: no limit). */
+static uint64_t room(uint32_t prefetch, uint64_t unacked, uint32_t credit)
+{
+	uint64_t r = credit == Q_CREDIT_UNLIMITED ? UINT64_MAX : credit;
+	if (prefetch != 0) {
+		uint64_t p = unacked < prefetch ? prefetch - unacked : 0;
+		r = p < r ? p : r;
+	}
+	return r;
+}
+
+/* Messages of q that a delivery could take (side struct or not). */
+static uint64_t waiting(const struct q_queue *q)
+{
+	return q->n_ready + q->n_returned;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Whether a new copy in q needs a side struct at once: a ttl or a delay
+ * arms a timer, and a consumer with room (possible only when nothing waits:
+ * dispatch left none) gets it delivered. It then comes in the copy's own
+ * allocation. */
+static int copy_needs_ext(const struct q_cmd_publish *c,
+			  const struct q_queue *q)
+{
+	uint64_t ttl = c->ttl_ms != 0 ? c->ttl_ms : q->settings.ttl_ms;
+	return ttl != 0 || c->delay_ms != 0 ||
+	       (waiting(q) == 0 && q__queue_has_room(q));
+}
+
+/* Side structs a publish may need besides those of its copies: drop-head
+ * moves messages without one to a dead-letter queue, where they may get a
+ * ttl or be delivered. */
+static uint64_t ext_bound_publish(const struct q_state *s,
+				  const struct q_cmd_publish *c,
+				  const struct q_topic *t,
+				  struct q_queue *const *targets, uint64_t n)
+{
+	uint64_t need = 0, all = n, i;
+	int cross = 0;
+	for (i = 0; i < n; i++) {
+		const struct q_queue *q = targets[i];
+		if (q->settings.overflow == Q_OVERFLOW_DROP_HEAD) {
+			need += q__queue_trim_bound(s, q, 1, c->body_len);
+		}
+		if (t != NULL && q->dead_letter != NULL) {
+			const struct q_queue *dlq =
+				q__queue_find(s, q->dead_letter);
+			cross |= dlq != NULL && dlq->topic == t;
+		}
+		all += q__queue_len(q);
+	}
+	/* A subscription dead-lettering into another subscription of the same
+	 * topic changes that one's content before it makes room, which the
+	 * bound above does not foresee. Every message moves at most once (a
+	 * dead-lettered message is dropped the next time), so this holds. */
+	return cross ? all : need;
+}
+
 static int publish(struct q_state *s, const struct q_cmd *cmd,
 		   struct q_result *r)
 {
@@ -561,16 +638,21 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	struct q_dd *e = NULL;
 	struct q_link fresh; /* the new q_msg, chained through link */
 	size_t id_len = c->msg_id != NULL ? c->msg_id_len : 0;
+	size_t bsize;
+	uint32_t sum = 0;
+	int rv = Q_ENOMEM;
 
 	if ((c->queue == NULL) == (c->topic == NULL) || id_len > MSG_ID_MAX ||
 	    (c->body == NULL && c->body_len != 0)) {
 		r->status = Q_EINVAL;
 		return 0;
 	}
-	if (s->max_body != 0 && c->body_len > s->max_body) {
+	if (c->body_len > UINT32_MAX ||
+	    (s->max_body != 0 && c->body_len > s->max_body)) {
 		r->status = Q_ETOOBIG;
 		return 0;
 	}
+	bsize = q__body_size(s, id_len, c->body_len);
 	if (c->queue != NULL) {
 		single = q__queue_find(s, c->queue);
 		if (single == NULL) {
@@ -623,21 +705,34 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 		}
 	}
 
-	/* Allocate everything before changing anything. */
+	/* Allocate everything before changing anything: the copies (a single
+	 * copy shares its allocation with the body), the side structs, the
+	 * dedup entry. */
 	q__list_init(&fresh);
-	if (n > 0) {
-		b = q__malloc(s, sizeof *b + id_len + c->body_len);
+	if (n == 1) {
+		struct q_msg *m =
+			q__msg_alloc(s, copy_needs_ext(c, targets[0]), bsize);
+		if (m == NULL) {
+			goto err_nomem;
+		}
+		b = m->body;
+		q__list_append(&fresh, &m->link);
+	} else if (n > 1) {
+		b = q__malloc(s, bsize);
 		if (b == NULL) {
 			goto err_nomem;
 		}
 		for (i = 0; i < n; i++) {
-			struct q_msg *m = q__malloc(s, sizeof *m);
+			struct q_msg *m = q__msg_alloc(
+				s, copy_needs_ext(c, targets[i]), 0);
 			if (m == NULL) {
 				goto err_free_msgs;
 			}
-			memset(m, 0, sizeof *m);
 			q__list_append(&fresh, &m->link);
 		}
+	}
+	if (q__ext_reserve(s, ext_bound_publish(s, c, t, targets, n)) != 0) {
+		goto err_free_msgs;
 	}
 	if (id_len > 0 && window != 0) {
 		if (q__dedup_grow(s, dd) != 0) {
@@ -647,6 +742,15 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 		if (e == NULL) {
 			goto err_free_msgs;
 		}
+	}
+	/* Then the body, last: nothing can fail after it, so a failed apply
+	 * never has a body to drop. */
+	if (b != NULL && s->bodies != NULL &&
+	    s->bodies->put(s->bodies->data, s->next_seq,
+			   id_len > 0 ? c->msg_id : NULL, id_len, c->body,
+			   c->body_len, &sum) != 0) {
+		rv = Q_EIO;
+		goto err_free_dedup;
 	}
 
 	/* Mutate. */
@@ -663,15 +767,19 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 		b->id_len = (uint32_t)id_len;
 		b->origin = r->seq;
 		b->published_ms = s->now;
-		b->len = c->body_len;
-		if (id_len > 0) {
+		b->len = (uint32_t)c->body_len;
+		b->sum = sum;
+		if (s->bodies == NULL && id_len > 0) {
 			memcpy(b->data, c->msg_id, id_len);
 		}
-		if (c->body_len > 0) {
+		if (s->bodies == NULL && c->body_len > 0) {
 			memcpy(b->data + id_len, c->body, c->body_len);
 		}
 		s->n_bodies++;
 		s->body_bytes += c->body_len;
+		if (s->bodies != NULL) {
+			s->stored_bytes += (uint64_t)c->body_len + id_len;
+		}
 	}
 	for (i = 0; i < n; i++) {
 		struct q_queue *q = targets[i];
@@ -686,7 +794,9 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 		m->queue = q;
 		m->seq = r->seq;
 		m->where = Q__NOWHERE;
-		m->expires = ttl != 0 ? s->now + ttl : 0;
+		if (ttl != 0) {
+			q__msg_ext(s, m)->expires = s->now + ttl;
+		}
 		s->n_msgs++;
 		q->c.published++;
 		if (c->delay_ms != 0) {
@@ -697,18 +807,23 @@ static int publish(struct q_state *s, const struct q_cmd *cmd,
 	}
 	return 0;
 
+err_free_dedup:
+	if (e != NULL) {
+		q__dedup_discard(s, e);
+	}
 err_free_msgs:
 	while (!q__list_empty(&fresh)) {
 		struct q_msg *m =
 			Q__CONTAINER_OF(fresh.next, struct q_msg, link);
 		q__list_remove(&m->link);
-		q__free(s, m, sizeof *m);
+		q__msg_discard(s, m, n == 1 ? bsize : 0);
 	}
-	if (b != NULL) {
-		q__free(s, b, sizeof *b + id_len + c->body_len);
+	if (n > 1) {
+		q__free(s, b, bsize);
 	}
 err_nomem:
-	return Q_ENOMEM;
+	assert(rv != 0);
+	return rv;
 }
 
 /* ----------------------------------------------------------- consumers */
@@ -724,7 +839,9 @@ static int attach(struct q_state *s, const struct q_cmd *cmd,
 		return 0;
 	}
 	if (q__reserve(s, &s->consumers, &s->cap_consumers,
-		       s->n_consumers + 1) != 0) {
+		       s->n_consumers + 1) != 0 ||
+	    q__ext_reserve(s, min_u64(room(c->prefetch, 0, c->credit),
+				      waiting(q))) != 0) {
 		return Q_ENOMEM;
 	}
 	k = q__malloc(s, sizeof *k);
@@ -754,8 +871,8 @@ static int attach(struct q_state *s, const struct q_cmd *cmd,
  * count stays at least the failure count (q_state_check() verifies it). */
 static void undo_delivery(struct q_msg *m)
 {
-	if (m->deliveries != UINT32_MAX) {
-		m->deliveries--;
+	if (m->ext->deliveries != UINT32_MAX) {
+		m->ext->deliveries--;
 	}
 }
 
@@ -776,15 +893,16 @@ static int detach(struct q_state *s, const struct q_cmd *cmd,
 	 * anything else looks at them. */
 	for (i = 0; c->unseen != NULL && i < c->n_unseen; i++) {
 		struct q_msg *m = q__unacked_find(k->queue, c->unseen[i]);
-		if (m != NULL && m->consumer == k) {
+		if (m != NULL && m->ext->consumer == k) {
 			undo_delivery(m);
-			m->consumer = NULL;
+			m->ext->consumer = NULL;
 		}
 	}
 	if (c->n_unseen > 0) {
 		struct q_link *l;
 		for (l = k->unacked.next; l != &k->unacked; l = l->next) {
-			Q__CONTAINER_OF(l, struct q_msg, link)->consumer = k;
+			Q__CONTAINER_OF(l, struct q_msg, link)->ext->consumer =
+				k;
 		}
 	}
 	q__consumer_remove(s, k, 0, 0);
@@ -799,6 +917,12 @@ static int credit(struct q_state *s, const struct q_cmd *cmd,
 	if (k == NULL) {
 		r->status = Q_ENOCONSUMER;
 		return 0;
+	}
+	if (q__ext_reserve(s,
+			   min_u64(room(cmd->u.consumer.prefetch, k->n_unacked,
+					cmd->u.consumer.credit),
+				   waiting(k->queue))) != 0) {
+		return Q_ENOMEM;
 	}
 	k->prefetch = cmd->u.consumer.prefetch;
 	k->credit = cmd->u.consumer.credit;
@@ -849,9 +973,14 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 		return 0;
 	}
 	q = k->queue;
+	/* Each tag done gives k room for one delivery (EXTEND gives none). */
+	if (cmd->type != Q_CMD_EXTEND &&
+	    q__ext_reserve(s, min_u64(c->n_tags, waiting(q))) != 0) {
+		return Q_ENOMEM;
+	}
 	for (i = 0; i < c->n_tags; i++) {
 		struct q_msg *m = q__unacked_find(q, c->tags[i]);
-		if (m == NULL || m->consumer != k) {
+		if (m == NULL || m->ext->consumer != k) {
 			r->unknown++;
 			continue;
 		}
@@ -891,9 +1020,19 @@ static int tags(struct q_state *s, const struct q_cmd *cmd, struct q_result *r)
 	return 0;
 }
 
-static void tick(struct q_state *s)
+static int tick(struct q_state *s)
 {
-	uint64_t i;
+	uint64_t i, due = q__timers_due_unacked(s);
+	/* An ack deadline that passes gives its consumer room. */
+	if (due > 0) {
+		uint64_t w = 0;
+		for (i = 0; i < s->n_queues; i++) {
+			w += waiting(s->queues[i]);
+		}
+		if (q__ext_reserve(s, min_u64(due, w)) != 0) {
+			return Q_ENOMEM;
+		}
+	}
 	q__timers_fire(s);
 	/* Forget old dedup ids here too, so idle queues free them. */
 	for (i = 0; i < s->n_queues; i++) {
@@ -904,6 +1043,7 @@ static void tick(struct q_state *s)
 		struct q_topic *t = s->topics[i];
 		q__dedup_expire(s, &t->dedup, t->dedup_window_ms);
 	}
+	return 0;
 }
 
 int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
@@ -922,7 +1062,7 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 	}
 	switch (cmd->type) {
 	case Q_CMD_TICK:
-		tick(s);
+		rv = tick(s);
 		break;
 	case Q_CMD_CREATE_QUEUE:
 		rv = create_queue(s, cmd, r);
@@ -977,12 +1117,14 @@ int q_state_apply(struct q_state *s, const struct q_cmd *cmd,
 		break;
 	}
 	if (rv != 0) {
+		q__ext_release(s);
 		s->now = old_now;
 		memset(r, 0, sizeof *r);
 		s->applying = false;
 		return rv;
 	}
 	q__dispatch_dirty(s);
+	q__ext_release(s);
 	s->applying = false;
 	return 0;
 }
@@ -999,6 +1141,8 @@ void q_state_totals(const struct q_state *s, struct q_totals *t)
 	t->body_bytes = s->body_bytes;
 	t->dedup_entries = s->n_dd;
 	t->alloc_bytes = s->alloc_bytes;
+	t->alloc_blocks = s->alloc_blocks;
+	t->stored_bytes = s->stored_bytes;
 }
 
 static void fill_info(const struct q_queue *q, struct q_queue_info *i)

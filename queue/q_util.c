@@ -18,6 +18,7 @@ static const char *const errors[Q_ECODES_COUNT] = {
 	[Q_ECORRUPT] = "malformed or corrupt state",
 	[Q_ETOOBIG] = "message body too large",
 	[Q_ETOPICQUEUE] = "not allowed on a topic subscription queue",
+	[Q_EIO] = "the body store failed",
 };
 
 const char *q_strerror(int code)
@@ -62,6 +63,7 @@ void *q__malloc(struct q_state *s, size_t size)
 	void *p = s->alloc.malloc(s->alloc.data, size);
 	if (p != NULL) {
 		s->alloc_bytes += size;
+		s->alloc_blocks++;
 	}
 	return p;
 }
@@ -71,6 +73,7 @@ void *q__realloc(struct q_state *s, void *ptr, size_t old_size, size_t size)
 	void *p = s->alloc.realloc(s->alloc.data, ptr, size);
 	if (p != NULL) {
 		s->alloc_bytes = s->alloc_bytes - old_size + size;
+		s->alloc_blocks += ptr == NULL;
 	}
 	return p;
 }
@@ -81,6 +84,7 @@ void q__free(struct q_state *s, void *ptr, size_t size)
 		return;
 	}
 	s->alloc_bytes -= size;
+	s->alloc_blocks--;
 	s->alloc.free(s->alloc.data, ptr);
 }
 
@@ -279,6 +283,11 @@ struct q_dd *q__dedup_new(struct q_state *s, const void *id, size_t len)
 	e->hash = dd_hash(s, id, len);
 	memcpy(e->id, id, len);
 	return e;
+}
+
+void q__dedup_discard(struct q_state *s, struct q_dd *e)
+{
+	q__free(s, e, sizeof *e + e->len);
 }
 
 /* Takes e out of whichever table holds it. */

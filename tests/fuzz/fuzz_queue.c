@@ -1,22 +1,29 @@
 /* Fuzz target: random command sequences against queue/'s state machine.
  *
  * The input is a small program. Byte 0 picks the options (bit 0: inject
- * allocation failures; bit 1: max_body 64). Then, per command: one byte
- * for the command type, one for the clock step (mostly small, sometimes a
- * jump or a step backwards), one for a failure budget in fault mode, then
- * the command's arguments as small indexes into fixed pools (queue, topic
- * and subscription names, settings values including edge values, msg ids,
+ * allocation failures; bit 1: max_body 64; bit 2: bodies in a body store,
+ * the fake of tests/lib/fake_bodies.h). Then, per command: one byte for
+ * the command type, one for the clock step (mostly small, sometimes a jump
+ * or a step backwards), one for a failure budget in fault mode (with a body
+ * store, its bit 7 makes the command's put fail instead), then the
+ * command's arguments as small indexes into fixed pools (queue, topic and
+ * subscription names, settings values including edge values, msg ids,
  * sessions), delivery tags and consumer ids taken from what the sink saw.
  * Reads past the end give 0, so every input is a valid program.
  *
  * Checked after every command:
  *   - q_state_apply() returns 0, or Q_ENOMEM only when an allocation failed
- *     (fault mode); after Q_ENOMEM the state's dump is byte-identical to the
- *     one before and the sink was not called (all-or-nothing, q.h);
- *   - q_state_check() passes (the full invariant walk);
- *   - every delivery the sink reports is readable (ASan checks the copy).
+ *     (fault mode), or Q_EIO only when a put failed; after either the
+ *     state's dump is byte-identical to the one before and the sink was not
+ *     called (all-or-nothing, q.h);
+ *   - q_state_check() passes (the full invariant walk), and with a body
+ *     store the keys the state refers to are exactly those it put and has
+ *     not dropped (fb_check());
+ *   - every delivery the sink reports is readable (ASan checks the copy;
+ *     with a body store, the bytes are read from it by key and checksum).
  * At the end: dump -> load -> dump gives the same bytes and the loaded
- * state passes q_state_check(). */
+ * state passes q_state_check() (with a body store it claims every key). */
+#include "fake_bodies.h"
 #include "fuzz_util.h"
 
 #define MAX_CMDS 256
@@ -89,15 +96,30 @@ struct seen {
 static void on_delivery(void *data, const struct q_delivery *d)
 {
 	struct seen *s = data;
+	const void *body = d->body, *id = d->msg_id;
 	size_t i;
 	s->calls++;
+	if (body == NULL && (d->body_len != 0 || d->msg_id_len != 0)) {
+		/* A body store: the bytes are there, by key. */
+		size_t id_len, len;
+		uint32_t sum;
+		FZ_CHECK(id == NULL, "msg id bytes without body bytes");
+		FZ_CHECK(
+			fb_lookup(d->body_key, &id, &id_len, &body, &len, &sum),
+			"body %llu of a delivery is not in the store",
+			(unsigned long long)d->body_key);
+		FZ_CHECK(sum == d->body_sum && len == d->body_len &&
+				 id_len == d->msg_id_len,
+			 "body %llu: checksum or lengths differ",
+			 (unsigned long long)d->body_key);
+	}
 	/* Touch everything the delivery points to: ASan reports a pointer
 	 * into freed or foreign memory. */
 	for (i = 0; i < d->body_len; i++) {
-		s->sum += ((const unsigned char *)d->body)[i];
+		s->sum += ((const unsigned char *)body)[i];
 	}
-	for (i = 0; d->msg_id != NULL && i < d->msg_id_len; i++) {
-		s->sum += (unsigned char)d->msg_id[i];
+	for (i = 0; id != NULL && i < d->msg_id_len; i++) {
+		s->sum += ((const unsigned char *)id)[i];
 	}
 	s->sum += strlen(d->queue) + d->session->session_id;
 	if (d->dl_queue != NULL) {
@@ -279,10 +301,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct q_options opts;
 	struct q_state *s, *copy;
 	struct fz_buf before, after, again;
+	struct fb_state fb, fb2;
 	unsigned char body[80];
+	char why[256];
 	uint64_t now = 1000;
 	uint8_t mode = fz_u8(&in);
-	int faults = mode & 1;
+	int faults = mode & 1, store = (mode & 4) != 0;
 	unsigned n;
 	int rv;
 
@@ -291,6 +315,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	opts.allocator = &alloc;
 	opts.hash_seed = 42;
 	opts.max_body = (mode & 2) ? 64 : 0;
+	fb_init(&fb);
+	fb_init(&fb2);
+	if (store) {
+		opts.bodies = &fb.vt;
+	}
 	for (n = 0; n < sizeof body; n++) {
 		body[n] = (unsigned char)('a' + n % 26);
 	}
@@ -303,30 +332,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct q_result res;
 		q_seq tags[4];
 		uint8_t budget;
+		long put_calls = fb.put_calls;
 		next_cmd(&in, &seen, &now, &cmd, tags, body);
 		budget = faults ? fz_u8(&in) : 0;
 		if (budget != 0) {
 			fz_dump(s, &before);
-			fault.budget = budget % 24;
+			if (store && (budget & 0x80)) {
+				fb.fail_put_at = fb.put_calls;
+			} else {
+				fault.budget = budget % 24;
+			}
 		}
 		fault.failed = 0;
 		seen.calls = 0;
 		rv = q_state_apply(s, &cmd, &res);
 		fault.budget = -1;
+		fb.fail_put_at = -1;
 		if (rv != 0) {
-			FZ_CHECK(rv == Q_ENOMEM && fault.failed,
+			FZ_CHECK((rv == Q_ENOMEM && fault.failed) ||
+					 (rv == Q_EIO && store &&
+					  (budget & 0x80) &&
+					  fb.put_calls > put_calls),
 				 "command %u (type %u): apply = %d", n,
 				 cmd.type, rv);
 			FZ_CHECK(seen.calls == 0,
 				 "command %u (type %u): %u sink calls before "
-				 "Q_ENOMEM",
+				 "failing",
 				 n, cmd.type, seen.calls);
 			fz_dump(s, &after);
 			FZ_CHECK(after.len == before.len &&
 					 memcmp(after.p, before.p, after.len) ==
 						 0,
-				 "command %u (type %u): Q_ENOMEM changed the "
-				 "state",
+				 "command %u (type %u): a failed apply changed "
+				 "the state",
 				 n, cmd.type);
 			free(after.p);
 		} else {
@@ -337,15 +375,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			free(before.p);
 		}
 		fz_state_check(s, "after a command");
+		FZ_CHECK(!store || fb_check(&fb, s, why, sizeof why),
+			 "command %u (type %u): body store: %s", n, cmd.type,
+			 why);
 	}
 
 	/* Snapshot round trip. */
 	fz_dump(s, &before);
+	if (store) {
+		opts.bodies = &fb2.vt;
+	}
 	copy = q_state_new(&opts);
 	FZ_CHECK(copy != NULL, "q_state_new");
 	rv = q_state_load(copy, before.p, before.len);
-	FZ_CHECK(rv == 0, "q_state_load() of a fresh dump = %d", rv);
+	FZ_CHECK(rv == 0, "q_state_load() of a fresh dump = %d: %s", rv,
+		 q_state_load_error(copy));
 	fz_state_check(copy, "after load");
+	FZ_CHECK(!store || fb_check(&fb2, copy, why, sizeof why),
+		 "after load: body store: %s", why);
 	fz_dump(copy, &again);
 	FZ_CHECK(again.len == before.len &&
 			 memcmp(again.p, before.p, again.len) == 0,
@@ -355,5 +402,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(again.p);
 	q_state_free(copy);
 	q_state_free(s);
+	fb_fini(&fb);
+	fb_fini(&fb2);
+	FZ_CHECK(fb_store_count() == 0, "bodies left in the store");
 	return 0;
 }

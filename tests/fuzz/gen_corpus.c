@@ -597,6 +597,19 @@ static void queue_seeds(void)
 		}
 	}
 	save("queue", "faults", &b);
+	/* both with bodies in a body store; in fault mode one budget byte
+	 * has bit 7 (a refused put where it falls to a publish) */
+	put(&b, basic, sizeof basic);
+	b.p[0] = 4;
+	save("queue", "store-basic", &b);
+	put8(&b, 5);
+	for (i = 1; i < (int)sizeof basic; i++) {
+		put8(&b, basic[i]);
+		if (i % 6 == 0) {
+			put8(&b, i == 18 ? 0x80 : 3);
+		}
+	}
+	save("queue", "store-faults", &b);
 	/* a few pseudo-random programs */
 	for (k = 0; k < 4; k++) {
 		char name[16];

@@ -1333,6 +1333,7 @@ Test(mirror, error_codes_equal_q_codes)
 		{Q_ECORRUPT, CE(ERROR_CODE__ERROR_CODE_CORRUPT)},
 		{Q_ETOOBIG, CE(ERROR_CODE__ERROR_CODE_MESSAGE_TOO_LARGE)},
 		{Q_ETOPICQUEUE, CE(ERROR_CODE__ERROR_CODE_SUBSCRIPTION_QUEUE)},
+		{Q_EIO, CE(ERROR_CODE__ERROR_CODE_STORE_FAILED)},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(map); i++)
 		cr_assert_eq(map[i].q, map[i].proto, "row %zu: q %d, proto %d",

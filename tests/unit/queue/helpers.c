@@ -110,6 +110,46 @@ static void rec_order(struct h_rec *r, char kind)
 	r->order[r->n_order] = '\0';
 }
 
+/* With bodies out of memory the delivery carries the key; the bytes come
+ * from the fake store, as node/ reads them from the body store. */
+static bool resolve(const struct q_delivery *d, const void **id,
+		    const void **body)
+{
+	size_t id_len, len;
+	uint32_t sum;
+	if (d->body != NULL || (d->body_len == 0 && d->msg_id_len == 0)) {
+		*id = d->msg_id;
+		*body = d->body;
+		return true;
+	}
+	cr_assert(d->msg_id == NULL, "msg id bytes without body bytes");
+	cr_assert(fb_lookup(d->body_key, id, &id_len, body, &len, &sum),
+		  "%s/%llu: body %llu not in the store", d->queue,
+		  (unsigned long long)d->seq, (unsigned long long)d->body_key);
+	cr_assert(sum == d->body_sum && len == d->body_len &&
+			  id_len == d->msg_id_len,
+		  "%s/%llu: body %llu: checksum or lengths differ", d->queue,
+		  (unsigned long long)d->seq, (unsigned long long)d->body_key);
+	if (id_len == 0) {
+		*id = NULL;
+	}
+	return false;
+}
+
+const void *h_delivery_body(const struct q_delivery *d)
+{
+	const void *id, *body;
+	resolve(d, &id, &body);
+	return body;
+}
+
+const void *h_delivery_msg_id(const struct q_delivery *d)
+{
+	const void *id, *body;
+	resolve(d, &id, &body);
+	return id;
+}
+
 static void rec_deliver(void *data, const struct q_delivery *d)
 {
 	struct h_rec *r = data;
@@ -127,12 +167,14 @@ static void rec_deliver(void *data, const struct q_delivery *d)
 		c->session = *d->session;
 	c->queue = strdup0(d->queue);
 	c->seq = d->seq;
-	c->msg_id = memdup0(d->msg_id, d->msg_id_len);
+	c->msg_id = memdup0(h_delivery_msg_id(d), d->msg_id_len);
 	c->msg_id_len = d->msg_id_len;
-	c->body = memdup0(d->body, d->body_len);
+	c->body = memdup0(h_delivery_body(d), d->body_len);
 	if (c->body == NULL)
 		c->body = memdup0("", 0); /* empty body: "" for easy strcmp */
 	c->body_len = d->body_len;
+	c->body_key = d->body_key;
+	c->body_sum = d->body_sum;
 	c->delivery_count = d->delivery_count;
 	c->published_ms = d->published_ms;
 	c->dl_reason = d->dl_reason;
@@ -210,6 +252,7 @@ bool h_rec_equal(const struct h_rec *a, const struct h_rec *b)
 		const struct h_delivery *x = &a->d[i], *y = &b->d[i];
 
 		if (x->consumer != y->consumer || x->seq != y->seq ||
+		    x->body_key != y->body_key || x->body_sum != y->body_sum ||
 		    x->delivery_count != y->delivery_count ||
 		    x->published_ms != y->published_ms ||
 		    x->dl_reason != y->dl_reason ||
@@ -240,20 +283,65 @@ bool h_rec_equal(const struct h_rec *a, const struct h_rec *b)
 
 struct h_env H;
 
-void h_env_init(struct h_env *e, const struct q_options *opts)
+/* Live envs, so that h_check() finds the fake store of a state. */
+#define MAX_ENVS 16
+static struct h_env *envs[MAX_ENVS];
+
+struct h_env *h_env_of(const struct q_state *s)
 {
+	size_t i;
+
+	for (i = 0; i < MAX_ENVS; i++)
+		if (envs[i] != NULL && envs[i]->s == s)
+			return envs[i];
+	return NULL;
+}
+
+void h_env_init_mode(struct h_env *e, const struct q_options *opts, bool store)
+{
+	struct q_options o;
+	size_t i;
+
 	memset(e, 0, sizeof(*e));
+	memset(&o, 0, sizeof(o));
+	if (opts != NULL)
+		o = *opts;
 	h_rec_init(&e->rec);
-	e->s = q_state_new(opts);
+	e->store = store && o.bodies == NULL;
+	if (e->store) {
+		fb_init(&e->fb);
+		o.bodies = &e->fb.vt;
+	}
+	e->s = q_state_new(&o);
 	cr_assert(e->s != NULL, "q_state_new failed");
 	h_rec_sink(&e->rec, &e->sink);
 	q_state_set_sink(e->s, &e->sink);
+	for (i = 0; i < MAX_ENVS && envs[i] != NULL; i++)
+		;
+	cr_assert(i < MAX_ENVS, "too many test envs");
+	envs[i] = e;
+}
+
+void h_env_init(struct h_env *e, const struct q_options *opts)
+{
+	h_env_init_mode(e, opts, H_STORE_DEFAULT);
 }
 
 void h_env_fini(struct h_env *e)
 {
+	size_t i;
+	char why[512];
+
+	for (i = 0; i < MAX_ENVS; i++)
+		if (envs[i] == e)
+			envs[i] = NULL;
+	if (e->store && e->s != NULL)
+		cr_assert(fb_check(&e->fb, e->s, why, sizeof(why)),
+			  "body store at the end: %s", why);
 	if (e->s != NULL)
 		q_state_free(e->s);
+	if (e->store)
+		fb_fini(&e->fb);
 	h_rec_fini(&e->rec);
 	memset(e, 0, sizeof(*e));
 }
@@ -612,9 +700,14 @@ void h_check_at(const struct q_state *s, const char *file, int line)
 	char buf[512];
 	int rv;
 
+	const struct h_env *e = h_env_of(s);
+
 	buf[0] = '\0';
 	rv = q_state_check(s, buf, sizeof(buf));
 	cr_assert(rv == 0, "%s:%d: q_state_check: %d: %s", file, line, rv, buf);
+	if (e != NULL && e->store)
+		cr_assert(fb_check(&e->fb, s, buf, sizeof(buf)),
+			  "%s:%d: body store: %s", file, line, buf);
 }
 
 struct q_queue_info h_info(const struct q_state *s, const char *name)

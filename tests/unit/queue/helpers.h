@@ -14,6 +14,13 @@
  *     They do NOT run q_state_check(): call h_check() after mutations.
  *   - Dump helpers (h_dump, h_dump_equal) and a failing allocator
  *     (struct h_fail_alloc) for out-of-memory sweeps.
+ *   - Bodies: an env keeps bodies in memory, or in the fake body store
+ *     (tests/lib/fake_bodies.h) when it was made with h_env_init_mode(..,
+ * true), or by h_env_init() in a build with H_STORE_DEFAULT=1 (t_queue_store:
+ * the same tests with bodies out of memory). The recording sink then reads the
+ * bytes from the store (checking the checksum), so h_delivery holds them in
+ * both modes; h_check() also runs fb_check() for such a state, and h_env_fini()
+ * checks the store protocol one last time.
  *
  * Conventions
  *   - Every string argument is borrowed; bodies given as C strings are sent
@@ -29,7 +36,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fake_bodies.h"
 #include "q.h"
+
+/* 1 in the build that runs every suite with bodies in the fake store. */
+#ifndef H_STORE_DEFAULT
+#define H_STORE_DEFAULT 0
+#endif
 
 /* ---------------------------------------------------------------------
  * Recording sink
@@ -49,6 +62,8 @@ struct h_delivery {
 	char *body; /* owned copy (+ NUL) or NULL when body_len 0 and body NULL
 		     */
 	size_t body_len;
+	q_seq body_key;
+	uint32_t body_sum;
 	uint32_t delivery_count;
 	uint64_t published_ms;
 	uint8_t dl_reason;
@@ -97,12 +112,26 @@ struct h_env {
 	struct q_state *s;
 	struct q_sink sink;
 	struct h_rec rec;
+	bool store;	    /* bodies in the fake store */
+	struct fb_state fb; /* when store */
 };
 
 /* Creates the state (opts may be NULL) and installs the recording sink.
- * cr_asserts q_state_new() succeeded. */
+ * Bodies are in the fake store if H_STORE_DEFAULT and opts has no body
+ * interface of its own. cr_asserts q_state_new() succeeded. The env must
+ * not move while the state lives (the state borrows e->fb). */
 void h_env_init(struct h_env *e, const struct q_options *opts);
+/* The same with the mode chosen: store = bodies in the fake store. */
+void h_env_init_mode(struct h_env *e, const struct q_options *opts, bool store);
 void h_env_fini(struct h_env *e);
+/* The env of a state made by h_env_init*(), or NULL. */
+struct h_env *h_env_of(const struct q_state *s);
+
+/* The bytes of a delivery's body and msg id, from the delivery or, with
+ * bodies out of memory, from the fake store (cr_asserts they are there and
+ * match body_sum and the lengths). */
+const void *h_delivery_body(const struct q_delivery *d);
+const void *h_delivery_msg_id(const struct q_delivery *d);
 
 /* The global environment of most suites. */
 extern struct h_env H;

@@ -276,28 +276,31 @@ Test(dump, dump_write_error_is_returned)
 
 TestSuite(load, .init = h_setup, .fini = h_teardown);
 
-/* The bytes of an empty state. */
+/* The bytes of an empty state (of the build's body mode, like H). */
 static void *empty_dump(size_t *len)
 {
-	struct q_state *s = q_state_new(NULL);
+	struct h_env e;
 	void *buf;
 
-	cr_assert_not_null(s);
-	buf = h_dump(s, len);
-	q_state_free(s);
+	h_env_init(&e, NULL);
+	buf = h_dump(e.s, len);
+	h_env_fini(&e);
 	return buf;
 }
 
 /* Loads (buf, len) into a fresh state; returns load's result. On 0 the state
- * must pass check and survive a tick; otherwise it must be empty. */
+ * must pass check and survive a tick; otherwise it must be empty (and, with
+ * bodies in the fake store, refer to no body: h_env_fini checks). */
 static int load_one(const void *buf, size_t len, const void *empty,
 		    size_t empty_len, const char *what, size_t at)
 {
-	struct q_state *s = q_state_new(NULL);
+	struct h_env e;
+	struct q_state *s;
 	struct q_totals t;
 	int rv;
 
-	cr_assert_not_null(s);
+	h_env_init(&e, NULL);
+	s = e.s;
 	rv = q_state_load(s, buf, len);
 	cr_assert(rv == 0 || rv == Q_ECORRUPT, "%s %zu: load = %d", what, at,
 		  rv);
@@ -322,7 +325,7 @@ static int load_one(const void *buf, size_t len, const void *empty,
 		t = h_totals(s);
 		cr_assert_eq(t.queues + t.topics + t.consumers + t.messages, 0);
 	}
-	q_state_free(s);
+	h_env_fini(&e);
 	return rv;
 }
 
@@ -594,15 +597,123 @@ Test(load, more_failures_than_deliveries_is_corrupt)
 	free(buf);
 }
 
+/* Only an armed timer has a due time; a dump with one on a message without
+ * a timer has no place to keep it (the side struct holding it is only made
+ * for timed or delivered messages) and is corrupt. In a message: in_heap
+ * at +29, due at +30. */
+Test(load, a_due_time_without_a_timer_is_corrupt)
+{
+	static const char *const bodies[] = {"EEEE"};
+	unsigned char *buf, *m;
+	size_t len;
+
+	buf = dump_of(bodies, 1, &len);
+	m = message_of(buf, len, "EEEE", 1);
+	cr_assert_eq(m[29], 0, "no timer");
+	m[30] = 7;
+	expect_corrupt(buf, len, "due");
+	free(buf);
+}
+
+/* A body's key is the seq of the publish that stored it: never after the
+ * seq of a copy (a dead-lettered copy's is later). Two messages' keys
+ * swapped (origin at +38): message 2 then claims the body of publish 3. */
+Test(load, a_body_key_after_its_message_seq_is_corrupt)
+{
+	static const char *const bodies[] = {"FFF1", "FFF2", "FFF3"};
+	unsigned char *buf, *m2, *m3;
+	size_t len;
+
+	buf = dump_of(bodies, 3, &len);
+	m2 = message_of(buf, len, "FFF2", 2);
+	m3 = message_of(buf, len, "FFF3", 3);
+	cr_assert(m2[38] == 2 && m3[38] == 3);
+	m2[38] = 3;
+	m3[38] = 2;
+	expect_corrupt(buf, len, "key after seq");
+	free(buf);
+}
+
+/* After every command, dispatch has left no message waiting while a
+ * consumer has room (the side struct reserves rely on it). A dump where a
+ * consumer without credit got some is corrupt. The consumer's credit is the
+ * u32 before its unacked count (u64) and the trailer (12 bytes). */
+Test(load, a_waiting_message_while_a_consumer_has_room_is_corrupt)
+{
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf;
+	size_t len;
+
+	cr_assert_not_null(s);
+	h_create_queue(s, "q", NULL, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 0, 0, 1).consumer, 1);
+	h_publish(s, "q", NULL, "wait", 2);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	cr_assert_eq(buf[len - 12 - 8 - 4], 0, "layout changed");
+	buf[len - 12 - 8 - 4] = 1;
+	expect_corrupt(buf, len, "room");
+	free(buf);
+}
+
+/* Format 2 declares each body's copies (refs): one of a single copy lives
+ * in the copy's allocation. A count that the copies do not match is
+ * corrupt, a second copy of a body said to have one included. The record:
+ * published u64, id_len, len, sum, refs u32; found by its checksum. */
+static void refs_declared_wrong(bool topic, uint32_t refs)
+{
+	struct h_env e, l;
+	unsigned char *buf, *p, sum[4];
+	uint32_t v = fb_sum(NULL, 0, "RRRR", 4);
+	size_t len, i;
+
+	h_env_init_mode(&e, NULL, true);
+	h_create_queue(e.s, "q", NULL, 1);
+	h_create_topic(e.s, "t", 0, 1);
+	h_subscribe(e.s, "t", "a", NULL, 1);
+	h_subscribe(e.s, "t", "b", NULL, 1);
+	if (topic)
+		h_publish_topic(e.s, "t", NULL, "RRRR", 2);
+	else
+		h_publish(e.s, "q", NULL, "RRRR", 2);
+	buf = h_dump(e.s, &len);
+	for (i = 0; i < 4; i++)
+		sum[i] = (unsigned char)(v >> (8 * i));
+	p = memmem(buf, len, sum, 4);
+	cr_assert_not_null(p);
+	cr_assert_eq(p[4], topic ? 2 : 1, "layout changed");
+	p[4] = (unsigned char)refs;
+	max_field(buf, len, 0, 0);
+	h_env_init_mode(&l, NULL, true);
+	cr_assert_eq(q_state_load(l.s, buf, len), Q_ECORRUPT, "refs %u", refs);
+	cr_assert_eq(h_totals(l.s).messages, 0);
+	cr_assert_eq(l.fb.claims, l.fb.drops, "claims undone");
+	free(buf);
+	h_env_fini(&e);
+	h_env_fini(&l);
+}
+
+Test(load, format_2_copies_other_than_declared_are_corrupt)
+{
+	refs_declared_wrong(true, 1);
+	refs_declared_wrong(true, 3);
+	refs_declared_wrong(false, 2);
+	refs_declared_wrong(false, 0);
+}
+
 /* --------------------------------------------------------------------- */
 
 /* Allocation-failure sweeps. `prep` builds the state before the command (no
  * failures); then for N = 0, 1, ... the Nth allocation of the command fails
  * until apply returns 0. Every failing run must return Q_ENOMEM, leave the
- * dump byte-identical and make no sink call; the final run must
- * give the same result, deliveries and dump as a run without failures, and
- * q_state_free() must then release every allocation (no leak on the error
- * paths; reserved capacity kept by a failed apply is fine). */
+ * dump byte-identical and make no sink call (and, with bodies in the fake
+ * store, call no put or drop: the body is stored after every allocation);
+ * the final run must give the same result, deliveries and dump as a run
+ * without failures, and q_state_free() must then release every allocation
+ * (no leak on the error paths; reserved capacity kept by a failed apply is
+ * fine). A command that needs more side structs (struct q_msg_ext) than it
+ * reserved stops on an assert in queue/: the sweeps below that give room or
+ * move messages check those bounds. */
 
 typedef void (*prep_fn)(struct q_state *s);
 
@@ -629,6 +740,8 @@ static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
 	rref = h_apply(ref.s, cmd);
 	before = h_dump(e.s, &blen);
 	for (n = 0;; n++) {
+		long puts = e.fb.put_calls, drops = e.fb.drops;
+
 		cr_assert_lt(n, 100000, "%s: no end", what);
 		h_rec_clear(&e.rec);
 		h_fail_alloc_arm(&fa, n, 1);
@@ -638,6 +751,9 @@ static long oom_sweep(prep_fn prep, const struct q_cmd *cmd, const char *what)
 			break;
 		cr_assert_eq(rv, Q_ENOMEM, "%s: N=%ld: apply = %d", what, n,
 			     rv);
+		cr_assert(e.fb.put_calls == puts && e.fb.drops == drops,
+			  "%s: N=%ld: a failed apply called put or drop", what,
+			  n);
 		cr_assert_eq(fa.failures, 1, "%s: N=%ld", what, n);
 		cr_assert(h_dump_is(e.s, before, blen),
 			  "%s: N=%ld: state changed by a failed apply", what,
@@ -858,6 +974,146 @@ static void prep_rich(struct q_state *s)
 	build_rich(s);
 }
 
+/* A consumer with room for one, holding seq 1; four messages wait. */
+static void prep_full_consumer(struct q_state *s)
+{
+	struct q_settings st = h_plain();
+	int i;
+
+	st.ack_timeout_ms = 10;
+	st.max_deliveries = 1;
+	st.dead_letter = "dlq";
+	h_create_queue(s, "dlq", NULL, 1);
+	h_create_queue(s, "q", &st, 1);
+	cr_assert_eq(h_attach(s, "q", 1, 1), 1);
+	for (i = 0; i < 5; i++)
+		h_publish(s, "q", NULL, "waiting", 2);
+}
+
+Test(oom, ack_gives_room_for_a_waiting_message)
+{
+	q_seq tag = 1;
+	struct q_cmd c = mkcmd(Q_CMD_ACK, 5);
+
+	c.u.tags.consumer = 1;
+	c.u.tags.tags = &tag;
+	c.u.tags.n_tags = 1;
+	cr_assert_gt(oom_sweep(prep_full_consumer, &c, "ack"), 0);
+}
+
+/* The ack deadline of seq 1 passes: it is dead-lettered (max_deliveries 1)
+ * and the consumer takes the next waiting message. */
+Test(oom, ack_timeout_gives_room_for_a_waiting_message)
+{
+	struct q_cmd c = mkcmd(Q_CMD_TICK, 1000);
+
+	cr_assert_gt(oom_sweep(prep_full_consumer, &c, "tick"), 0);
+}
+
+static void prep_no_credit(struct q_state *s)
+{
+	int i;
+
+	h_create_queue(s, "q", NULL, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 0, 0, 1).consumer, 1);
+	for (i = 0; i < 5; i++)
+		h_publish(s, "q", NULL, "waiting", 2);
+}
+
+Test(oom, credit_gives_room_for_waiting_messages)
+{
+	struct q_cmd c = mkcmd(Q_CMD_CREDIT, 5);
+
+	c.u.consumer.consumer = 1;
+	c.u.consumer.credit = 3;
+	cr_assert_gt(oom_sweep(prep_no_credit, &c, "credit"), 0);
+}
+
+/* "q" is drop-head and full: a publish moves its oldest to "dlq", which
+ * has a ttl (a timer for the moved message) and a consumer with room (a
+ * delivery of it), both of which need a side struct. */
+static void prep_drop_head_into_dlq(struct q_state *s)
+{
+	struct q_settings dl = h_plain(), dh = h_plain();
+
+	dl.ttl_ms = 1000;
+	dh.overflow = Q_OVERFLOW_DROP_HEAD;
+	dh.max_length = 2;
+	dh.dead_letter = "dlq";
+	h_create_queue(s, "dlq", &dl, 1);
+	h_create_queue(s, "q", &dh, 1);
+	h_publish(s, "q", NULL, "old 1", 2);
+	h_publish(s, "q", NULL, "old 2", 2);
+}
+
+static void prep_drop_head_into_consumed_dlq(struct q_state *s)
+{
+	prep_drop_head_into_dlq(s);
+	cr_assert_neq(h_attach(s, "dlq", 0, 3), 0);
+}
+
+Test(oom, publish_drop_head_moves_to_the_dead_letter_queue)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+
+	c.u.publish.queue = "q";
+	c.u.publish.body = "new";
+	c.u.publish.body_len = 3;
+	cr_assert_gt(oom_sweep(prep_drop_head_into_dlq, &c, "drop-head ttl"),
+		     0);
+	cr_assert_gt(oom_sweep(prep_drop_head_into_consumed_dlq, &c,
+			       "drop-head consumer"),
+		     0);
+}
+
+/* A topic whose subscription "t:a" dead-letters into "t:b", another
+ * subscription of the same topic: the publish first moves t:a's oldest
+ * into t:b (a ttl since "first" was published: a timer), which then has
+ * one message more than before the publish when it makes room itself,
+ * moving its own oldest (no ttl, never delivered) to "dlq2" (a consumer: a
+ * delivery). */
+static void prep_cross_subscriptions(struct q_state *s)
+{
+	struct q_settings a = h_plain(), b = h_plain();
+
+	a.overflow = b.overflow = Q_OVERFLOW_DROP_HEAD;
+	a.max_length = 1;
+	a.dead_letter = "t:b";
+	b.max_length = 2;
+	b.dead_letter = "dlq2";
+	h_create_queue(s, "dlq2", NULL, 1);
+	cr_assert_neq(h_attach(s, "dlq2", 0, 1), 0);
+	h_create_topic(s, "t", 0, 1);
+	h_subscribe(s, "t", "a", &a, 1);
+	h_subscribe(s, "t", "b", &b, 1);
+	h_publish_topic(s, "t", NULL, "first", 2);
+	b.ttl_ms = 1000;
+	cr_assert_eq(h_configure(s, "t:b", &b, Q_SET_TTL, 3).status, Q_OK);
+}
+
+Test(oom, publish_to_a_subscription_dead_lettering_into_another)
+{
+	struct q_cmd c = mkcmd(Q_CMD_PUBLISH, 10);
+	struct h_env e;
+
+	c.u.publish.topic = "t";
+	c.u.publish.body = "second";
+	c.u.publish.body_len = 6;
+	cr_assert_gt(oom_sweep(prep_cross_subscriptions, &c, "cross"), 0);
+	/* What the sweep went through: t:b's oldest reached dlq2's
+	 * consumer. */
+	h_env_init(&e, NULL);
+	prep_cross_subscriptions(e.s);
+	h_rec_clear(&e.rec);
+	h_apply(e.s, &c);
+	cr_assert_eq(e.rec.n_d, 1);
+	cr_assert_str_eq(e.rec.d[0].queue, "dlq2");
+	cr_assert_str_eq(e.rec.d[0].body, "first");
+	cr_assert_eq(h_info(e.s, "t:b").ready, 2, "t:a's copy, the new one");
+	h_check(e.s);
+	h_env_fini(&e);
+}
+
 Test(oom, rich_history_steps)
 {
 	struct q_cmd c = mkcmd(Q_CMD_TICK, 16000);
@@ -873,7 +1129,7 @@ Test(oom, load)
 {
 	struct h_fail_alloc fa;
 	struct q_options o = {.hash_seed = 3};
-	struct h_env e;
+	struct h_env e, le;
 	struct q_state *s;
 	void *buf, *empty;
 	size_t len, elen;
@@ -886,8 +1142,8 @@ Test(oom, load)
 	empty = empty_dump(&elen);
 	h_fail_alloc_init(&fa);
 	o.allocator = &fa.a;
-	s = q_state_new(&o);
-	cr_assert_not_null(s);
+	h_env_init(&le, &o);
+	s = le.s;
 	for (n = 0;; n++) {
 		cr_assert_lt(n, 100000);
 		h_fail_alloc_arm(&fa, n, 1);
@@ -903,7 +1159,7 @@ Test(oom, load)
 	cr_assert_gt(n, 0);
 	cr_assert(h_dump_is(s, buf, len));
 	h_check(s);
-	q_state_free(s);
+	h_env_fini(&le);
 	cr_assert_eq(fa.live, 0, "everything freed");
 	free(buf);
 	free(empty);

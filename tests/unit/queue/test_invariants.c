@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "q.h"
 
 static struct q_state *state;
+static struct fb_state fb; /* the bodies in t_queue_store */
 
 /* A sink that applies from inside a delivery, as node/ must never do (it
  * proposes into the next log entry instead). */
@@ -39,6 +41,10 @@ Test(invariants, apply_reentered_from_the_sink_aborts, .signal = SIGABRT)
 	struct q_cmd cmd;
 
 	memset(&opts, 0, sizeof opts);
+	if (H_STORE_DEFAULT) {
+		fb_init(&fb);
+		opts.bodies = &fb.vt;
+	}
 	state = q_state_new(&opts);
 	cr_assert_not_null(state);
 	q_state_set_sink(state, &sink);

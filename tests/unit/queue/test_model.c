@@ -9,6 +9,12 @@
  * q_state_check() after every step and dump -> load -> dump every ~1000
  * steps (sometimes continuing with the loaded copy).
  *
+ * Every seed runs twice: with bodies in memory (deliveries carry the bytes,
+ * dumps are format 1) and with bodies in the fake body store
+ * (fake_bodies.h: deliveries carry keys and checksums, dumps are format 2,
+ * and after every step the keys the state refers to are exactly the live
+ * ones of the store; a loaded copy claims them).
+ *
  * Environment: TEST_SEED=<n> runs that one seed instead of the fixed list;
  * TEST_STEPS=<n> sets the steps per seed (default 25000). On a mismatch the
  * seed, the step and the last commands are printed, then the test fails.
@@ -84,6 +90,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_bodies.h"
+#include "helpers.h"
 #include "q.h"
 
 /* ---------------------------------------------------------------------
@@ -1086,17 +1094,19 @@ static void sink_deliver(void *data, const struct q_delivery *d)
 	x->dl_from = d->dl_queue ? qindex(d->dl_queue) : -1;
 	if (d->dl_queue && x->dl_from < 0)
 		x->dl_from = -2;
-	if (d->msg_id && d->msg_id_len) {
+	/* From the delivery, or from the fake store by key (checked). */
+	const char *msg_id = h_delivery_msg_id(d);
+	if (msg_id && d->msg_id_len) {
 		x->id_len = d->msg_id_len < sizeof(x->id) ? d->msg_id_len
 							  : sizeof(x->id);
-		memcpy(x->id, d->msg_id, x->id_len);
+		memcpy(x->id, msg_id, x->id_len);
 		if (d->msg_id_len != x->id_len)
 			x->id_len = SIZE_MAX; /* never equal to the model's */
 	}
 	x->len = (uint32_t)d->body_len;
 	x->body_ok = true;
 	if (d->body_len) {
-		const uint8_t *b = d->body;
+		const uint8_t *b = h_delivery_body(d);
 		x->fill = b[0];
 		for (size_t i = 1; i < d->body_len; i++)
 			if (b[i] != b[0])
@@ -1128,6 +1138,11 @@ struct run {
 	struct model M;
 	struct q_state *s;
 	struct q_options opts;
+	/* Bodies in the fake store: fbs[cur] serves s; a loaded copy gets
+	 * the other one (each state has its own live set). */
+	bool store;
+	struct fb_state fbs[2];
+	int cur;
 	struct q_sink sink;
 	struct real_out out;
 	char ring[RING][200];
@@ -2001,6 +2016,8 @@ static void compare_state(struct run *R)
 	char err[256] = "";
 	if (q_state_check(R->s, err, sizeof(err)) != 0)
 		fail(R, "q_state_check: %s", err);
+	if (R->store && !fb_check(&R->fbs[R->cur], R->s, err, sizeof(err)))
+		fail(R, "body store: %s", err);
 }
 
 static void dump_load(struct run *R)
@@ -2011,20 +2028,28 @@ static void dump_load(struct run *R)
 	if (rc != 0)
 		fail(R, "dump: %d", rc);
 	struct q_options o = R->opts;
+	struct fb_state *fb2 = &R->fbs[1 - R->cur];
 	o.hash_seed = rng_next(&R->rng); /* must not change anything */
+	if (R->store) {
+		fb_init(fb2);
+		o.bodies = &fb2->vt;
+	}
 	struct q_state *s2 = q_state_new(&o);
 	cr_assert_not_null(s2);
 	rc = q_state_load(s2, a, alen);
 	if (rc != 0) {
 		free(a);
-		q_state_free(s2);
-		fail(R, "load: %d (%s)", rc, q_strerror(rc));
+		fail(R, "load: %d (%s): %s", rc, q_strerror(rc),
+		     q_state_load_error(s2));
 	}
 	char err[256] = "";
 	if (q_state_check(s2, err, sizeof(err)) != 0) {
 		free(a);
-		q_state_free(s2);
 		fail(R, "q_state_check after load: %s", err);
+	}
+	if (R->store && !fb_check(fb2, s2, err, sizeof(err))) {
+		free(a);
+		fail(R, "body store after load: %s", err);
 	}
 	rc = q_state_dump_buf(s2, &b, &blen);
 	bool same = rc == 0 && alen == blen && memcmp(a, b, alen) == 0;
@@ -2038,12 +2063,18 @@ static void dump_load(struct run *R)
 	}
 	if (chance(&R->rng, 50)) {
 		q_state_free(R->s);
+		if (R->store) {
+			fb_fini(&R->fbs[R->cur]);
+			R->cur = 1 - R->cur;
+		}
 		R->s = s2;
 		R->n_loads++;
 		q_state_set_sink(R->s, &R->sink);
 		R->opts = o;
 	} else {
 		q_state_free(s2);
+		if (R->store)
+			fb_fini(fb2);
 	}
 }
 
@@ -2111,7 +2142,7 @@ static void print_stats(const struct run *R)
 		R->M.seq);
 }
 
-static void run_model(uint64_t seed)
+static void run_model(uint64_t seed, bool store)
 {
 	long steps = env_long("TEST_STEPS", 25000);
 	long trace = env_long("TEST_MODEL_TRACE", 0);
@@ -2120,14 +2151,19 @@ static void run_model(uint64_t seed)
 	R->seed = seed;
 	for (int i = 0; i < RING; i++)
 		R->ring_step[i] = -1;
-	fprintf(stderr, "queue model: seed=%" PRIu64 " steps=%ld\n", seed,
-		steps);
+	fprintf(stderr, "queue model: seed=%" PRIu64 " steps=%ld bodies %s\n",
+		seed, steps, store ? "in the fake store" : "in memory");
 	rng_seed(&R->rng, seed);
 	R->dlq_drop_head = (seed & 1) != 0;
 	R->avoid = getenv("TEST_MODEL_AVOID");
 	R->opts.allocator = NULL;
 	R->opts.hash_seed = seed * 31 + 7;
 	R->opts.max_body = 100;
+	R->store = store;
+	if (store) {
+		fb_init(&R->fbs[0]);
+		R->opts.bodies = &R->fbs[0].vt;
+	}
 	R->s = q_state_new(&R->opts);
 	cr_assert_not_null(R->s);
 	R->sink.data = &R->out;
@@ -2168,12 +2204,16 @@ static void run_model(uint64_t seed)
 	}
 	print_stats(R);
 	q_state_free(R->s);
+	if (store) {
+		fb_fini(&R->fbs[R->cur]);
+		cr_assert_eq(fb_store_count(), 0, "bodies left in the store");
+	}
 	free(R);
 }
 
 /* Fixed seeds; odd seeds run dlq as drop-head, seed % 4 < 2 dead-letters t:b
  * into dlq (else into a queue that does not exist). */
-ParameterizedTestParameters(queue_model, seeds)
+static struct criterion_test_params model_seeds(void)
 {
 	static uint64_t seeds[] = {
 		1, 2, 3, 4, 146, 0x5eed5eedull, 20240607ull, 0xdeadbeefull};
@@ -2186,7 +2226,22 @@ ParameterizedTestParameters(queue_model, seeds)
 				   sizeof(seeds) / sizeof(seeds[0]));
 }
 
+ParameterizedTestParameters(queue_model, seeds)
+{
+	return model_seeds();
+}
+
 ParameterizedTest(uint64_t *seed, queue_model, seeds, .timeout = 120)
 {
-	run_model(*seed);
+	run_model(*seed, false);
+}
+
+ParameterizedTestParameters(queue_model, seeds_store)
+{
+	return model_seeds();
+}
+
+ParameterizedTest(uint64_t *seed, queue_model, seeds_store, .timeout = 120)
+{
+	run_model(*seed, true);
 }

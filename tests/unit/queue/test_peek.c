@@ -38,7 +38,7 @@ static int record(void *data, const struct q_peeked *m)
 	s->due[i] = m->due_ms;
 	s->dl_reason[i] = m->msg.dl_reason;
 	snprintf(s->body[i], sizeof s->body[i], "%.*s", (int)m->msg.body_len,
-		 (const char *)m->msg.body);
+		 (const char *)h_delivery_body(&m->msg));
 	snprintf(s->dl_queue[i], sizeof s->dl_queue[i], "%s",
 		 m->msg.dl_queue != NULL ? m->msg.dl_queue : "");
 	cr_assert_str_eq(m->msg.queue, s->queue);
