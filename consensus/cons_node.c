@@ -25,8 +25,6 @@
 #define DEFAULT_SNAPSHOT_MIN_BYTES \
 	((uint64_t)CONS_DEFAULT_SNAPSHOT_MIN_MIB << 20)
 #define DEFAULT_TRAILING_BYTES ((uint64_t)CONS_DEFAULT_TRAILING_MIB << 20)
-#define DEFAULT_MAX_LOG_BYTES \
-	((uint64_t)CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB << 20)
 
 /* Dumps of a background snapshot that a crash left behind (cons_bgsnap.c
  * names them dump-INDEX.tmp): never read, so removed at start. */
@@ -222,9 +220,7 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	c->fsm.trailing_bytes = cfg->snapshot_trailing_bytes
 					? cfg->snapshot_trailing_bytes
 					: DEFAULT_TRAILING_BYTES;
-	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes
-				       ? cfg->snapshot_max_log_bytes
-				       : DEFAULT_MAX_LOG_BYTES;
+	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes;
 	c->fsm.bg_enabled = !cfg->snapshot_in_place;
 	remove_stale_dumps(c->data_dir);
 	raft_set_snapshot_threshold(&c->raft, c->fsm.bg_enabled
