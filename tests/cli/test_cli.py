@@ -386,7 +386,8 @@ def test_cluster_status_and_transfer(cli, cluster):
     r = cli("cluster", "add", 1, "127.0.0.1:1", lead.client_address)
     assert one_error_line(r).startswith("raftmq: cannot add node 1: ")
     # the same node at its own address: a retry, which succeeds
-    cli.ok("cluster", "add", 1, lead.raft_address, lead.client_address)
+    one = cluster.node(1)
+    cli.ok("cluster", "add", 1, one.raft_address, one.client_address)
     # the cluster still works
     cli.ok("queue", "list")
 
