@@ -93,7 +93,7 @@ struct cons_config {
 	uint64_t snapshot_trailing_bytes;
 	/* A snapshot is due once the log since the last one holds this many
 	 * bytes, whatever the state's size, so that the log kept in memory
-	 * stays bounded; 0 = 256 MiB. */
+	 * stays bounded; 0 = off (the default while snapshots hold bodies). */
 	uint64_t snapshot_max_log_bytes;
 	/* Take snapshots on the loop thread (a stall of ~4 ms per MB of
 	 * state) instead of in a forked child; for tests and diagnosis. */

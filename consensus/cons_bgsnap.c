@@ -14,8 +14,8 @@
  * A reader loads the dump and applies the tail (cons_snapshot.c), reaching
  * the state at the snapshot's index exactly: entries are deterministic.
  *
- * What stays on the loop: fork() itself (it copies the page tables: about
- * 2-3 ms per GB of resident memory here, docs/performance.md), the copy of
+ * What stays on the loop: fork() itself (it copies the page tables: 28-257
+ * ms at 0.9-1.5 GiB resident here, docs/performance.md), the copy of
  * each entry applied while the child runs, and the page copies the kernel
  * makes when the parent writes a page the child still shares.
  *

@@ -13,7 +13,6 @@
 #define CONS_DEFAULT_SNAPSHOT_TRAILING 8192   /* entries */
 #define CONS_DEFAULT_SNAPSHOT_MIN_MIB 16
 #define CONS_DEFAULT_TRAILING_MIB 4
-#define CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB 256
 #define CONS_DEFAULT_MAX_INFLIGHT 256 /* entries */
 
 /* The largest log entry, encoded (header, LogEntry, padding), in MiB:

@@ -25,8 +25,6 @@
 #define DEFAULT_SNAPSHOT_MIN_BYTES \
 	((uint64_t)CONS_DEFAULT_SNAPSHOT_MIN_MIB << 20)
 #define DEFAULT_TRAILING_BYTES ((uint64_t)CONS_DEFAULT_TRAILING_MIB << 20)
-#define DEFAULT_MAX_LOG_BYTES \
-	((uint64_t)CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB << 20)
 
 /* Dumps of a background snapshot that a crash left behind (cons_bgsnap.c
  * names them dump-INDEX.tmp): never read, so removed at start. */
@@ -222,9 +220,7 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	c->fsm.trailing_bytes = cfg->snapshot_trailing_bytes
 					? cfg->snapshot_trailing_bytes
 					: DEFAULT_TRAILING_BYTES;
-	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes
-				       ? cfg->snapshot_max_log_bytes
-				       : DEFAULT_MAX_LOG_BYTES;
+	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes;
 	c->fsm.bg_enabled = !cfg->snapshot_in_place;
 	remove_stale_dumps(c->data_dir);
 	raft_set_snapshot_threshold(&c->raft, c->fsm.bg_enabled
@@ -397,28 +393,48 @@ void cons_hurry_election(struct cons *c, uint64_t leader_id)
 	}
 	expire_within(c, HURRY_MIN_MS + hurry_jitter(c, HURRY_SPREAD_MS));
 	/* The other follower may refuse our pre-vote if it has not noticed
-	 * yet; keep retrying soon (hurry_startup) rather than after a whole
+	 * yet; keep retrying soon (hurry_leaderless) rather than after a whole
 	 * election timeout as a candidate. */
 	c->hurry_until = uv_now(c->loop) + HURRY_WINDOW_MS;
 }
 
-/* At start-up until some leader is known, and for a while after a hurried
- * election while there is none: a fresh cluster elects its first
- * leader in a few hundred ms, and a node restarted alone learns the leader
- * from its heartbeats before its short timer runs out (or is refused the
- * pre-vote if not). */
-static void hurry_startup(struct cons *c, uint64_t now, raft_id leader)
+/* While this node knows no leader (a candidate, or a follower that voted
+ * in a term nobody won yet), its next attempt comes soon and at a time of
+ * its own:
+ *
+ * - at start-up until some leader is known, and for a while after a
+ *   hurried election, 150-300 ms: a fresh cluster elects its first leader
+ *   in a few hundred ms, and a node restarted alone learns the leader from
+ *   its heartbeats before its short timer runs out (or is refused the
+ *   pre-vote if not);
+ * - otherwise E/4-E/2. libraft's own retry is another randomized 1-2 E,
+ *   and followers refuse every vote, pre-votes too, while they still have
+ *   a leader: a node that campaigned first, after the leader was cut off,
+ *   was refused by the others and then waited up to 2 E more after they
+ *   had timed out too and would have voted for it; two that campaigned in
+ *   the same millisecond split the vote and waited another 1-2 E. Both
+ *   cost 3-4 s elections at E = 1 s in partition runs. A retry at a fixed
+ *   offset per node id ends a split vote in one short round, and the
+ *   first retry after the last follower timed out wins.
+ *
+ * The offset is fixed per node, not a new draw each loop iteration:
+ * redrawing would pull every node's timer down to the minimum. A node cut
+ * off in a minority campaigns every E/4-E/2 for nothing: with pre-vote
+ * that is a few small messages and no new term. */
+static void hurry_leaderless(struct cons *c, uint64_t now, raft_id leader)
 {
 	bool starting = c->leader_changes == 0 &&
 			now - c->started_ms <= STARTUP_WINDOW_MS;
-	if (leader != 0 || (!starting && now >= c->hurry_until) ||
-	    c->raft.configuration.n < 2) {
+	unsigned quarter = c->raft.election_timeout / 4;
+	if (leader != 0 || c->raft.configuration.n < 2) {
 		return;
 	}
-	/* A fixed bound per node, not a new draw each loop iteration:
-	 * redrawing would pull every node's timer down to the minimum. */
-	expire_within(
-		c, STARTUP_MIN_MS + (unsigned)(c->id * 53 % STARTUP_SPREAD_MS));
+	if (starting || now < c->hurry_until) {
+		expire_within(c, STARTUP_MIN_MS + (unsigned)(c->id * 53 %
+							      STARTUP_SPREAD_MS));
+	} else if (quarter > 0) {
+		expire_within(c, quarter + (unsigned)(c->id * 53 % quarter));
+	}
 }
 
 /* ------------------------------------------------------------- watching */
@@ -507,7 +523,7 @@ static void check_cb(uv_check_t *h)
 	cons__fsm_bg_poll(&c->fsm);
 	raft_leader(&c->raft, &leader, &addr);
 	if (state != RAFT_LEADER) {
-		hurry_startup(c, uv_now(c->loop), leader);
+		hurry_leaderless(c, uv_now(c->loop), leader);
 	}
 	if (state == RAFT_LEADER) {
 		uint64_t now = uv_now(c->loop);

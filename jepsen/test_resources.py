@@ -14,14 +14,15 @@ RUN = 30 * MIN
 
 
 def series(rss_kb, fds, nodes=("n1", "n2", "n3"), every=10.0, run=RUN,
-           sessions=lambda n, t: 0):
-    """Samples of every node every `every` s; rss_kb, fds and sessions
-    (the client sessions among the fds) are functions of (node, t)."""
+           sessions=lambda n, t: 0, pid=lambda n, t: 0):
+    """Samples of every node every `every` s; rss_kb, fds, sessions (the
+    client sessions among the fds) and pid (a number that changes when the
+    node restarts) are functions of (node, t)."""
     out = []
     t = every
     while t <= run:
         for i, n in enumerate(nodes):
-            out.append({"t": t, "node": n, "pid": 100 + i,
+            out.append({"t": t, "node": n, "pid": 100 * pid(n, t) + i,
                         "rss_kb": int(rss_kb(n, t)), "fds": int(fds(n, t)),
                         "sessions": int(sessions(n, t))})
         t += every
@@ -89,6 +90,37 @@ def test_client_sessions_follow_the_leader_but_count_in_the_sum():
                                 sessions=leaky), RUN)
     assert not r["ok"]
     assert r["nodes"]["n3"]["ok"] and not r["nodes"]["all"]["ok"]
+
+
+def test_start_up_peaks_are_not_judged_but_a_leak_after_them_is():
+    # Two crash-alls in the final sixth: every node restarts, reads its
+    # snapshot (18 MiB for 20 s) and settles at 10 MiB again.
+    def pid(n, t):
+        return 1 + (t >= 1550) + (t >= 1680)
+
+    def rss(n, t):
+        return 18000 if 1550 <= t < 1570 or 1680 <= t < 1700 else 10000
+    r = resources.stable(series(rss, lambda n, t: 28, pid=pid), RUN)
+    assert r["ok"], r
+    assert r["nodes"]["n1"]["processes"] == 3
+    assert r["nodes"]["all"]["rss_final_kb"] == 30000
+    # The same restarts with a leak of 60 KiB/s in n2's processes: the
+    # restarts reset it, the settled part of the last process shows it.
+    r = resources.stable(series(
+        lambda n, t: rss(n, t) + (60 * (t - 1680) if n == "n2" and t >= 1680
+                                  else 0),
+        lambda n, t: 28, pid=pid), RUN)
+    assert not r["ok"] and not r["nodes"]["n2"]["ok"]
+
+
+def test_heap_peaks_are_reported():
+    out = series(lambda n, t: 12000, lambda n, t: 28)
+    for s in out:
+        s["heap_kb"] = 5000 + (s["t"] > RUN / 2) * 1000
+    r = resources.stable(out, RUN)
+    assert r["nodes"]["n1"]["heap_ref_kb"] == 5000
+    assert r["nodes"]["n1"]["heap_final_kb"] == 6000
+    assert r["nodes"]["all"]["heap_final_kb"] == 18000
 
 
 def test_short_runs_are_not_judged():

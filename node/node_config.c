@@ -156,12 +156,11 @@ static const struct opt opts[] = {
 	 "least 512 entries, at most snapshot_trailing); 0 = default "
 	 "(" D(CONS_DEFAULT_TRAILING_MIB) "M)."},
 	{"raft", "snapshot_max_log_bytes", OPT_SIZE,
-	 FIELD(snapshot_max_log_bytes), 0, 1024 * GIB, false,
-	 D(CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB) "M", "SIZE", NULL,
+	 FIELD(snapshot_max_log_bytes), 0, 1024 * GIB, false, "0", "SIZE", NULL,
 	 "A snapshot is due once the log since the last one holds this many "
 	 "bytes, whatever the size of the queue state, so that the log kept "
-	 "in memory stays bounded; 0 = default "
-	 "(" D(CONS_DEFAULT_SNAPSHOT_MAX_LOG_MIB) "M)."},
+	 "in memory stays bounded; 0 = off. Snapshots still hold the bodies: "
+	 "at a deep backlog each one dumps gigabytes (docs/performance.md)."},
 	{"raft", "snapshot_in_place", OPT_BOOL, FIELD(snapshot_in_place), 0, 0,
 	 false, "off", "on|off", NULL,
 	 "Take snapshots on the node's loop thread, a stall of about 4 ms per "

@@ -85,7 +85,7 @@ struct node_config {
 	unsigned snapshot_trailing;	  /* entries; default 8192 */
 	uint64_t snapshot_min_bytes;	  /* default 16 MiB */
 	uint64_t snapshot_trailing_bytes; /* default 4 MiB */
-	uint64_t snapshot_max_log_bytes;  /* default 256 MiB */
+	uint64_t snapshot_max_log_bytes;  /* default 0: off */
 	bool snapshot_in_place;		  /* default false: in a child */
 	unsigned max_inflight_entries;	  /* default 256 */
 

@@ -6,6 +6,7 @@
  * is watched with a uv_poll handle and MHD_run() is called when it is ready
  * (and on MHD's own timeout). Handlers therefore read the queue state on the
  * loop thread, with no locks and no stale copies. */
+#include <malloc.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -269,6 +270,15 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_memory_bytes", "gauge",
 	  "Bytes held by the queue state (messages, bodies, indexes).", "%llu",
 	  (unsigned long long)t.alloc_bytes);
+	/* The process's heap in use, all arenas (mallinfo2): unlike RSS it
+	 * drops when memory is freed, so a leak shows as its growth, not as
+	 * the high-water mark of a busy moment. */
+	{
+		struct mallinfo2 mi = mallinfo2();
+		G("raftmq_heap_bytes", "gauge",
+		  "Bytes of heap in use by the process (malloc, all arenas).",
+		  "%llu", (unsigned long long)(mi.uordblks + mi.hblkhd));
+	}
 	G("raftmq_memory_limit_bytes", "gauge",
 	  "Memory limit above which publishes are refused.", "%llu",
 	  (unsigned long long)srv->cfg.memory_limit);

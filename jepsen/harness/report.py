@@ -168,10 +168,13 @@ def plot_resources(samples, ops, out_dir, title, queue=()):
         xs = [s["t"] for s in mine]
         line, = a1.plot(xs, [s["rss_kb"] / 1024.0 for s in mine], lw=1,
                         label=name)
+        heap = [s for s in mine if "heap_kb" in s]
+        a1.plot([s["t"] for s in heap], [s["heap_kb"] / 1024.0 for s in heap],
+                lw=1, ls=":", color=line.get_color())
         a2.plot(xs, [s["fds"] for s in mine], lw=1, color=line.get_color())
         a2.plot(xs, [s["fds"] - s.get("sessions", 0) for s in mine], lw=1,
                 ls=":", color=line.get_color())
-    a1.set_ylabel("RSS (MiB)")
+    a1.set_ylabel("RSS (dotted:\nheap in use, MiB)")
     a2.set_ylabel("open fds (dotted:\nwithout client sessions)")
     a3.set_xlabel("time (s)")
     a1.set_title("%s: node resources" % title)
@@ -233,13 +236,16 @@ def write(ops, result, out_dir, title, samples=(), queue=()):
             ", a fault every %g s" % result["period"])
             if result.get("period") else "")),
         ("node resources", "; ".join(
-            "%s: RSS max %.0f MiB, fds max %d%s" % (
+            "%s: RSS max %.0f MiB, fds max %d%s%s" % (
                 n, v["rss_max_kb"] / 1024.0, v["fds_max"],
                 "" if "ok" not in v else
                 " (final %.0f / reference %.0f MiB, fds %d / %d: %s)" % (
                     v["rss_final_kb"] / 1024.0, v["rss_ref_kb"] / 1024.0,
                     v["fds_final"], v["fds_ref"],
-                    "stable" if v["ok"] else "NOT STABLE"))
+                    "stable" if v["ok"] else "NOT STABLE"),
+                "" if not v.get("heap_final_kb") or not v.get("heap_ref_kb")
+                else ", heap in use final %.1f / reference %.1f MiB" % (
+                    v["heap_final_kb"] / 1024.0, v["heap_ref_kb"] / 1024.0))
             for n, v in sorted(res.get("nodes", {}).items())) or "-"),
         ("queue backlog (messages)", "max %(max)s, at the end %(end)s; "
          "peak %(ref_max)s in the reference window, %(final_max)s in the "

@@ -18,7 +18,7 @@ import shutil
 import time
 
 from . import availability, checker, history as hist, nemesis, net, report
-from . import resources
+from . import resources, workload
 from .cluster import CLIENT_PORT, Cluster, crash_backtrace, hang_report
 from .workload import Workload
 
@@ -102,6 +102,9 @@ def run_test(opts, log):
         wl = Workload(cluster, history, opts.rate, producers=opts.producers,
                       consumers=opts.consumers, queues=opts.queues,
                       topic=not opts.no_topic, seed=rng.random(),
+                      dedup_window_ms=(workload.SOAK_DEDUP_WINDOW_MS
+                                       if getattr(opts, "soak", None)
+                                       else workload.DEDUP_WINDOW_MS),
                       attempt_timeout=opts.attempt_timeout)
         wl.setup()
         monitor = nemesis.CrashMonitor(ctx, history)

@@ -45,8 +45,16 @@ AMBIGUOUS = {pb.ERROR_CODE_TIMEOUT, pb.ERROR_CODE_UNKNOWN_OUTCOME}
 
 DRAIN_PROCESS = 1000000  # Jepsen processes are integers
 
-QUEUE_SETTINGS = dict(max_deliveries=0, dedup_window_ms=600000,
-                      ack_timeout_ms=10000)
+QUEUE_SETTINGS = dict(max_deliveries=0, ack_timeout_ms=10000)
+
+# Producers retry a publish with the same id for op_timeout at most, so any
+# window longer than that dedups every retry. Other runs keep 10 minutes;
+# the soak uses 2 minutes (NATS JetStream's default)
+# so that the windows are full before its reference window: with 10
+# minutes, they filled during it and their growth (2 MiB a node) looked
+# like a leak (resources.py).
+DEDUP_WINDOW_MS = 600000
+SOAK_DEDUP_WINDOW_MS = 120000
 
 TOPIC_SHARE = 0.25  # of the publishes go to the topic
 
@@ -54,6 +62,7 @@ TOPIC_SHARE = 0.25  # of the publishes go to the topic
 class Workload:
     def __init__(self, cluster, history, rate, producers=3, consumers=3,
                  queues=2, topic=True, seed=0, op_timeout=12.0,
+                 dedup_window_ms=DEDUP_WINDOW_MS,
                  attempt_timeout=1.0):
         self.cluster = cluster
         self.history = history
@@ -66,6 +75,7 @@ class Workload:
         self.rng = random.Random(seed)
         self.op_timeout = op_timeout
         self.attempt_timeout = attempt_timeout
+        self.dedup_window_ms = dedup_window_ms
         self.stop_event = threading.Event()
         self.counter = 0
         self.counter_lock = threading.Lock()
@@ -85,11 +95,15 @@ class Workload:
             try:
                 c = self.client(timeout=10.0)
                 for q in self.queue_names:
-                    c.create_queue(q, **QUEUE_SETTINGS)
+                    c.create_queue(q, dedup_window_ms=self.dedup_window_ms,
+                                   **QUEUE_SETTINGS)
                 if self.topic:
-                    c.create_topic(self.topic, dedup_window_ms=600000)
+                    c.create_topic(self.topic,
+                                   dedup_window_ms=self.dedup_window_ms)
                     self.subscriptions = [
-                        c.subscribe(self.topic, s, **QUEUE_SETTINGS)
+                        c.subscribe(self.topic, s,
+                                    dedup_window_ms=self.dedup_window_ms,
+                                    **QUEUE_SETTINGS)
                         for s in ("s1", "s2")]
                 c.close()
                 return

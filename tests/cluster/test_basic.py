@@ -111,6 +111,9 @@ def test_metrics_and_health(cluster):
                  "raftmq_log_entries", "raftmq_snapshot_bytes",
                  "raftmq_memory_bytes", "raftmq_connections"):
         assert name in text, name
+    heap = [int(line.split()[1]) for line in text.splitlines()
+            if line.startswith("raftmq_heap_bytes ")]
+    assert len(heap) == 1 and heap[0] > 0, heap
     for n in cluster.nodes:
         assert n.http("/healthz/live") == (200, "ok\n")
         assert n.http("/healthz/ready")[0] == 200
