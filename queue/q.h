@@ -509,6 +509,16 @@ int q_state_foreach_queue(const struct q_state *s,
 				    const struct q_queue_info *info),
 			  void *data);
 
+/* Calls cb once per message copy whose body is in a body store (struct
+ * q_bodies): its key and the store's checksum. A body shared by n copies
+ * (a topic's fan-out) is visited n times. Stops at the first non-zero
+ * return of cb and returns it; 0 when every copy was visited (at once
+ * without a body interface). For consensus/: dropping the references of a
+ * state about to be replaced, and listing what a snapshot refers to. */
+int q_state_foreach_body(const struct q_state *s,
+			 int (*cb)(void *data, q_seq key, uint32_t sum),
+			 void *data);
+
 struct q_topic_info {
 	const char *name; /* borrowed */
 	uint64_t dedup_window_ms;

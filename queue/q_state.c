@@ -1197,6 +1197,53 @@ int q_state_foreach_queue(const struct q_state *s,
 	return 0;
 }
 
+static int foreach_body_in(const struct q_link *head,
+			   int (*cb)(void *data, q_seq key, uint32_t sum),
+			   void *data)
+{
+	const struct q_link *l;
+	for (l = head->next; l != head; l = l->next) {
+		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
+		int rv = cb(data, m->body->origin, m->body->sum);
+		if (rv != 0) {
+			return rv;
+		}
+	}
+	return 0;
+}
+
+int q_state_foreach_body(const struct q_state *s,
+			 int (*cb)(void *data, q_seq key, uint32_t sum),
+			 void *data)
+{
+	uint64_t i;
+	if (s->bodies == NULL) {
+		return 0;
+	}
+	for (i = 0; i < s->n_queues; i++) {
+		const struct q_queue *q = s->queues[i];
+		const struct q_link *l;
+		int rv = foreach_body_in(&q->ready, cb, data);
+		if (rv == 0) {
+			rv = foreach_body_in(&q->returned, cb, data);
+		}
+		if (rv == 0) {
+			rv = foreach_body_in(&q->delayed, cb, data);
+		}
+		for (l = q->consumers.next; rv == 0 && l != &q->consumers;
+		     l = l->next) {
+			rv = foreach_body_in(
+				&Q__CONTAINER_OF(l, struct q_consumer, qlink)
+					 ->unacked,
+				cb, data);
+		}
+		if (rv != 0) {
+			return rv;
+		}
+	}
+	return 0;
+}
+
 int q_state_foreach_topic(const struct q_state *s,
 			  int (*cb)(void *data,
 				    const struct q_topic_info *info),

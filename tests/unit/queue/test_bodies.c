@@ -647,3 +647,65 @@ Test(state_v1, a_put_refused_during_migration_is_eio)
 	free(buf);
 	h_env_fini(&e);
 }
+
+/* q_state_foreach_body: every copy once, in memory nothing. */
+struct seen {
+	q_seq keys[8];
+	uint32_t sums[8];
+	int n;
+};
+
+static int see(void *data, q_seq key, uint32_t sum)
+{
+	struct seen *s = data;
+	if (s->n == 8) {
+		return 7;
+	}
+	s->keys[s->n] = key;
+	s->sums[s->n++] = sum;
+	return 0;
+}
+
+Test(bodies, foreach_body_visits_every_copy_of_every_list)
+{
+	struct h_env e;
+	struct seen s = {{0}, {0}, 0};
+	struct q_result a, b, t;
+	q_consumer_id c;
+	int i, fan = 0;
+
+	h_env_init_mode(&e, NULL, STORE);
+	h_create_queue(e.s, "q", NULL, 1);
+	h_create_topic(e.s, "t", 0, 1);
+	for (i = 0; i < 2; i++) {
+		struct q_settings st = h_plain();
+		h_subscribe(e.s, "t", i == 0 ? "a" : "b", &st, 1);
+	}
+	a = h_publish(e.s, "q", NULL, "one", 2);
+	b = h_publish(e.s, "q", NULL, "two", 2);
+	t = h_publish_topic(e.s, "t", NULL, "fan", 2);
+	c = h_attach(e.s, "q", 0, 1); /* a unacked, b ready */
+	(void)c;
+	cr_assert_eq(q_state_foreach_body(e.s, see, &s), 0);
+	cr_assert_eq(s.n, 4);
+	for (i = 0; i < s.n; i++) {
+		cr_assert(s.keys[i] == a.seq || s.keys[i] == b.seq ||
+			  s.keys[i] == t.seq);
+		fan += s.keys[i] == t.seq;
+		if (s.keys[i] == a.seq) {
+			cr_assert_eq(s.sums[i], fb_sum(NULL, 0, "one", 3));
+		}
+	}
+	cr_assert_eq(fan, 2);
+	s.n = 8;
+	cr_assert_eq(q_state_foreach_body(e.s, see, &s), 7);
+	h_env_fini(&e);
+
+	h_env_init_mode(&e, NULL, MEMORY);
+	h_create_queue(e.s, "q", NULL, 1);
+	h_publish(e.s, "q", NULL, "one", 2);
+	s.n = 0;
+	cr_assert_eq(q_state_foreach_body(e.s, see, &s), 0);
+	cr_assert_eq(s.n, 0);
+	h_env_fini(&e);
+}
