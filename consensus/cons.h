@@ -43,6 +43,7 @@ enum {
 	CONS_ECORRUPT = 10,  /* data dir or snapshot unreadable */
 	CONS_ENOSPACE = 11,  /* disk full */
 	CONS_ENOLEADER = 12, /* no known leader */
+	CONS_ENOTFOUND = 13, /* a body this node's store lacks */
 };
 
 const char *cons_strerror(int code);
@@ -249,6 +250,54 @@ void cons_watch(struct cons *c, void (*cb)(void *data), void *data);
  * leader), or 0 when not leading. Consumers attached in this epoch belong to
  * this leadership. */
 uint64_t cons_epoch(const struct cons *c);
+
+/* ----------------------------------------------------------------- bodies
+ * Message bodies live in this node's body store (data_dir/bodies), not in
+ * the queue state: a q_delivery or q_peeked from cons_state() has body ==
+ * msg_id == NULL and names its body by body_key and body_sum. */
+
+/* A body read back: id and body borrowed from the store, valid until the
+ * next call into consensus/ (any call). */
+struct cons_body {
+	const void *id;
+	size_t id_len;
+	const void *body;
+	size_t len;
+};
+
+/* Reads the body of `key` and checks it is the one the state names (`sum`,
+ * q_delivery.body_sum). Returns 0, CONS_ENOTFOUND (this node lacks it: a
+ * follower after a snapshot install, until it is fetched, or a corrupt
+ * record, reported on stderr), CONS_ECORRUPT (other bytes than the state
+ * names: never deliver them), CONS_EIO, CONS_ENOMEM. */
+int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
+		  struct cons_body *out);
+
+/* Read-ahead hint: bodies from key on (a queue's head) will be read next,
+ * about `bytes` of them. */
+void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes);
+
+/* Bodies the state refers to that the store lacks, and the smallest such
+ * key >= from (0, or CONS_ENOTFOUND when none; CONS_ENOMEM). */
+uint64_t cons_bodies_missing(const struct cons *c);
+int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key);
+
+/* Stores a missing body fetched from a peer (id and body borrowed). The
+ * caller has checked its checksum against the peer's record. Returns 0,
+ * CONS_ENOTFOUND (not missing any more: the state dropped it, or it came
+ * already), CONS_ENOSPACE, CONS_EIO (store_put refused: e.g. other bytes
+ * under that key), CONS_ENOMEM. */
+int cons_body_fill(struct cons *c, uint64_t key, const void *id,
+		   size_t id_len, const void *body, size_t len);
+
+struct cons_bodies_stats {
+	uint64_t disk_bytes, live_bytes, live_records, records, segments;
+	uint64_t missing, index_bytes, gets, readahead_hits;
+	uint64_t compactions, compacted_bytes, deleted_segments;
+	uint64_t corrupt_records, syncs, gc_errors;
+	double last_sync_ms;
+};
+void cons_bodies_stats(const struct cons *c, struct cons_bodies_stats *out);
 
 /* ------------------------------------------------------------- membership */
 

@@ -139,12 +139,13 @@ static void close_others(int keep_a, int keep_b)
 	close_range((unsigned)hi + 1, ~0U, 0);
 }
 
-static void child_main(const struct q_state *s, int fd, int pipe_fd,
-		       pid_t parent)
+static void child_main(const struct q_state *s, struct cons_bodies *bodies,
+		       int fd, int pipe_fd, pid_t parent)
 {
 	struct child_result r;
 	struct child_out o;
 	ssize_t n;
+	int bodies_rv;
 
 	/* Die with the node; the check closes the race with a parent that
 	 * died before prctl. */
@@ -155,13 +156,18 @@ static void child_main(const struct q_state *s, int fd, int pipe_fd,
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	/* The dump names bodies: they go to disk first (before the other
+	 * descriptors, the store's among them, are closed). */
+	bodies_rv = cons__bodies_sync_child(bodies);
 	close_others(fd, pipe_fd);
 
 	memset(&r, 0, sizeof r);
 	o.fd = fd;
 	o.len = 0;
 	o.hash = XXH3_createState();
-	if (o.hash == NULL) {
+	if (bodies_rv != 0) {
+		r.status = EIO;
+	} else if (o.hash == NULL) {
 		r.status = ENOMEM;
 	} else {
 		XXH3_64bits_reset(o.hash);
@@ -209,11 +215,13 @@ int cons__bgsnap_start(struct cons_fsm *f, const char *dir, uint64_t index)
 		return CONS_EIO;
 	}
 	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	/* Deleting what is dropped from here on waits for this snapshot. */
+	b->body_mark = cons__bodies_mark(&f->bodies);
 	t0 = now_ns();
 	pid = fork();
 	if (pid == 0) {
 		close(p[0]);
-		child_main(f->state, fd, p[1], self);
+		child_main(f->state, &f->bodies, fd, p[1], self);
 	}
 	b->fork_ns = now_ns() - t0;
 	if (b->fork_ns > b->fork_ns_max) {

@@ -18,6 +18,7 @@ static const char *const errors[] = {
 	[CONS_ECORRUPT] = "corrupt data dir or snapshot",
 	[CONS_ENOSPACE] = "not enough disk space",
 	[CONS_ENOLEADER] = "no leader is known",
+	[CONS_ENOTFOUND] = "no such body in this node's store",
 };
 
 const char *cons_strerror(int code)

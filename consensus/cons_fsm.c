@@ -136,7 +136,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	} else if (rv == CONS_ENOMEM) {
 		die("out of memory", NULL);
 	} else if (rv != 0) {
-		die("the body store cannot be written", NULL);
+		die("the body store cannot be written",
+		    f->bodies.errmsg[0] != '\0' ? f->bodies.errmsg : NULL);
 	}
 	if (p != NULL) {
 		p->applied = 1;
@@ -253,8 +254,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 {
 	struct cons_fsm *f = fsm->data;
 	struct raft_buffer *b;
+	uint64_t mark;
 	int rv;
 	if (f->bg.state == CONS_BGSNAP_READY) {
+		mark = f->bg.body_mark;
 		rv = cons__bgsnap_take(f, raft_last_applied(&f->owner->raft),
 				       raft_current_term(&f->owner->raft), bufs,
 				       n_bufs);
@@ -263,6 +266,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 		}
 		snapshot_retune(f);
 		if (f->guard != NULL) {
+			cons__bodies_taking(&f->bodies, mark,
+					    f->guard->takes_ok);
 			cons__snapguard_arm(f->guard);
 		}
 		return 0;
@@ -273,6 +278,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 		return RAFT_BUSY;
 	}
 	f->bg_sync_next = false;
+	/* The dump names bodies: they must be on disk before it is. */
+	if (cons__bodies_sync(&f->bodies) != 0) {
+		return RAFT_IOERR;
+	}
+	mark = cons__bodies_mark(&f->bodies);
 	b = raft_malloc(sizeof *b);
 	if (b == NULL) {
 		return RAFT_NOMEM;
@@ -288,6 +298,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	*bufs = b;
 	*n_bufs = 1;
 	if (f->guard != NULL) {
+		cons__bodies_taking(&f->bodies, mark, f->guard->takes_ok);
 		/* raft writes this snapshot next: hold InstallSnapshot
 		 * messages until it is written (cons_snapguard.c) */
 		cons__snapguard_arm(f->guard);
@@ -325,6 +336,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_CORRUPT;
 	}
 	raft_free(buf->base);
+	/* At start-up (the node's own snapshot) as after an install, raft
+	 * has the snapshot on disk and the log before it is gone. */
+	cons__bodies_installed(&f->bodies);
 	f->log_bytes = 0; /* the log starts again after the snapshot */
 	f->log_entries = 0;
 	/* A dump in progress is of a state that was just replaced. */
@@ -338,9 +352,20 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 int cons__fsm_init(struct cons_fsm *f, const struct q_options *qopts,
 		   const struct q_sink *sink)
 {
+	return cons__fsm_init_bodies(f, qopts, sink, NULL);
+}
+
+int cons__fsm_init_bodies(struct cons_fsm *f, const struct q_options *qopts,
+			  const struct q_sink *sink, struct cons_bodies *b)
+{
 	memset(f, 0, sizeof *f);
 	f->qopts = *qopts;
 	f->sink = sink;
+	if (b != NULL) {
+		f->bodies = *b;
+		memset(b, 0, sizeof *b);
+		cons__bodies_attach(&f->bodies, &f->qopts);
+	}
 	f->state = q_state_new(&f->qopts);
 	if (f->state == NULL) {
 		return CONS_ENOMEM;
@@ -362,6 +387,7 @@ void cons__fsm_close(struct cons_fsm *f)
 	cons__bgsnap_close(&f->bg);
 	q_state_free(f->state);
 	f->state = NULL;
+	cons__bodies_close(&f->bodies);
 	cons__arena_close(&f->arena);
 }
 

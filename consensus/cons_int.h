@@ -62,6 +62,47 @@ struct cons_member_addr {
 	char client_address[64];
 };
 
+/* -------------------------------------------------------------- bodies
+ * cons_bodies.c: the node's body store behind queue/'s body interface. */
+struct store;
+struct cons_bodies {
+	struct store *store;   /* owned; NULL = bodies in memory (tests) */
+	struct q_bodies iface; /* iface.data = this */
+	/* Deferred deletion: the mark of the snapshot raft is writing,
+	 * done once the snapguard has counted pending_takes takes (0 =
+	 * none); gc then removes what was dropped before gc_token. */
+	uint64_t pending_mark, pending_takes;
+	uint64_t gc_token;
+	bool gc_more;
+	uint64_t gc_next_ms, gc_errors;
+	char errmsg[256]; /* why the last put failed */
+};
+/* Opens data_dir/bodies; on failure err says why. */
+int cons__bodies_open(struct cons_bodies *b, const char *data_dir,
+		      char *err, size_t errlen);
+/* Points o->bodies at b's interface (nothing without a store). */
+void cons__bodies_attach(struct cons_bodies *b, struct q_options *o);
+void cons__bodies_close(struct cons_bodies *b);
+/* A restored state replaces `old` (may be NULL): drop old's references,
+ * claim now's. Also after a failed restore, with old = NULL and now the
+ * state kept, to claim again what the failed load dropped. */
+void cons__bodies_replace(struct cons_bodies *b, const struct q_state *old,
+			  const struct q_state *now);
+/* A snapshot from the leader was installed (raft wrote it first). */
+void cons__bodies_installed(struct cons_bodies *b);
+/* Durability of every record put so far: in place, and in a forked
+ * child (store_sync_data: the parent's store is not changed). */
+int cons__bodies_sync(struct cons_bodies *b);
+int cons__bodies_sync_child(struct cons_bodies *b);
+uint64_t cons__bodies_mark(struct cons_bodies *b);
+/* fsm->snapshot handed raft a snapshot whose dump was taken at `mark`;
+ * `takes_done` is the snapguard's count so far. */
+void cons__bodies_taking(struct cons_bodies *b, uint64_t mark,
+			 uint64_t takes_done);
+/* From the loop: gc once the snapshot is written, in budgeted steps. */
+void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
+		       uint64_t now_ms);
+
 /* -------------------------------------------------------------- bgsnap
  * cons_bgsnap.c: snapshots dumped by a forked child while the node goes on
  * applying; the entries applied meanwhile (the tail) complete them. */
@@ -84,6 +125,7 @@ struct cons_bgsnap {
 	void *map; /* READY/TAKEN: the dump file, mapped read-only */
 	size_t map_len;
 	uint64_t dump_hash;
+	uint64_t body_mark; /* cons__bodies_mark() at the fork */
 	/* Entries applied since the dump: u32 LE length + bytes each
 	 * (malloc()ed, owned; handed to raft inside the snapshot). */
 	unsigned char *tail;
@@ -150,6 +192,7 @@ struct cons_fsm {
 	bool bg_enabled;
 	bool bg_sync_next; /* the dump failed to start: take one in place */
 	uint64_t max_log_bytes;
+	struct cons_bodies bodies;
 };
 
 /* -------------------------------------------------------------- snapguard
@@ -176,6 +219,7 @@ struct cons_snapguard {
 	raft_io_snapshot_put_cb take_cb;	  /* raft's (takeSnapshotCb) */
 	struct cons_held *held_head, **held_tail; /* owned, arrival order */
 	uint64_t held, dropped; /* messages held so far; dropped (no memory) */
+	uint64_t takes_ok; /* our snapshots raft has written */
 	struct cons_snapguard *next; /* list of guards in the process */
 };
 
@@ -222,6 +266,10 @@ struct cons_pending {
 	struct cons_pending *next, *prev;
 };
 
+/* With bodies in `b` (opened by cons__bodies_open(), moved into f; its
+ * store is closed by cons__fsm_close()), or in memory when b is NULL. */
+int cons__fsm_init_bodies(struct cons_fsm *f, const struct q_options *qopts,
+			  const struct q_sink *sink, struct cons_bodies *b);
 int cons__fsm_init(struct cons_fsm *f, const struct q_options *qopts,
 		   const struct q_sink *sink);
 void cons__fsm_close(struct cons_fsm *f);

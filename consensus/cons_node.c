@@ -135,10 +135,21 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	memset(&qopts, 0, sizeof qopts);
 	qopts.hash_seed = cfg->hash_seed;
 	qopts.max_body = cfg->max_body;
-	rv = cons__fsm_init(&c->fsm, &qopts, sink);
-	if (rv != 0) {
-		snprintf(errmsg, errlen, "out of memory");
-		goto err_free;
+	{
+		struct cons_bodies bodies;
+		char serr[300];
+		rv = cons__bodies_open(&bodies, c->data_dir, serr,
+				       sizeof serr);
+		if (rv != 0) {
+			snprintf(errmsg, errlen, "body store: %s", serr);
+			goto err_free;
+		}
+		rv = cons__fsm_init_bodies(&c->fsm, &qopts, sink, &bodies);
+		if (rv != 0) {
+			cons__bodies_close(&c->fsm.bodies);
+			snprintf(errmsg, errlen, "out of memory");
+			goto err_free;
+		}
 	}
 	c->fsm.owner = c;
 	for (i = 0; i < cfg->n_members; i++) {
@@ -521,6 +532,7 @@ static void check_cb(uv_check_t *h)
 		return;
 	}
 	cons__fsm_bg_poll(&c->fsm);
+	cons__bodies_poll(&c->fsm.bodies, c->guard.takes_ok, uv_now(c->loop));
 	raft_leader(&c->raft, &leader, &addr);
 	if (state != RAFT_LEADER) {
 		hurry_leaderless(c, uv_now(c->loop), leader);

@@ -145,6 +145,9 @@ static void take_done(struct raft_io_snapshot_put *req, int status)
 	/* takeSnapshotCb() clears snapshot_taking first, and may start the
 	 * next snapshot (which sets taking again) before it returns. */
 	g->taking = false;
+	if (status == 0) {
+		g->takes_ok++;
+	}
 	cb(req, status);
 	release(g);
 }

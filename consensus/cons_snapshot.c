@@ -1,5 +1,6 @@
-/* Snapshots: the whole queue state, bodies included, so the log can always
- * be truncated however slow the consumers are.
+/* Snapshots: the whole queue state, so the log can always be truncated
+ * however slow the consumers are. With a body store (cons_bodies.c) the
+ * state dump holds each body's key and checksum, not its bytes.
  *
  *   "RMQS"  u32 big-endian header length  SnapshotHeader  q_state dump
  *   [format 2: the tail, entries applied after the dump (cons_bgsnap.c)]
@@ -230,6 +231,8 @@ int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
 			 q_strerror(rv));
 		rv = rv == Q_ENOMEM ? CONS_ENOMEM : CONS_ECORRUPT;
 		q_state_free(s);
+		/* The load's undo dropped keys the kept state may hold. */
+		cons__bodies_replace(&f->bodies, NULL, f->state);
 		goto out;
 	}
 	/* Format 2: the entries applied after the dump, in order, without
@@ -247,9 +250,11 @@ int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
 			 &nm, errmsg, errlen);
 	if (rv != 0) {
 		q_state_free(s);
+		cons__bodies_replace(&f->bodies, NULL, f->state);
 		goto out;
 	}
 	/* Everything checked: replace. */
+	cons__bodies_replace(&f->bodies, f->state, s);
 	q_state_set_sink(s, f->sink);
 	q_state_free(f->state);
 	f->state = s;

@@ -94,16 +94,49 @@ static struct node_session *session_of(struct node_server *srv,
 	return s != NULL && !s->closing ? s : NULL;
 }
 
-void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
-		       const struct q_delivery *d)
+/* A body the state names but this node cannot read: nothing is sent (the
+ * message stays with its consumer until its ack deadline returns it).
+ * Logged once per key in a row, not once per redelivery. */
+static int body_unreadable(struct node_server *srv, const struct q_delivery *d,
+			   int rv)
 {
+	if (srv->body_warned != d->body_key) {
+		srv->body_warned = d->body_key;
+		NODE_WARN("message %llu of queue %s not sent: its body %llu %s",
+			  (unsigned long long)d->seq, d->queue,
+			  (unsigned long long)d->body_key,
+			  rv == CONS_ENOTFOUND
+				  ? "is missing here (not fetched yet)"
+				  : cons_strerror(rv));
+	}
+	srv->bodies_unreadable++;
+	return -1;
+}
+
+int node_delivery_msg(struct node_server *srv,
+		      Raftmq__Client__V1__Delivery *m,
+		      const struct q_delivery *d)
+{
+	const void *id = d->msg_id, *body = d->body;
+	size_t id_len = d->msg_id_len;
+	if (body == NULL && (d->body_len > 0 || d->msg_id_len > 0)) {
+		struct cons_body b;
+		int rv = cons_body_get(srv->cons, d->body_key, d->body_sum,
+				       &b);
+		if (rv != 0) {
+			return body_unreadable(srv, d, rv);
+		}
+		id = b.id;
+		id_len = b.id_len;
+		body = b.body;
+	}
 	PB(delivery__init)(m);
 	m->consumer_id = d->consumer;
 	m->queue = (char *)(uintptr_t)d->queue;
 	m->tag = d->seq;
-	m->msg_id.data = (uint8_t *)(uintptr_t)d->msg_id;
-	m->msg_id.len = d->msg_id != NULL ? d->msg_id_len : 0;
-	m->body.data = (uint8_t *)(uintptr_t)d->body;
+	m->msg_id.data = (uint8_t *)(uintptr_t)id;
+	m->msg_id.len = id != NULL ? id_len : 0;
+	m->body.data = (uint8_t *)(uintptr_t)body;
 	m->body.len = d->body_len;
 	m->delivery_count = d->delivery_count;
 	m->redelivered = d->delivery_count > 1;
@@ -112,6 +145,7 @@ void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
 		(Raftmq__Client__V1__DeadLetterReason)d->dl_reason;
 	m->dead_letter_queue =
 		(char *)(uintptr_t)(d->dl_queue ? d->dl_queue : "");
+	return 0;
 }
 
 static int pack_delivery(const Raftmq__Client__V1__Delivery *m,
@@ -134,7 +168,9 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 	if (s == NULL) {
 		return; /* not ours: a follower, or the client has gone */
 	}
-	node_delivery_msg(&m, d);
+	if (node_delivery_msg(srv, &m, d) != 0) {
+		return;
+	}
 	c = node_session_consumer(s, d->consumer);
 	if (c != NULL && c->pull) {
 		struct node_fetch *f = node_fetch_find(s, c->id, 0);

@@ -195,6 +195,9 @@ struct node_server {
 	unsigned n_watches;		  /* sessions that are leader watches */
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
 	uint64_t requests_total, errors_total;
+	/* Deliveries and peeks whose body this node could not read, and the
+	 * last such key logged (node_deliver.c). */
+	uint64_t bodies_unreadable, body_warned;
 	uint64_t publishes_refused_memory;
 	uint64_t batches_proposed, commands_batched;
 	uint64_t started_ms;
@@ -400,9 +403,14 @@ int node_fetch_add(struct node_fetch *f, const void *packed, size_t len);
 void node_fetch_timeout(uv_timer_t *t);
 
 /* node_deliver.c: the delivery sink and the session's consumer list. */
-/* Fills *m from d: every pointer in *m is borrowed from d (the state). */
-void node_delivery_msg(Raftmq__Client__V1__Delivery *m,
-		       const struct q_delivery *d);
+/* Fills *m from d. Every pointer in *m is borrowed from d (the state) or,
+ * for a body in the body store, from the store: valid until the next call
+ * into consensus/, so pack *m before making one. Returns 0, or -1 when the
+ * body cannot be read (this node lacks it, or the store has other bytes):
+ * then *m must not be sent (logged once per key). */
+int node_delivery_msg(struct node_server *srv,
+		      Raftmq__Client__V1__Delivery *m,
+		      const struct q_delivery *d);
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);
 /* A consumer record (queue borrowed, copied), allocated before its ATTACH

@@ -267,8 +267,10 @@ struct peek_req {
 /* The answer being built: messages point into the state (valid until the
  * next apply; the answer is sent before the callback returns). */
 struct peek_out {
+	struct node_server *srv;
 	Raftmq__Client__V1__PeekedMessage *pm, **ptrs;
 	Raftmq__Client__V1__Delivery *d;
+	void **copies; /* bodies read from the store, copied (owned) */
 	size_t n, max;
 	size_t bytes, budget; /* packed size so far, frame budget */
 	uint64_t next_seq;
@@ -286,7 +288,22 @@ static int peek_cb(void *data, const struct q_peeked *m)
 	}
 	pm = &o->pm[o->n];
 	d = &o->d[o->n];
-	node_delivery_msg(d, &m->msg);
+	if (node_delivery_msg(o->srv, d, &m->msg) != 0) {
+		return 0; /* its body is not here: leave it out */
+	}
+	if (m->msg.body == NULL && (d->body.len > 0 || d->msg_id.len > 0)) {
+		/* Borrowed from the store until the next read: copy. */
+		unsigned char *c =
+			malloc(d->body.len + d->msg_id.len + 1);
+		if (c == NULL) {
+			return Q_ENOMEM;
+		}
+		memcpy(c, d->msg_id.data, d->msg_id.len);
+		memcpy(c + d->msg_id.len, d->body.data, d->body.len);
+		d->msg_id.data = c;
+		d->body.data = c + d->msg_id.len;
+		o->copies[o->n] = c;
+	}
 	/* Here the count is of deliveries so far (client.proto). */
 	d->redelivered = m->msg.delivery_count > 0;
 	PB(peeked_message__init)(pm);
@@ -297,6 +314,8 @@ static int peek_cb(void *data, const struct q_peeked *m)
 	len = PB(peeked_message__get_packed_size)(pm) + 11;
 	if (o->n > 0 && o->bytes + len > o->budget) {
 		o->next_seq = m->msg.seq; /* the frame is full: next page */
+		free(o->copies[o->n]);
+		o->copies[o->n] = NULL;
 		return PEEK_STOP;
 	}
 	o->bytes += len;
@@ -314,10 +333,13 @@ static void peek_answer(struct node_session *s, const struct peek_req *p)
 	o.budget = s->srv->cfg.max_frame_bytes > PEEK_FRAME_SLACK
 			   ? s->srv->cfg.max_frame_bytes - PEEK_FRAME_SLACK
 			   : 0;
+	o.srv = s->srv;
 	o.pm = malloc(p->max * sizeof *o.pm);
 	o.ptrs = malloc(p->max * sizeof *o.ptrs);
 	o.d = malloc(p->max * sizeof *o.d);
-	if (o.pm == NULL || o.ptrs == NULL || o.d == NULL) {
+	o.copies = calloc(p->max, sizeof *o.copies);
+	if (o.pm == NULL || o.ptrs == NULL || o.d == NULL ||
+	    o.copies == NULL) {
 		node_error(s, p->corr, EC(NO_MEMORY), "out of memory");
 		goto out;
 	}
@@ -340,6 +362,13 @@ static void peek_answer(struct node_session *s, const struct peek_req *p)
 	r.next_seq = o.next_seq;
 	node_reply(s, p->corr, BODY(PEEK_RESULT), &r);
 out:
+	if (o.copies != NULL) {
+		size_t i;
+		for (i = 0; i < p->max; i++) {
+			free(o.copies[i]);
+		}
+	}
+	free(o.copies);
 	free(o.pm);
 	free(o.ptrs);
 	free(o.d);

@@ -714,6 +714,29 @@ int store_sync(struct store *s)
 	return 0;
 }
 
+int store_sync_data(struct store *s)
+{
+	size_t i;
+	int rv;
+
+	for (i = 0; i < s->ndirty; i++) {
+		rv = store__fsync(s, s->dirty[i]->fd, true);
+		if (rv != 0) {
+			char path[STORE__PATH_MAX];
+			store__path(s, s->dirty[i]->id, ".seg", path,
+				    sizeof path);
+			return store__syserr(s, rv, "fdatasync %s", path);
+		}
+	}
+	if (s->dir_dirty) {
+		rv = store__fsync(s, s->dirfd, false);
+		if (rv != 0) {
+			return store__syserr(s, rv, "fsync %s", s->dir);
+		}
+	}
+	return 0;
+}
+
 static void seg_stats(const struct store_seg *g, struct store_stats *o)
 {
 	if (g == NULL) {

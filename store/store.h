@@ -179,6 +179,15 @@ void store_drop(struct store *s, uint64_t key);
  * STORE_EIO, STORE_ENOSPC (nothing is lost: the next sync retries). */
 int store_sync(struct store *s);
 
+/* The same durability for the records, from a forked child of the store's
+ * process (a background snapshot): fdatasync every segment written since
+ * the last store_sync() and fsync the directory, and nothing else: no index
+ * file is written or renamed and the dirty list is kept, so the parent's
+ * store stays as it was (its own next store_sync() syncs again, cheaply).
+ * After a crash, a sealed segment whose index file was not committed is
+ * scanned by store_open() instead. Errors: STORE_EIO, STORE_ENOSPC. */
+int store_sync_data(struct store *s);
+
 /* Deferred deletion. store_mark() returns a token; store_gc(s, token, ...)
  * deletes or compacts away only records that were dropped, or never claimed
  * since store_open(), before that mark. Take the mark when the state is
@@ -209,6 +218,9 @@ int store_gc(struct store *s, uint64_t token, uint64_t budget_bytes);
  * from = *key + 1; puts of missing keys during the walk are fine. */
 uint64_t store_missing(const struct store *s);
 int store_missing_next(struct store *s, uint64_t from, uint64_t *key);
+/* Whether key is claimed and absent: a body fetched from a peer is put only
+ * if it still is (the state may have dropped it meanwhile). */
+bool store_is_missing(const struct store *s, uint64_t key);
 
 struct store_stats {
 	uint64_t disk_bytes;	   /* segment and index files */

@@ -206,6 +206,11 @@ uint64_t store_missing(const struct store *s)
 	return s->missing.n;
 }
 
+bool store_is_missing(const struct store *s, uint64_t key)
+{
+	return store__kset_has(&s->missing, key);
+}
+
 static int u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -255,6 +255,47 @@ void cons_hurry_election(struct cons *c, uint64_t leader_id)
 	(void)c, (void)leader_id;
 }
 
+/* ----------------------------------------------------------------- bodies
+ * The fake keeps bodies in the state's memory (no body interface): no
+ * delivery names a body in a store, so none is ever read here. */
+
+int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
+		  struct cons_body *out)
+{
+	(void)c, (void)key, (void)sum, (void)out;
+	return CONS_ENOTFOUND;
+}
+
+void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes)
+{
+	(void)c, (void)key, (void)bytes;
+}
+
+uint64_t cons_bodies_missing(const struct cons *c)
+{
+	(void)c;
+	return 0;
+}
+
+int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key)
+{
+	(void)c, (void)from, (void)key;
+	return CONS_ENOTFOUND;
+}
+
+int cons_body_fill(struct cons *c, uint64_t key, const void *id,
+		   size_t id_len, const void *body, size_t len)
+{
+	(void)c, (void)key, (void)id, (void)id_len, (void)body, (void)len;
+	return CONS_ENOTFOUND;
+}
+
+void cons_bodies_stats(const struct cons *c, struct cons_bodies_stats *out)
+{
+	(void)c;
+	memset(out, 0, sizeof *out);
+}
+
 /* ------------------------------------------------------------- membership */
 
 static int change(struct fake_cons *c, struct cons_change *req, uint64_t id,

@@ -358,6 +358,8 @@ Test(store, claims_of_absent_keys_are_missing)
 	cr_assert_eq(store_claim(T.s, 4), 0); /* present: not missing */
 	cr_assert_eq(store_claim(T.s, 5), 0); /* twice: counted once */
 	cr_assert_eq(store_missing(T.s), 3);
+	cr_assert(store_is_missing(T.s, 5) && store_is_missing(T.s, 9));
+	cr_assert(!store_is_missing(T.s, 4) && !store_is_missing(T.s, 6));
 	cr_assert_eq(store_missing_next(T.s, 0, &k), 0);
 	cr_assert_eq(k, 3);
 	cr_assert_eq(store_missing_next(T.s, k + 1, &k), 0);
@@ -366,7 +368,9 @@ Test(store, claims_of_absent_keys_are_missing)
 	cr_assert_eq(store_missing(T.s), 2);
 	cr_assert_eq(store_missing_next(T.s, 4, &k), 0);
 	cr_assert_eq(k, 9);
+	cr_assert(!store_is_missing(T.s, 5));
 	store_drop(T.s, 9); /* the state let it go */
+	cr_assert(!store_is_missing(T.s, 9));
 	cr_assert_eq(store_missing(T.s), 1);
 	cr_assert_eq(store_missing_next(T.s, 4, &k), STORE_ENOTFOUND);
 	cr_assert_eq(store_missing_next(T.s, 0, &k), 0);

@@ -1,0 +1,328 @@
+/* The node's body store (store/) behind queue/'s body interface: message
+ * bodies live on disk in data_dir/bodies, one store per state machine, and
+ * the queue state keeps an index entry per message (docs/architecture.md,
+ * "The body store").
+ *
+ * Every replica puts the body of each publish at apply and drops it when
+ * the state lets the message go; snapshots hold the index only. The
+ * recovery rule: after a crash, the store has every body that the last
+ * persisted snapshot's dump refers to, and every later body is in the
+ * snapshot's tail or the Raft log, whose replay puts it again. Two things
+ * keep that true:
+ *
+ *   - before a dump is written, the store's records are made durable
+ *     (store_sync_data() in the dumping child, store_sync() for a snapshot
+ *     taken in place);
+ *   - deletion is deferred: gc removes only what was dropped before the
+ *     mark taken with the dump, and only once raft has written that
+ *     snapshot (the snapguard's count of completed takes), or once a
+ *     snapshot from the leader is installed (raft writes it before it
+ *     restores it).
+ *
+ * gc runs in budgeted steps from the loop (cons__bodies_poll). A body the
+ * store lacks (a follower after an install: the snapshot names bodies it
+ * never applied) is *missing*; node/ fetches those from a peer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cons_int.h"
+#include "store.h"
+
+/* One gc step at most this often, with this budget (bytes read and
+ * written; a deleted segment counts 1 MiB): at most ~200 MB/s of
+ * compaction, a few ms of the loop per step. */
+#define GC_EVERY_MS 10
+#define GC_BUDGET_BYTES (2u << 20)
+
+static int put_cb(void *data, q_seq key, const void *id, size_t id_len,
+		  const void *body, size_t len, uint32_t *sum)
+{
+	struct cons_bodies *b = data;
+	int rv = store_put(b->store, key, id, id_len, body, len, sum);
+	if (rv != 0) {
+		snprintf(b->errmsg, sizeof b->errmsg, "%s",
+			 store_errmsg(b->store));
+		return rv;
+	}
+	return 0;
+}
+
+static void drop_cb(void *data, q_seq key)
+{
+	struct cons_bodies *b = data;
+	store_drop(b->store, key);
+}
+
+static void claim_cb(void *data, q_seq key)
+{
+	struct cons_bodies *b = data;
+	if (store_claim(b->store, key) != 0) {
+		/* Only a missing key the store cannot record: the body then
+		 * is neither here nor fetched. Not a state divergence, and
+		 * nothing to undo; stop rather than serve without it. */
+		fprintf(stderr,
+			"raftmqd: FATAL: body store: out of memory recording "
+			"missing body %llu\n",
+			(unsigned long long)key);
+		abort();
+	}
+}
+
+static void report_cb(void *data, const char *msg)
+{
+	(void)data;
+	fprintf(stderr, "raftmqd: body store: %s\n", msg);
+}
+
+int cons__bodies_open(struct cons_bodies *b, const char *data_dir,
+		      char *err, size_t errlen)
+{
+	struct store_config sc;
+	char dir[4200];
+	int rv;
+
+	memset(b, 0, sizeof b[0]);
+	snprintf(dir, sizeof dir, "%s/bodies", data_dir);
+	memset(&sc, 0, sizeof sc);
+	sc.dir = dir;
+	sc.report_cb = report_cb;
+	rv = store_open(&sc, &b->store, err, errlen);
+	if (rv != 0) {
+		b->store = NULL;
+		return rv == STORE_ENOMEM ? CONS_ENOMEM : CONS_EIO;
+	}
+	return 0;
+}
+
+void cons__bodies_attach(struct cons_bodies *b, struct q_options *o)
+{
+	if (b->store == NULL) {
+		return;
+	}
+	b->iface.data = b;
+	b->iface.put = put_cb;
+	b->iface.drop = drop_cb;
+	b->iface.claim = claim_cb;
+	o->bodies = &b->iface;
+}
+
+void cons__bodies_close(struct cons_bodies *b)
+{
+	if (b->store != NULL) {
+		(void)store_sync(b->store);
+		store_close(b->store);
+		b->store = NULL;
+	}
+}
+
+static int drop_ref(void *data, q_seq key, uint32_t sum)
+{
+	(void)sum;
+	store_drop(((struct cons_bodies *)data)->store, key);
+	return 0;
+}
+
+static int claim_ref(void *data, q_seq key, uint32_t sum)
+{
+	(void)sum;
+	claim_cb(data, key);
+	return 0;
+}
+
+void cons__bodies_replace(struct cons_bodies *b, const struct q_state *old,
+			  const struct q_state *now)
+{
+	if (b->store == NULL) {
+		return;
+	}
+	/* Claims are one bit per key, not counts: drop everything the old
+	 * state held, then claim again what the new one holds. */
+	if (old != NULL) {
+		(void)q_state_foreach_body(old, drop_ref, b);
+	}
+	(void)q_state_foreach_body(now, claim_ref, b);
+}
+
+void cons__bodies_installed(struct cons_bodies *b)
+{
+	if (b->store == NULL) {
+		return;
+	}
+	/* raft wrote the snapshot before restoring it and dropped the log
+	 * before it: nothing older is needed after a crash. */
+	b->gc_token = store_mark(b->store);
+	b->gc_more = true;
+	b->pending_takes = 0;
+}
+
+int cons__bodies_sync(struct cons_bodies *b)
+{
+	if (b->store == NULL) {
+		return 0;
+	}
+	if (store_sync(b->store) != 0) {
+		fprintf(stderr, "raftmqd: body store: %s\n",
+			store_errmsg(b->store));
+		return CONS_EIO;
+	}
+	return 0;
+}
+
+int cons__bodies_sync_child(struct cons_bodies *b)
+{
+	if (b->store == NULL) {
+		return 0;
+	}
+	return store_sync_data(b->store) == 0 ? 0 : CONS_EIO;
+}
+
+uint64_t cons__bodies_mark(struct cons_bodies *b)
+{
+	return b->store != NULL ? store_mark(b->store) : 0;
+}
+
+void cons__bodies_taking(struct cons_bodies *b, uint64_t mark,
+			 uint64_t takes_done)
+{
+	if (b->store == NULL) {
+		return;
+	}
+	b->pending_mark = mark;
+	b->pending_takes = takes_done + 1;
+}
+
+void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
+		       uint64_t now_ms)
+{
+	int rv;
+	if (b->store == NULL) {
+		return;
+	}
+	if (b->pending_takes != 0 && takes_done >= b->pending_takes) {
+		/* raft has written the snapshot taken at pending_mark (the
+		 * take that completed is ours: one at a time). */
+		b->gc_token = b->pending_mark;
+		b->gc_more = true;
+		b->pending_takes = 0;
+	}
+	if (!b->gc_more || now_ms < b->gc_next_ms) {
+		return;
+	}
+	b->gc_next_ms = now_ms + GC_EVERY_MS;
+	rv = store_gc(b->store, b->gc_token, GC_BUDGET_BYTES);
+	if (rv < 0) {
+		/* Nothing lost: the store is as before the step. Try again
+		 * at the next snapshot. */
+		b->gc_errors++;
+		b->gc_more = false;
+		fprintf(stderr, "raftmqd: body store gc: %s\n",
+			store_errmsg(b->store));
+		return;
+	}
+	b->gc_more = rv == 1;
+}
+
+int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
+		  struct cons_body *out)
+{
+	struct cons_bodies *b = &c->fsm.bodies;
+	struct store_rec r;
+	int rv;
+	if (b->store == NULL) {
+		return CONS_EINVAL;
+	}
+	rv = store_get(b->store, key, &r);
+	if (rv == STORE_ENOTFOUND || rv == STORE_ECORRUPT) {
+		return CONS_ENOTFOUND;
+	}
+	if (rv != 0) {
+		return rv == STORE_ENOMEM ? CONS_ENOMEM : CONS_EIO;
+	}
+	if (r.sum != sum) {
+		/* The bytes are sound but not the ones the state names (a
+		 * bug, or a store from another cluster): never deliver. */
+		fprintf(stderr,
+			"raftmqd: body store: body %llu has checksum %08x, the "
+			"queue state says %08x; not delivered\n",
+			(unsigned long long)key, r.sum, sum);
+		return CONS_ECORRUPT;
+	}
+	out->id = r.id;
+	out->id_len = r.id_len;
+	out->body = r.body;
+	out->len = r.len;
+	return 0;
+}
+
+void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes)
+{
+	if (c->fsm.bodies.store != NULL) {
+		store_prefetch(c->fsm.bodies.store, key, bytes);
+	}
+}
+
+uint64_t cons_bodies_missing(const struct cons *c)
+{
+	return c->fsm.bodies.store != NULL
+		       ? store_missing(c->fsm.bodies.store)
+		       : 0;
+}
+
+int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key)
+{
+	int rv;
+	if (c->fsm.bodies.store == NULL) {
+		return CONS_ENOTFOUND;
+	}
+	rv = store_missing_next(c->fsm.bodies.store, from, key);
+	if (rv == STORE_ENOTFOUND) {
+		return CONS_ENOTFOUND;
+	}
+	return rv == 0 ? 0 : CONS_ENOMEM;
+}
+
+int cons_body_fill(struct cons *c, uint64_t key, const void *id,
+		   size_t id_len, const void *body, size_t len)
+{
+	struct cons_bodies *b = &c->fsm.bodies;
+	int rv;
+	if (b->store == NULL || !store_is_missing(b->store, key)) {
+		return CONS_ENOTFOUND; /* not wanted (any more) */
+	}
+	rv = store_put(b->store, key, id, id_len, body, len, NULL);
+	if (rv == STORE_ENOSPC) {
+		return CONS_ENOSPACE;
+	}
+	if (rv == STORE_ENOMEM) {
+		return CONS_ENOMEM;
+	}
+	return rv == 0 ? 0 : CONS_EIO;
+}
+
+void cons_bodies_stats(const struct cons *c, struct cons_bodies_stats *out)
+{
+	const struct cons_bodies *b = &c->fsm.bodies;
+	struct store_stats st;
+	memset(out, 0, sizeof *out);
+	if (b->store == NULL) {
+		return;
+	}
+	store_stats(b->store, &st);
+	out->disk_bytes = st.disk_bytes;
+	out->live_bytes = st.live_bytes;
+	out->live_records = st.live_records;
+	out->records = st.records;
+	out->segments = st.segments;
+	out->missing = st.missing;
+	out->index_bytes = st.index_bytes;
+	out->gets = st.gets;
+	out->readahead_hits = st.readahead_hits;
+	out->compactions = st.compactions;
+	out->compacted_bytes = st.compacted_bytes;
+	out->deleted_segments = st.deleted_segments;
+	out->corrupt_records = st.corrupt_records;
+	out->syncs = st.syncs;
+	out->last_sync_ms = st.last_sync_ms;
+	out->gc_errors = b->gc_errors;
+}
