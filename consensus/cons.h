@@ -273,6 +273,18 @@ struct cons_body {
 int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
 		  struct cons_body *out);
 
+/* Reads the body of `key` whatever the state says of it (serving a peer
+ * that lacks it): its checksum in *sum (may be NULL), as store_put() gave
+ * it, a pure function of id and body. Returns 0, CONS_ENOTFOUND,
+ * CONS_EIO, CONS_ENOMEM. */
+int cons_body_read(struct cons *c, uint64_t key, struct cons_body *out,
+		   uint32_t *sum);
+
+/* The checksum of a body (id and body borrowed), as the state and
+ * cons_body_read() have it: to check a body fetched from a peer. */
+uint32_t cons_body_sum(const void *id, size_t id_len, const void *body,
+		       size_t len);
+
 /* Read-ahead hint: bodies from key on (a queue's head) will be read next,
  * about `bytes` of them. */
 void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes);

@@ -255,6 +255,38 @@ int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
 	return 0;
 }
 
+int cons_body_read(struct cons *c, uint64_t key, struct cons_body *out,
+		   uint32_t *sum)
+{
+	struct cons_bodies *b = &c->fsm.bodies;
+	struct store_rec r;
+	int rv;
+	if (b->store == NULL) {
+		return CONS_ENOTFOUND;
+	}
+	rv = store_get(b->store, key, &r);
+	if (rv == STORE_ENOTFOUND || rv == STORE_ECORRUPT) {
+		return CONS_ENOTFOUND;
+	}
+	if (rv != 0) {
+		return rv == STORE_ENOMEM ? CONS_ENOMEM : CONS_EIO;
+	}
+	out->id = r.id;
+	out->id_len = r.id_len;
+	out->body = r.body;
+	out->len = r.len;
+	if (sum != NULL) {
+		*sum = r.sum;
+	}
+	return 0;
+}
+
+uint32_t cons_body_sum(const void *id, size_t id_len, const void *body,
+		       size_t len)
+{
+	return store_sum(id, id_len, body, len);
+}
+
 void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes)
 {
 	if (c->fsm.bodies.store != NULL) {
