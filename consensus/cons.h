@@ -94,13 +94,14 @@ struct cons_config {
 	uint64_t snapshot_trailing_bytes;
 	/* A snapshot is due once the log since the last one holds this many
 	 * bytes, whatever the state's size, so that the log kept in memory
-	 * stays bounded; 0 = off (the default while snapshots hold bodies). */
+	 * stays bounded; 0 = off. */
 	uint64_t snapshot_max_log_bytes;
 	/* Take snapshots on the loop thread (a stall of ~4 ms per MB of
 	 * state) instead of in a forked child; for tests and diagnosis. */
 	bool snapshot_in_place;
 	unsigned max_inflight_entries; /* 0 = default */
 	size_t max_body;	       /* bodies larger are refused; 0 = any */
+	uint64_t store_segment_bytes;  /* body store segments; 0 = 64 MiB */
 	uint64_t hash_seed;	       /* for queue/ hash tables */
 };
 

@@ -76,7 +76,7 @@ static void report_cb(void *data, const char *msg)
 }
 
 int cons__bodies_open(struct cons_bodies *b, const char *data_dir,
-		      char *err, size_t errlen)
+		      uint64_t segment_bytes, char *err, size_t errlen)
 {
 	struct store_config sc;
 	char dir[4200];
@@ -86,6 +86,7 @@ int cons__bodies_open(struct cons_bodies *b, const char *data_dir,
 	snprintf(dir, sizeof dir, "%s/bodies", data_dir);
 	memset(&sc, 0, sizeof sc);
 	sc.dir = dir;
+	sc.segment_bytes = segment_bytes;
 	sc.report_cb = report_cb;
 	rv = store_open(&sc, &b->store, err, errlen);
 	if (rv != 0) {

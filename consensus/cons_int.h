@@ -77,9 +77,10 @@ struct cons_bodies {
 	uint64_t gc_next_ms, gc_errors;
 	char errmsg[256]; /* why the last put failed */
 };
-/* Opens data_dir/bodies; on failure err says why. */
+/* Opens data_dir/bodies (segment_bytes 0: the store's default); on
+ * failure err says why. */
 int cons__bodies_open(struct cons_bodies *b, const char *data_dir,
-		      char *err, size_t errlen);
+		      uint64_t segment_bytes, char *err, size_t errlen);
 /* Points o->bodies at b's interface (nothing without a store). */
 void cons__bodies_attach(struct cons_bodies *b, struct q_options *o);
 void cons__bodies_close(struct cons_bodies *b);
@@ -342,6 +343,12 @@ struct cons {
 	struct cons_propose announce; /* members announced on election */
 	struct raft_barrier idle_barrier; /* keeps progress moving when idle */
 	int idle_barrier_pending;
+	/* A leader lacking bodies hands the leadership on (cons_node.c,
+	 * transfer_if_missing): the request, whether it runs, and the
+	 * earliest time of the next attempt (uv_now). */
+	struct raft_transfer missing_transfer;
+	bool missing_transfer_pending;
+	uint64_t missing_transfer_at;
 	uint64_t idle_last_index, idle_since_ms;
 	/* reachability as seen by the leader: when match index last moved */
 	struct {

@@ -138,7 +138,8 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 	{
 		struct cons_bodies bodies;
 		char serr[300];
-		rv = cons__bodies_open(&bodies, c->data_dir, serr,
+		rv = cons__bodies_open(&bodies, c->data_dir,
+				       cfg->store_segment_bytes, serr,
 				       sizeof serr);
 		if (rv != 0) {
 			snprintf(errmsg, errlen, "body store: %s", serr);
@@ -520,6 +521,44 @@ static void idle_barrier_cb(struct raft_barrier *req, int status)
 	c->idle_barrier_pending = 0;
 }
 
+/* A leader whose store lacks bodies (it installed a snapshot and has not
+ * fetched them all yet) cannot deliver those messages: it hands the
+ * leadership to another voter (libraft picks the one most up to date).
+ * At most every MISSING_TRANSFER_MS, so that nodes that all lack bodies
+ * do not pass the leadership around faster than that; a cluster in which
+ * every voter lacks a body still serves everything else. */
+#define MISSING_TRANSFER_MS 30000
+
+static void missing_transfer_cb(struct raft_transfer *req)
+{
+	struct cons *c = req->data;
+	c->missing_transfer_pending = false;
+}
+
+static void transfer_if_missing(struct cons *c, uint64_t now)
+{
+	uint64_t missing;
+	if (c->missing_transfer_pending || now < c->missing_transfer_at ||
+	    c->raft.configuration.n < 2) {
+		return;
+	}
+	missing = cons_bodies_missing(c);
+	if (missing == 0) {
+		return;
+	}
+	c->missing_transfer_at = now + MISSING_TRANSFER_MS;
+	c->missing_transfer.data = c;
+	if (raft_transfer(&c->raft, &c->missing_transfer, 0,
+			  missing_transfer_cb) == 0) {
+		c->missing_transfer_pending = true;
+		fprintf(stderr,
+			"raftmqd: node %llu leads but lacks %llu message "
+			"bodies (not fetched yet): handing the leadership to "
+			"another voter\n",
+			(unsigned long long)c->id, (unsigned long long)missing);
+	}
+}
+
 static void check_cb(uv_check_t *h)
 {
 	struct cons *c = h->data;
@@ -540,6 +579,7 @@ static void check_cb(uv_check_t *h)
 	if (state == RAFT_LEADER) {
 		uint64_t now = uv_now(c->loop);
 		update_progress(c, now);
+		transfer_if_missing(c, now);
 		/* On an idle cluster, append a barrier every half election
 		 * timeout so followers' match indexes move and reachability
 		 * (cons_status) reflects who is really there. */

@@ -85,8 +85,13 @@ static const struct opt opts[] = {
 	 "node is removed."},
 	{"node", "data_dir", OPT_STRING, FIELD(data_dir), 0, 0, false, NULL,
 	 "PATH", NULL,
-	 "Directory of this node's Raft log, snapshots and metadata; one per "
-	 "node."},
+	 "Directory of this node's Raft log, snapshots, body store "
+	 "(bodies/) and metadata; one per node."},
+	{"node", "store_segment_bytes", OPT_SIZE, FIELD(store_segment_bytes),
+	 4096, GIB, false, "64M", "SIZE", NULL,
+	 "Size of a body store segment file: message bodies are appended to "
+	 "one until it holds this much; a segment whose messages are all "
+	 "acked is deleted, one mostly acked is compacted."},
 	{"node", "raft_address", OPT_ADDRESS, FIELD(raft_address), 0, 0, false,
 	 NULL, "HOST:PORT", NULL,
 	 "Address the Raft transport listens on and the other nodes connect "
@@ -156,11 +161,13 @@ static const struct opt opts[] = {
 	 "least 512 entries, at most snapshot_trailing); 0 = default "
 	 "(" D(CONS_DEFAULT_TRAILING_MIB) "M)."},
 	{"raft", "snapshot_max_log_bytes", OPT_SIZE,
-	 FIELD(snapshot_max_log_bytes), 0, 1024 * GIB, false, "0", "SIZE", NULL,
+	 FIELD(snapshot_max_log_bytes), 0, 1024 * GIB, false, "512M", "SIZE",
+	 NULL,
 	 "A snapshot is due once the log since the last one holds this many "
 	 "bytes, whatever the size of the queue state, so that the log kept "
-	 "in memory stays bounded; 0 = off. Snapshots still hold the bodies: "
-	 "at a deep backlog each one dumps gigabytes (docs/performance.md)."},
+	 "in memory stays bounded; 0 = off. Snapshots hold the queue state's "
+	 "index (bodies are in the body store): about 100 bytes per "
+	 "message."},
 	{"raft", "snapshot_in_place", OPT_BOOL, FIELD(snapshot_in_place), 0, 0,
 	 false, "off", "on|off", NULL,
 	 "Take snapshots on the node's loop thread, a stall of about 4 ms per "

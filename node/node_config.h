@@ -58,6 +58,7 @@ struct node_config {
 	/* [node] */
 	uint64_t id;			    /* required, > 0 */
 	char data_dir[4096];		    /* required */
+	uint64_t store_segment_bytes;	    /* default 64 MiB */
 	char raft_address[NODE_ADDR_MAX];   /* required: "host:port" */
 	char client_address[NODE_ADDR_MAX]; /* required: "host:port" */
 	char http_address[NODE_ADDR_MAX];   /* "" = no HTTP endpoint */

@@ -612,6 +612,7 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	cc.snapshot_in_place = cfg->snapshot_in_place;
 	cc.max_inflight_entries = cfg->max_inflight_entries;
 	cc.max_body = cfg->max_message_bytes;
+	cc.store_segment_bytes = cfg->store_segment_bytes;
 	cc.hash_seed = wall_ms() ^ node_now_ns();
 
 	rv = cons_new(loop, &cc, &srv->sink, &cons, err, errlen);
