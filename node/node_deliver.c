@@ -95,21 +95,27 @@ static struct node_session *session_of(struct node_server *srv,
 }
 
 /* A body the state names but this node cannot read: nothing is sent (the
- * message stays with its consumer until its ack deadline returns it).
- * Logged once per key in a row, not once per redelivery. */
+ * message stays with its consumer until its ack deadline returns it; a
+ * peek leaves it out). Logged at most every 10 s, with the count since. */
+#define BODY_WARN_EVERY_MS 10000
+
 static int body_unreadable(struct node_server *srv, const struct q_delivery *d,
 			   int rv)
 {
-	if (srv->body_warned != d->body_key) {
-		srv->body_warned = d->body_key;
-		NODE_WARN("message %llu of queue %s not sent: its body %llu %s",
-			  (unsigned long long)d->seq, d->queue,
-			  (unsigned long long)d->body_key,
-			  rv == CONS_ENOTFOUND
-				  ? "is missing here (not fetched yet)"
-				  : cons_strerror(rv));
-	}
+	uint64_t now = uv_now(srv->loop);
 	srv->bodies_unreadable++;
+	if (srv->body_warned_ms != 0 &&
+	    now - srv->body_warned_ms < BODY_WARN_EVERY_MS) {
+		return -1;
+	}
+	srv->body_warned_ms = now;
+	NODE_WARN("message %llu of queue %s not sent: its body %llu %s (%llu "
+		  "such reads so far)",
+		  (unsigned long long)d->seq, d->queue,
+		  (unsigned long long)d->body_key,
+		  rv == CONS_ENOTFOUND ? "is missing here (not fetched yet)"
+				       : cons_strerror(rv),
+		  (unsigned long long)srv->bodies_unreadable);
 	return -1;
 }
 

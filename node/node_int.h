@@ -195,9 +195,9 @@ struct node_server {
 	unsigned n_watches;		  /* sessions that are leader watches */
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
 	uint64_t requests_total, errors_total;
-	/* Deliveries and peeks whose body this node could not read, and the
-	 * last such key logged (node_deliver.c). */
-	uint64_t bodies_unreadable, body_warned;
+	/* Deliveries and peeks whose body this node could not read, and when
+	 * that was last logged (uv_now; node_deliver.c). */
+	uint64_t bodies_unreadable, body_warned_ms;
 	uint64_t publishes_refused_memory;
 	uint64_t batches_proposed, commands_batched;
 	uint64_t started_ms;
