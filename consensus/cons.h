@@ -102,6 +102,9 @@ struct cons_config {
 	unsigned max_inflight_entries; /* 0 = default */
 	size_t max_body;	       /* bodies larger are refused; 0 = any */
 	uint64_t store_segment_bytes;  /* body store segments; 0 = 64 MiB */
+	/* The node's memory_limit (0 = none): a snapshot is due once the log
+	 * since the last one holds a quarter of it (cons_memory_bytes()). */
+	uint64_t memory_limit;
 	uint64_t hash_seed;	       /* for queue/ hash tables */
 };
 
@@ -302,6 +305,14 @@ int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key);
  * under that key), CONS_ENOMEM. */
 int cons_body_fill(struct cons *c, uint64_t key, const void *id,
 		   size_t id_len, const void *body, size_t len);
+
+/* Bytes this node holds in memory for messages, what memory_limit bounds:
+ * the queue state (index entries, timers, dedup ids), the Raft log entries
+ * applied since the last snapshot (libraft keeps them in memory; a
+ * snapshot is due once they are a quarter of memory_limit, and about
+ * snapshot_trailing_bytes more stay after it, not counted), and the body
+ * store's index. Cheap: read for every publish. */
+uint64_t cons_memory_bytes(const struct cons *c);
 
 struct cons_bodies_stats {
 	uint64_t disk_bytes, live_bytes, live_records, records, segments;

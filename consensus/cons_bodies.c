@@ -200,6 +200,12 @@ void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 	if (b->store == NULL) {
 		return;
 	}
+	if (now_ms >= b->index_at_ms + 100) {
+		struct store_stats st;
+		store_stats(b->store, &st);
+		b->index_bytes = st.index_bytes;
+		b->index_at_ms = now_ms;
+	}
 	if (b->pending_takes != 0 && takes_done >= b->pending_takes) {
 		/* raft has written the snapshot taken at pending_mark (the
 		 * take that completed is ours: one at a time). */
@@ -358,4 +364,11 @@ void cons_bodies_stats(const struct cons *c, struct cons_bodies_stats *out)
 	out->syncs = st.syncs;
 	out->last_sync_ms = st.last_sync_ms;
 	out->gc_errors = b->gc_errors;
+}
+
+uint64_t cons_memory_bytes(const struct cons *c)
+{
+	struct q_totals t;
+	q_state_totals(c->fsm.state, &t);
+	return t.alloc_bytes + c->fsm.log_bytes + c->fsm.bodies.index_bytes;
 }

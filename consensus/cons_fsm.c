@@ -212,6 +212,13 @@ static bool snapshot_due(const struct cons_fsm *f)
 	if (f->max_log_bytes != 0 && f->log_bytes >= f->max_log_bytes) {
 		return true; /* whatever the state's size */
 	}
+	/* The log in memory counts towards memory_limit: it never takes more
+	 * than a quarter of it, so that publishes refused for memory are
+	 * allowed again once consumers drain and the next snapshot lets the
+	 * log go. */
+	if (f->memory_limit != 0 && f->log_bytes >= f->memory_limit / 4) {
+		return true;
+	}
 	if (f->snapshot_min_bytes == 0 ||
 	    f->log_bytes < f->snapshot_min_bytes) {
 		return false;

@@ -75,6 +75,9 @@ struct cons_bodies {
 	uint64_t gc_token;
 	bool gc_more;
 	uint64_t gc_next_ms, gc_errors;
+	/* The store's in-memory index, refreshed from the loop (it is
+	 * read for every publish: memory_limit). */
+	uint64_t index_bytes, index_at_ms;
 	char errmsg[256]; /* why the last put failed */
 };
 /* Opens data_dir/bodies (segment_bytes 0: the store's default); on
@@ -182,6 +185,7 @@ struct cons_fsm {
 	 * fsm_apply): entry bytes and entries applied since the last
 	 * snapshot, and the settings. */
 	uint64_t log_bytes, log_entries;
+	uint64_t memory_limit; /* the node's; 0 = none */
 	uint64_t snapshot_min_bytes;  /* take one after at least this much */
 	uint64_t trailing_bytes;      /* keep about this much after one */
 	unsigned threshold, trailing; /* configured, in entries */

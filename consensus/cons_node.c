@@ -233,6 +233,7 @@ int cons_new(struct uv_loop_s *loop, const struct cons_config *cfg,
 					? cfg->snapshot_trailing_bytes
 					: DEFAULT_TRAILING_BYTES;
 	c->fsm.max_log_bytes = cfg->snapshot_max_log_bytes;
+	c->fsm.memory_limit = cfg->memory_limit;
 	c->fsm.bg_enabled = !cfg->snapshot_in_place;
 	remove_stale_dumps(c->data_dir);
 	raft_set_snapshot_threshold(&c->raft, c->fsm.bg_enabled

@@ -268,8 +268,14 @@ static void metrics(struct node_server *srv, struct out *o)
 	  "Entries applied while the last dump ran, stored after it.", "%llu",
 	  (unsigned long long)st.bg_tail_entries);
 	G("raftmq_memory_bytes", "gauge",
-	  "Bytes held by the queue state (messages, bodies, indexes).", "%llu",
-	  (unsigned long long)t.alloc_bytes);
+	  "Bytes held in memory for messages, what memory_limit bounds: the "
+	  "queue state, the Raft log kept in memory and the body store's "
+	  "index.",
+	  "%llu", (unsigned long long)cons_memory_bytes(srv->cons));
+	G("raftmq_memory_state_bytes", "gauge",
+	  "Bytes of the queue state (index entries, timers, dedup ids; "
+	  "bodies are in the body store).",
+	  "%llu", (unsigned long long)t.alloc_bytes);
 	/* The process's heap in use, all arenas (mallinfo2): unlike RSS it
 	 * drops when memory is freed, so a leak shows as its growth, not as
 	 * the high-water mark of a busy moment. */
@@ -434,7 +440,7 @@ static void status_json(struct node_server *srv, struct out *o, bool digest)
 	    (unsigned long long)st.snapshot_index,
 	    (unsigned long long)st.snapshot_bytes,
 	    (unsigned long long)st.log_entries,
-	    (unsigned long long)t.alloc_bytes,
+	    (unsigned long long)cons_memory_bytes(srv->cons),
 	    (unsigned long long)srv->cfg.memory_limit,
 	    (unsigned long long)t.messages, srv->n_sessions,
 	    (unsigned long long)(uv_now(srv->loop) - srv->started_loop_ms));

@@ -60,10 +60,8 @@ void node_hist_add(struct node_hist *h, double seconds)
 
 bool node_memory_alarm(const struct node_server *srv)
 {
-	struct q_totals t;
-	q_state_totals(cons_state(srv->cons), &t);
 	return srv->cfg.memory_limit != 0 &&
-	       t.alloc_bytes >= srv->cfg.memory_limit;
+	       cons_memory_bytes(srv->cons) >= srv->cfg.memory_limit;
 }
 
 /* ------------------------------------------------------------- batching */
@@ -613,6 +611,7 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	cc.max_inflight_entries = cfg->max_inflight_entries;
 	cc.max_body = cfg->max_message_bytes;
 	cc.store_segment_bytes = cfg->store_segment_bytes;
+	cc.memory_limit = cfg->memory_limit;
 	cc.hash_seed = wall_ms() ^ node_now_ns();
 
 	rv = cons_new(loop, &cc, &srv->sink, &cons, err, errlen);

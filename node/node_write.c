@@ -122,17 +122,16 @@ static void publish_cmd(struct q_cmd *cmd, const Raftmq__Client__V1__Publish *p)
 
 static bool memory_ok(struct node_session *s, uint64_t corr)
 {
-	struct q_totals t;
 	if (!node_memory_alarm(s->srv)) {
 		return true;
 	}
-	q_state_totals(cons_state(s->srv->cons), &t);
 	s->srv->publishes_refused_memory++;
 	node_error(s, corr, EC(RESOURCE_LIMIT),
-		   "memory alarm: the queues hold %llu bytes, at or over this "
-		   "node's memory_limit of %llu bytes; publishes are refused "
-		   "until consumers drain the queues",
-		   (unsigned long long)t.alloc_bytes,
+		   "memory alarm: the queues' index, the Raft log in memory "
+		   "and the body store's index hold %llu bytes, at or over "
+		   "this node's memory_limit of %llu bytes; publishes are "
+		   "refused until consumers drain the queues",
+		   (unsigned long long)cons_memory_bytes(s->srv->cons),
 		   (unsigned long long)s->srv->cfg.memory_limit);
 	return false;
 }

@@ -304,6 +304,13 @@ int cons_body_fill(struct cons *c, uint64_t key, const void *id,
 	return CONS_ENOTFOUND;
 }
 
+uint64_t cons_memory_bytes(const struct cons *c)
+{
+	struct q_totals t;
+	q_state_totals(FAKE(c)->state, &t);
+	return t.alloc_bytes;
+}
+
 void cons_bodies_stats(const struct cons *c, struct cons_bodies_stats *out)
 {
 	(void)c;
