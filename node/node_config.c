@@ -166,7 +166,7 @@ static const struct opt opts[] = {
 	 "A snapshot is due once the log since the last one holds this many "
 	 "bytes, whatever the size of the queue state, so that the log kept "
 	 "in memory stays bounded; 0 = off. Snapshots hold the queue state's "
-	 "index (bodies are in the body store): about 100 bytes per "
+	 "index (bodies are in the body store): about 71 bytes per "
 	 "message."},
 	{"raft", "snapshot_in_place", OPT_BOOL, FIELD(snapshot_in_place), 0, 0,
 	 false, "off", "on|off", NULL,
@@ -181,10 +181,11 @@ static const struct opt opts[] = {
 
 	{"limits", "memory_limit", OPT_SIZE_PCT, FIELD(memory_limit), MIB,
 	 UINT64_MAX, false, "40%", "SIZE|N%", "of RAM",
-	 "Bytes of queue state (messages with their bodies) above which "
-	 "publishes fail with RESOURCE_LIMIT instead of the process running "
-	 "out "
-	 "of memory. A size, or a percentage of physical RAM."},
+	 "Bytes held in memory for messages (the queue state's index, the "
+	 "Raft log since the last snapshot, the body store's index; bodies "
+	 "are on disk) above which publishes fail with RESOURCE_LIMIT "
+	 "instead of the process running out of memory. A size, or a "
+	 "percentage of physical RAM."},
 	{"limits", "max_frame_bytes", OPT_SIZE, FIELD(max_frame_bytes), KIB,
 	 GIB, false, "8M", "SIZE", NULL,
 	 "Largest client frame; a longer length prefix closes the connection "
