@@ -105,7 +105,7 @@ struct cons_config {
 	/* The node's memory_limit (0 = none): a snapshot is due once the log
 	 * since the last one holds a quarter of it (cons_memory_bytes()). */
 	uint64_t memory_limit;
-	uint64_t hash_seed;	       /* for queue/ hash tables */
+	uint64_t hash_seed; /* for queue/ hash tables */
 };
 
 /* Creates the node (opens the data dir, bootstraps it if pristine and this
@@ -303,8 +303,8 @@ int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key);
  * CONS_ENOTFOUND (not missing any more: the state dropped it, or it came
  * already), CONS_ENOSPACE, CONS_EIO (store_put refused: e.g. other bytes
  * under that key), CONS_ENOMEM. */
-int cons_body_fill(struct cons *c, uint64_t key, const void *id,
-		   size_t id_len, const void *body, size_t len);
+int cons_body_fill(struct cons *c, uint64_t key, const void *id, size_t id_len,
+		   const void *body, size_t len);
 
 /* Bytes this node holds in memory for messages, what memory_limit bounds:
  * the queue state (index entries, timers, dedup ids), the Raft log entries
@@ -313,6 +313,10 @@ int cons_body_fill(struct cons *c, uint64_t key, const void *id,
  * snapshot_trailing_bytes more stay after it, not counted), and the body
  * store's index. Cheap: read for every publish. */
 uint64_t cons_memory_bytes(const struct cons *c);
+
+/* Bytes of the body store's files (segments and their index files), as of
+ * at most 100 ms ago. Cheap: read for every publish (disk_limit). */
+uint64_t cons_store_disk_bytes(const struct cons *c);
 
 struct cons_bodies_stats {
 	uint64_t disk_bytes, live_bytes, live_records, records, segments;

@@ -204,6 +204,7 @@ void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 		struct store_stats st;
 		store_stats(b->store, &st);
 		b->index_bytes = st.index_bytes;
+		b->disk_bytes = st.disk_bytes;
 		b->index_at_ms = now_ms;
 	}
 	if (b->pending_takes != 0 && takes_done >= b->pending_takes) {
@@ -303,9 +304,8 @@ void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes)
 
 uint64_t cons_bodies_missing(const struct cons *c)
 {
-	return c->fsm.bodies.store != NULL
-		       ? store_missing(c->fsm.bodies.store)
-		       : 0;
+	return c->fsm.bodies.store != NULL ? store_missing(c->fsm.bodies.store)
+					   : 0;
 }
 
 int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key)
@@ -321,8 +321,8 @@ int cons_bodies_missing_next(struct cons *c, uint64_t from, uint64_t *key)
 	return rv == 0 ? 0 : CONS_ENOMEM;
 }
 
-int cons_body_fill(struct cons *c, uint64_t key, const void *id,
-		   size_t id_len, const void *body, size_t len)
+int cons_body_fill(struct cons *c, uint64_t key, const void *id, size_t id_len,
+		   const void *body, size_t len)
 {
 	struct cons_bodies *b = &c->fsm.bodies;
 	int rv;
@@ -371,4 +371,9 @@ uint64_t cons_memory_bytes(const struct cons *c)
 	struct q_totals t;
 	q_state_totals(c->fsm.state, &t);
 	return t.alloc_bytes + c->fsm.log_bytes + c->fsm.bodies.index_bytes;
+}
+
+uint64_t cons_store_disk_bytes(const struct cons *c)
+{
+	return c->fsm.bodies.disk_bytes;
 }

@@ -78,7 +78,8 @@ struct cons_bodies {
 	/* The store's in-memory index, refreshed from the loop (it is
 	 * read for every publish: memory_limit). */
 	uint64_t index_bytes, index_at_ms;
-	char errmsg[256]; /* why the last put failed */
+	uint64_t disk_bytes; /* refreshed with index_bytes (disk_limit) */
+	char errmsg[256];    /* why the last put failed */
 };
 /* Opens data_dir/bodies (segment_bytes 0: the store's default); on
  * failure err says why. */
@@ -185,7 +186,7 @@ struct cons_fsm {
 	 * fsm_apply): entry bytes and entries applied since the last
 	 * snapshot, and the settings. */
 	uint64_t log_bytes, log_entries;
-	uint64_t memory_limit; /* the node's; 0 = none */
+	uint64_t memory_limit;	      /* the node's; 0 = none */
 	uint64_t snapshot_min_bytes;  /* take one after at least this much */
 	uint64_t trailing_bytes;      /* keep about this much after one */
 	unsigned threshold, trailing; /* configured, in entries */
@@ -224,7 +225,7 @@ struct cons_snapguard {
 	raft_io_snapshot_put_cb take_cb;	  /* raft's (takeSnapshotCb) */
 	struct cons_held *held_head, **held_tail; /* owned, arrival order */
 	uint64_t held, dropped; /* messages held so far; dropped (no memory) */
-	uint64_t takes_ok; /* our snapshots raft has written */
+	uint64_t takes_ok;	/* our snapshots raft has written */
 	struct cons_snapguard *next; /* list of guards in the process */
 };
 

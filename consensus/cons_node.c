@@ -443,8 +443,9 @@ static void hurry_leaderless(struct cons *c, uint64_t now, raft_id leader)
 		return;
 	}
 	if (starting || now < c->hurry_until) {
-		expire_within(c, STARTUP_MIN_MS + (unsigned)(c->id * 53 %
-							      STARTUP_SPREAD_MS));
+		expire_within(
+			c, STARTUP_MIN_MS +
+				   (unsigned)(c->id * 53 % STARTUP_SPREAD_MS));
 	} else if (quarter > 0) {
 		expire_within(c, quarter + (unsigned)(c->id * 53 % quarter));
 	}

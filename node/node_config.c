@@ -186,6 +186,12 @@ static const struct opt opts[] = {
 	 "are on disk) above which publishes fail with RESOURCE_LIMIT "
 	 "instead of the process running out of memory. A size, or a "
 	 "percentage of physical RAM."},
+	{"limits", "disk_limit", OPT_SIZE, FIELD(disk_limit), 0, UINT64_MAX,
+	 false, "0", "SIZE", NULL,
+	 "Bytes of message bodies in the body store (data_dir/bodies) above "
+	 "which publishes fail with RESOURCE_LIMIT instead of the disk "
+	 "filling up; 0 = 90% of the size of the file system that holds "
+	 "data_dir (the Raft log and snapshots need the rest)."},
 	{"limits", "max_frame_bytes", OPT_SIZE, FIELD(max_frame_bytes), KIB,
 	 GIB, false, "8M", "SIZE", NULL,
 	 "Largest client frame; a longer length prefix closes the connection "

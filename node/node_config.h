@@ -94,6 +94,9 @@ struct node_config {
 	uint64_t memory_limit;	    /* bytes of queue state before publishes are
 				       refused (RESOURCE_LIMIT); default 40% of
 				       RAM; accepts suffixes k, M, G and % */
+	uint64_t disk_limit;	    /* body store bytes before publishes are
+				       refused; 0 = 90% of data_dir's file
+				       system (node_server.c) */
 	uint64_t max_frame_bytes;   /* default 8 MiB */
 	uint64_t max_message_bytes; /* body limit; default 4 MiB */
 	unsigned max_connections;   /* default 10000 */

@@ -109,26 +109,25 @@ static int body_unreadable(struct node_server *srv, const struct q_delivery *d,
 		return -1;
 	}
 	srv->body_warned_ms = now;
-	NODE_WARN("message %llu of queue %s not sent: its body %llu %s (%llu "
-		  "such reads so far)",
-		  (unsigned long long)d->seq, d->queue,
-		  (unsigned long long)d->body_key,
-		  rv == CONS_ENOTFOUND ? "is missing here (not fetched yet)"
-				       : cons_strerror(rv),
-		  (unsigned long long)srv->bodies_unreadable);
+	NODE_WARN(
+		"message %llu of queue %s not sent: its body %llu %s (%llu "
+		"such reads so far)",
+		(unsigned long long)d->seq, d->queue,
+		(unsigned long long)d->body_key,
+		rv == CONS_ENOTFOUND ? "is missing here (not fetched yet)"
+				     : cons_strerror(rv),
+		(unsigned long long)srv->bodies_unreadable);
 	return -1;
 }
 
-int node_delivery_msg(struct node_server *srv,
-		      Raftmq__Client__V1__Delivery *m,
+int node_delivery_msg(struct node_server *srv, Raftmq__Client__V1__Delivery *m,
 		      const struct q_delivery *d)
 {
 	const void *id = d->msg_id, *body = d->body;
 	size_t id_len = d->msg_id_len;
 	if (body == NULL && (d->body_len > 0 || d->msg_id_len > 0)) {
 		struct cons_body b;
-		int rv = cons_body_get(srv->cons, d->body_key, d->body_sum,
-				       &b);
+		int rv = cons_body_get(srv->cons, d->body_key, d->body_sum, &b);
 		if (rv != 0) {
 			return body_unreadable(srv, d, rv);
 		}

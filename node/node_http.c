@@ -285,6 +285,15 @@ static void metrics(struct node_server *srv, struct out *o)
 		  "Bytes of heap in use by the process (malloc, all arenas).",
 		  "%llu", (unsigned long long)(mi.uordblks + mi.hblkhd));
 	}
+	G("raftmq_disk_limit_bytes", "gauge",
+	  "disk_limit: body store bytes above which publishes are refused.",
+	  "%llu", (unsigned long long)srv->cfg.disk_limit);
+	G("raftmq_disk_alarm", "gauge",
+	  "1 while publishes are refused for the body store's size.", "%d",
+	  node_disk_alarm(srv) ? 1 : 0);
+	G("raftmq_publishes_refused_disk_total", "counter",
+	  "Publishes refused by the disk alarm.", "%llu",
+	  (unsigned long long)srv->publishes_refused_disk);
 	G("raftmq_memory_limit_bytes", "gauge",
 	  "Memory limit above which publishes are refused.", "%llu",
 	  (unsigned long long)srv->cfg.memory_limit);

@@ -198,6 +198,7 @@ struct node_server {
 	/* Deliveries and peeks whose body this node could not read, and when
 	 * that was last logged (uv_now; node_deliver.c). */
 	uint64_t bodies_unreadable, body_warned_ms;
+	uint64_t publishes_refused_disk; /* by the disk alarm */
 	uint64_t publishes_refused_memory;
 	uint64_t batches_proposed, commands_batched;
 	uint64_t started_ms;
@@ -238,6 +239,8 @@ void node_batch_flush(struct node_server *srv);
 void node_server_wake(struct node_server *srv);
 /* The memory alarm: true when publishes must be refused. */
 bool node_memory_alarm(const struct node_server *srv);
+/* The disk alarm: the body store holds disk_limit bytes or more. */
+bool node_disk_alarm(const struct node_server *srv);
 
 /* Resolves "host:port" (an IPv4 literal or a name) to an IPv4 address to
  * bind; 0 or -1. Names are looked up once, at start. */
@@ -408,8 +411,7 @@ void node_fetch_timeout(uv_timer_t *t);
  * into consensus/, so pack *m before making one. Returns 0, or -1 when the
  * body cannot be read (this node lacks it, or the store has other bytes):
  * then *m must not be sent (logged once per key). */
-int node_delivery_msg(struct node_server *srv,
-		      Raftmq__Client__V1__Delivery *m,
+int node_delivery_msg(struct node_server *srv, Raftmq__Client__V1__Delivery *m,
 		      const struct q_delivery *d);
 void node_on_delivery(void *data, const struct q_delivery *d);
 void node_on_consumer_gone(void *data, const struct q_consumer_gone *g);

@@ -293,8 +293,7 @@ static int peek_cb(void *data, const struct q_peeked *m)
 	}
 	if (m->msg.body == NULL && (d->body.len > 0 || d->msg_id.len > 0)) {
 		/* Borrowed from the store until the next read: copy. */
-		unsigned char *c =
-			malloc(d->body.len + d->msg_id.len + 1);
+		unsigned char *c = malloc(d->body.len + d->msg_id.len + 1);
 		if (c == NULL) {
 			return Q_ENOMEM;
 		}
@@ -338,8 +337,7 @@ static void peek_answer(struct node_session *s, const struct peek_req *p)
 	o.ptrs = malloc(p->max * sizeof *o.ptrs);
 	o.d = malloc(p->max * sizeof *o.d);
 	o.copies = calloc(p->max, sizeof *o.copies);
-	if (o.pm == NULL || o.ptrs == NULL || o.d == NULL ||
-	    o.copies == NULL) {
+	if (o.pm == NULL || o.ptrs == NULL || o.d == NULL || o.copies == NULL) {
 		node_error(s, p->corr, EC(NO_MEMORY), "out of memory");
 		goto out;
 	}

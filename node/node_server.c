@@ -19,6 +19,7 @@
 #include <string.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "node_auth.h"
@@ -56,6 +57,12 @@ void node_hist_add(struct node_hist *h, double seconds)
 	}
 	h->count++;
 	h->sum += seconds;
+}
+
+bool node_disk_alarm(const struct node_server *srv)
+{
+	return srv->cfg.disk_limit != 0 &&
+	       cons_store_disk_bytes(srv->cons) >= srv->cfg.disk_limit;
 }
 
 bool node_memory_alarm(const struct node_server *srv)
@@ -619,6 +626,15 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 		return -1;
 	}
 	node_server_attach(srv, cons);
+	if (srv->cfg.disk_limit == 0) {
+		/* 90 % of the file system: the Raft log and snapshots need
+		 * the rest (data_dir exists now: cons_new made it). */
+		struct statvfs fs;
+		if (statvfs(cfg->data_dir, &fs) == 0) {
+			srv->cfg.disk_limit =
+				(uint64_t)fs.f_blocks * fs.f_frsize / 10 * 9;
+		}
+	}
 	if (listen_on(srv, err, errlen) != 0) {
 		return -1;
 	}

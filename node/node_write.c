@@ -122,6 +122,18 @@ static void publish_cmd(struct q_cmd *cmd, const Raftmq__Client__V1__Publish *p)
 
 static bool memory_ok(struct node_session *s, uint64_t corr)
 {
+	if (node_disk_alarm(s->srv)) {
+		s->srv->publishes_refused_disk++;
+		node_error(
+			s, corr, EC(RESOURCE_LIMIT),
+			"disk alarm: the body store holds %llu bytes, at or "
+			"over this node's disk_limit of %llu bytes; "
+			"publishes are refused until consumers drain the "
+			"queues",
+			(unsigned long long)cons_store_disk_bytes(s->srv->cons),
+			(unsigned long long)s->srv->cfg.disk_limit);
+		return false;
+	}
 	if (!node_memory_alarm(s->srv)) {
 		return true;
 	}

@@ -5,6 +5,9 @@
   refused with RESOURCE_LIMIT (and a sentence) instead of the node
   growing; once the queue is drained they are accepted again. The alarm
   is a metric.
+- Disk alarm: with a small disk_limit, publishes are refused with
+  RESOURCE_LIMIT once the body store holds that much, and accepted again
+  once the queue is drained and the store collected.
 - max_connections: the connection over the limit gets RESOURCE_LIMIT and
   is closed; the others keep working.
 - Bad frames: a length over max_frame_bytes is answered with
@@ -57,6 +60,40 @@ def test_memory_alarm(make_cluster):
         assert time.monotonic() < deadline, "alarm still on after a purge"
         time.sleep(0.1)
     c.publish("big", b"x" * 16384)
+
+
+def test_disk_alarm(make_cluster):
+    cluster = make_cluster(3, extra=["--disk-limit", "1M",
+                                     "--store-segment-bytes", "64k",
+                                     "--snapshot-threshold", "32"])
+    c = raftmq.Client(cluster.addresses())
+    c.create_queue("q")
+    refused = None
+    for i in range(200):
+        try:
+            c.publish("q", b"d" * 16384)
+        except raftmq.Error as e:
+            refused = e
+            break
+    assert refused is not None, "1 MiB disk limit never reached"
+    assert refused.code == pb.ERROR_CODE_RESOURCE_LIMIT
+    assert "disk_limit" in refused.message
+    stored = c.queue_info("q").ready
+    assert 40 < stored < 120, stored
+    lead = cluster.wait_leader()
+    text = lead.http("/metrics")[1]
+    assert "raftmq_disk_alarm 1" in text
+    assert "raftmq_publishes_refused_disk_total 1" in text
+    # Drained and gc'd after the next snapshots: publishes work again.
+    # (Purges of the empty queue are log entries too: they bring the next
+    # snapshots sooner than the leader's idle barriers would.)
+    assert c.purge_queue("q") == stored
+    deadline = time.monotonic() + 15
+    while "raftmq_disk_alarm 0" not in lead.http("/metrics")[1]:
+        assert time.monotonic() < deadline, "disk alarm on after a purge"
+        c.purge_queue("q")
+        time.sleep(0.02)
+    c.publish("q", b"d" * 16384)
 
 
 def connections(node):
