@@ -595,7 +595,8 @@ int store_get(struct store *s, uint64_t key, struct store_rec *out)
 	while (store__find(s, key, &g, &i)) {
 		rv = store__read(s, g, i, out);
 		if (rv == 0) {
-			if (window_hit(s, g, &g->ents[i])) {
+			out->ahead = window_hit(s, g, &g->ents[i]);
+			if (out->ahead) {
 				s->st.readahead_hits++;
 			}
 			s->st.gets++;

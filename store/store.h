@@ -142,6 +142,7 @@ struct store_rec {
 	const void *body; /* borrowed from the store: likewise */
 	size_t len;
 	uint32_t sum; /* as store_put() gave it */
+	bool ahead;   /* store_get(): inside a store_prefetch() window */
 };
 
 /* Reads the record of key into *out and verifies its checksums. out->id and

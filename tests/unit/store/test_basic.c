@@ -338,9 +338,12 @@ Test(store, prefetch_windows_count_hits)
 	store_prefetch(T.s, 1470, 20 * 137);
 	for (uint64_t k = 1470; k < 1490; k++) {
 		cr_assert_eq(store_get(T.s, k, &r), 0);
+		cr_assert(r.ahead, "%" PRIu64, k);
 	}
 	cr_assert_eq(store_get(T.s, 1490, &r), 0);
+	cr_assert(!r.ahead);
 	cr_assert_eq(store_get(T.s, 2000, &r), 0);
+	cr_assert(!r.ahead);
 	store_stats(T.s, &st);
 	cr_assert_eq(st.readahead_hits, 20, "%" PRIu64, st.readahead_hits);
 	store_prefetch(T.s, 999999, 100); /* not stored: ignored */
