@@ -318,6 +318,10 @@ uint64_t cons_memory_bytes(const struct cons *c);
  * at most 100 ms ago. Cheap: read for every publish (disk_limit). */
 uint64_t cons_store_disk_bytes(const struct cons *c);
 
+/* Bodies kept in memory because the store's disk is full (0 normally; a
+ * leader with any hands the leadership on, as one lacking bodies does). */
+uint64_t cons_bodies_waiting(const struct cons *c);
+
 struct cons_bodies_stats {
 	uint64_t disk_bytes, live_bytes, live_records, records, segments;
 	uint64_t missing, index_bytes, gets, readahead_hits;

@@ -40,11 +40,166 @@
  * ones are then in the page cache before they are asked for. */
 #define READ_AHEAD_BYTES (4u << 20)
 
+/* ------------------------------------------------- a full disk at apply
+ *
+ * apply cannot fail on a replica (libraft would stop the node: it turns an
+ * apply error into RAFT_UNAVAILABLE), so a body the store refuses for want
+ * of space is kept in memory, sorted by key, and put into the store once it
+ * has room again (cons__bodies_poll, every PENDING_RETRY_MS). Meanwhile no
+ * snapshot is taken (cons__bodies_pending: a dump may only name bodies that
+ * are on disk), the bytes count towards memory_limit, and a leader hands
+ * the leadership to another voter (cons_node.c), so that publishes go on
+ * on a node with room while this one waits for space. */
+#define PENDING_RETRY_MS 1000
+
+static size_t pending_find(const struct cons_bodies *b, uint64_t key)
+{
+	size_t lo = 0, hi = b->n_pending;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->pending[mid].key < key) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo;
+}
+
+static const struct cons_pending_body *pending_get(const struct cons_bodies *b,
+						   uint64_t key)
+{
+	size_t i = pending_find(b, key);
+	return i < b->n_pending && b->pending[i].key == key ? &b->pending[i]
+							    : NULL;
+}
+
+static int pending_add(struct cons_bodies *b, uint64_t key, const void *id,
+		       size_t id_len, const void *body, size_t len,
+		       uint32_t *sum)
+{
+	size_t i = pending_find(b, key);
+	struct cons_pending_body *p;
+	if (i < b->n_pending && b->pending[i].key == key) {
+		*sum = b->pending[i].sum; /* a replay: the same bytes */
+		return 0;
+	}
+	if (b->n_pending == b->pending_cap) {
+		size_t cap = b->pending_cap ? 2 * b->pending_cap : 64;
+		void *v = realloc(b->pending, cap * sizeof *b->pending);
+		if (v == NULL) {
+			return -1;
+		}
+		b->pending = v;
+		b->pending_cap = cap;
+	}
+	p = &b->pending[i];
+	memmove(p + 1, p, (b->n_pending - i) * sizeof *p);
+	p->bytes = malloc(id_len + len + 1);
+	if (p->bytes == NULL) {
+		memmove(p, p + 1, (b->n_pending - i) * sizeof *p);
+		return -1;
+	}
+	if (id_len > 0) {
+		memcpy(p->bytes, id, id_len);
+	}
+	if (len > 0) {
+		memcpy(p->bytes + id_len, body, len);
+	}
+	p->key = key;
+	p->id_len = (uint32_t)id_len;
+	p->len = len;
+	p->sum = store_sum(id, id_len, body, len);
+	*sum = p->sum;
+	b->n_pending++;
+	b->pending_bytes += id_len + len;
+	b->spilled++;
+	return 0;
+}
+
+static bool pending_drop(struct cons_bodies *b, uint64_t key)
+{
+	size_t i = pending_find(b, key);
+	if (i == b->n_pending || b->pending[i].key != key) {
+		return false;
+	}
+	b->pending_bytes -= b->pending[i].id_len + b->pending[i].len;
+	free(b->pending[i].bytes);
+	memmove(&b->pending[i], &b->pending[i + 1],
+		(b->n_pending - i - 1) * sizeof b->pending[0]);
+	b->n_pending--;
+	return true;
+}
+
+bool cons__bodies_pending(const struct cons_bodies *b)
+{
+	return b->n_pending > 0;
+}
+
+/* Puts what waits in memory into the store, in key order, until it refuses
+ * again. */
+static void pending_flush(struct cons_bodies *b)
+{
+	size_t done = 0;
+	while (done < b->n_pending) {
+		struct cons_pending_body *p = &b->pending[done];
+		int rv = store_put(b->store, p->key, p->bytes, p->id_len,
+				   p->bytes + p->id_len, p->len, NULL);
+		if (rv == STORE_ENOSPC) {
+			break;
+		}
+		if (rv != 0) {
+			/* Other bytes under that key, or an I/O error: the
+			 * body stays in memory (still served from here). */
+			fprintf(stderr,
+				"raftmqd: body store: body %llu kept in "
+				"memory: %s\n",
+				(unsigned long long)p->key,
+				store_errmsg(b->store));
+			break;
+		}
+		b->pending_bytes -= p->id_len + p->len;
+		free(p->bytes);
+		done++;
+	}
+	if (done > 0) {
+		memmove(b->pending, b->pending + done,
+			(b->n_pending - done) * sizeof b->pending[0]);
+		b->n_pending -= done;
+		if (b->n_pending == 0) {
+			fprintf(stderr,
+				"raftmqd: body store: disk space is back; "
+				"every "
+				"body kept in memory is on disk again\n");
+		}
+	}
+}
+
 static int put_cb(void *data, q_seq key, const void *id, size_t id_len,
 		  const void *body, size_t len, uint32_t *sum)
 {
 	struct cons_bodies *b = data;
-	int rv = store_put(b->store, key, id, id_len, body, len, sum);
+	int rv;
+	if (b->n_pending > 0 && pending_get(b, key) != NULL) {
+		return pending_add(b, key, id, id_len, body, len, sum);
+	}
+	rv = store_put(b->store, key, id, id_len, body, len, sum);
+	if (rv == STORE_ENOSPC) {
+		if (b->n_pending == 0) {
+			fprintf(stderr,
+				"raftmqd: body store: %s; bodies are kept in "
+				"memory until there is room\n",
+				store_errmsg(b->store));
+		}
+		rv = pending_add(b, key, id, id_len, body, len, sum);
+		if (rv == 0) {
+			return 0;
+		}
+		snprintf(b->errmsg, sizeof b->errmsg,
+			 "disk full and out of memory for body %llu",
+			 (unsigned long long)key);
+		return STORE_ENOMEM;
+	}
 	if (rv != 0) {
 		snprintf(b->errmsg, sizeof b->errmsg, "%s",
 			 store_errmsg(b->store));
@@ -56,6 +211,9 @@ static int put_cb(void *data, q_seq key, const void *id, size_t id_len,
 static void drop_cb(void *data, q_seq key)
 {
 	struct cons_bodies *b = data;
+	if (b->n_pending > 0 && pending_drop(b, key)) {
+		return;
+	}
 	store_drop(b->store, key);
 }
 
@@ -115,6 +273,13 @@ void cons__bodies_attach(struct cons_bodies *b, struct q_options *o)
 
 void cons__bodies_close(struct cons_bodies *b)
 {
+	size_t i;
+	for (i = 0; i < b->n_pending; i++) {
+		free(b->pending[i].bytes);
+	}
+	free(b->pending);
+	b->pending = NULL;
+	b->n_pending = b->pending_cap = 0;
 	if (b->store != NULL) {
 		(void)store_sync(b->store);
 		store_close(b->store);
@@ -212,6 +377,10 @@ void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 		b->disk_bytes = st.disk_bytes;
 		b->index_at_ms = now_ms;
 	}
+	if (b->n_pending > 0 && now_ms >= b->pending_retry_ms) {
+		b->pending_retry_ms = now_ms + PENDING_RETRY_MS;
+		pending_flush(b);
+	}
 	if (b->pending_takes != 0 && takes_done >= b->pending_takes) {
 		/* raft has written the snapshot taken at pending_mark (the
 		 * take that completed is ours: one at a time). */
@@ -244,6 +413,19 @@ int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
 	int rv;
 	if (b->store == NULL) {
 		return CONS_EINVAL;
+	}
+	if (b->n_pending > 0) {
+		const struct cons_pending_body *p = pending_get(b, key);
+		if (p != NULL) {
+			if (p->sum != sum) {
+				return CONS_ECORRUPT;
+			}
+			out->id = p->bytes;
+			out->id_len = p->id_len;
+			out->body = p->bytes + p->id_len;
+			out->len = p->len;
+			return 0;
+		}
 	}
 	rv = store_get(b->store, key, &r);
 	if (rv == STORE_ENOTFOUND || rv == STORE_ECORRUPT) {
@@ -279,6 +461,19 @@ int cons_body_read(struct cons *c, uint64_t key, struct cons_body *out,
 	int rv;
 	if (b->store == NULL) {
 		return CONS_ENOTFOUND;
+	}
+	if (b->n_pending > 0) {
+		const struct cons_pending_body *p = pending_get(b, key);
+		if (p != NULL) {
+			out->id = p->bytes;
+			out->id_len = p->id_len;
+			out->body = p->bytes + p->id_len;
+			out->len = p->len;
+			if (sum != NULL) {
+				*sum = p->sum;
+			}
+			return 0;
+		}
 	}
 	rv = store_get(b->store, key, &r);
 	if (rv == STORE_ENOTFOUND || rv == STORE_ECORRUPT) {
@@ -378,10 +573,16 @@ uint64_t cons_memory_bytes(const struct cons *c)
 {
 	struct q_totals t;
 	q_state_totals(c->fsm.state, &t);
-	return t.alloc_bytes + c->fsm.log_bytes + c->fsm.bodies.index_bytes;
+	return t.alloc_bytes + c->fsm.log_bytes + c->fsm.bodies.index_bytes +
+	       c->fsm.bodies.pending_bytes;
 }
 
 uint64_t cons_store_disk_bytes(const struct cons *c)
 {
 	return c->fsm.bodies.disk_bytes;
+}
+
+uint64_t cons_bodies_waiting(const struct cons *c)
+{
+	return c->fsm.bodies.n_pending;
 }

@@ -171,7 +171,8 @@ static void bg_after_apply(struct cons_fsm *f, const struct raft_buffer *buf)
 		cons__bgsnap_note(b, buf->base, buf->len);
 		return;
 	}
-	if (b->state != CONS_BGSNAP_IDLE || f->bg_sync_next) {
+	if (b->state != CONS_BGSNAP_IDLE || f->bg_sync_next ||
+	    cons__bodies_pending(&f->bodies)) {
 		return;
 	}
 	if (!snapshot_due(f) && f->log_entries < f->threshold) {
@@ -282,6 +283,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	if (f->bg_enabled && !f->bg_sync_next) {
 		/* Not ours to take now (a dump is running): libraft tries
 		 * again after the next apply. */
+		return RAFT_BUSY;
+	}
+	if (cons__bodies_pending(&f->bodies)) {
+		/* Bodies wait in memory for disk space: a dump may not name
+		 * them yet. libraft tries again after a later apply. */
 		return RAFT_BUSY;
 	}
 	f->bg_sync_next = false;

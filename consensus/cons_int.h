@@ -65,6 +65,15 @@ struct cons_member_addr {
 /* -------------------------------------------------------------- bodies
  * cons_bodies.c: the node's body store behind queue/'s body interface. */
 struct store;
+/* A body the store could not take (its disk was full), kept in memory
+ * until the store can (cons_bodies.c). */
+struct cons_pending_body {
+	uint64_t key;
+	uint32_t sum;
+	uint32_t id_len;
+	size_t len;
+	unsigned char *bytes; /* owned: id_len bytes of id, then the body */
+};
 struct cons_bodies {
 	struct store *store;   /* owned; NULL = bodies in memory (tests) */
 	struct q_bodies iface; /* iface.data = this */
@@ -79,7 +88,12 @@ struct cons_bodies {
 	 * read for every publish: memory_limit). */
 	uint64_t index_bytes, index_at_ms;
 	uint64_t disk_bytes; /* refreshed with index_bytes (disk_limit) */
-	char errmsg[256];    /* why the last put failed */
+	/* Bodies kept in memory while the store's disk is full, by key
+	 * (owned array), their bytes, and when to try the store again. */
+	struct cons_pending_body *pending;
+	size_t n_pending, pending_cap;
+	uint64_t pending_bytes, pending_retry_ms, spilled;
+	char errmsg[256]; /* why the last put failed */
 };
 /* Opens data_dir/bodies (segment_bytes 0: the store's default); on
  * failure err says why. */
@@ -104,7 +118,11 @@ uint64_t cons__bodies_mark(struct cons_bodies *b);
  * `takes_done` is the snapguard's count so far. */
 void cons__bodies_taking(struct cons_bodies *b, uint64_t mark,
 			 uint64_t takes_done);
-/* From the loop: gc once the snapshot is written, in budgeted steps. */
+/* Whether bodies wait in memory for disk space: no snapshot may name them
+ * then (the recovery rule needs them on disk first). */
+bool cons__bodies_pending(const struct cons_bodies *b);
+/* From the loop: gc once the snapshot is written, in budgeted steps; bodies
+ * waiting in memory go to the store once it takes them. */
 void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 		       uint64_t now_ms);
 

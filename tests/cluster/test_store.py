@@ -38,9 +38,16 @@ def body_of(msg_id):
 
 
 def store_bytes(node):
+    """Bytes of the node's segment files (gc may remove one meanwhile)."""
     d = os.path.join(node.data_dir, "bodies")
-    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
-               if f.endswith(".seg"))
+    total = 0
+    for f in os.listdir(d):
+        if f.endswith(".seg"):
+            try:
+                total += os.path.getsize(os.path.join(d, f))
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def peek_all(client, queue):

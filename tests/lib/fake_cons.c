@@ -311,6 +311,12 @@ uint64_t cons_memory_bytes(const struct cons *c)
 	return t.alloc_bytes;
 }
 
+uint64_t cons_bodies_waiting(const struct cons *c)
+{
+	(void)c;
+	return 0;
+}
+
 uint64_t cons_store_disk_bytes(const struct cons *c)
 {
 	(void)c;
