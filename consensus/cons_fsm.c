@@ -36,10 +36,27 @@ static bool snapshot_due(const struct cons_fsm *f);
  * until the restore has worked). Returns 0, CONS_ECORRUPT (an unknown
  * command kind or value), CONS_ENOMEM or CONS_EIO (q_state_apply() failed:
  * the state is as before that command). */
+static int apply_commands_(struct cons_fsm *f, struct q_state *s,
+			   const Raftmq__Log__V1__LogEntry *e,
+			   struct cons_pending *p, struct cons_member_addr *ms,
+			   size_t *nm);
+
+/* Applies the entry's commands, then writes the bodies they stored (one
+ * write for the entry: cons_bodies.c) while the entry's bytes are alive. */
 static int apply_commands(struct cons_fsm *f, struct q_state *s,
 			  const Raftmq__Log__V1__LogEntry *e,
 			  struct cons_pending *p, struct cons_member_addr *ms,
 			  size_t *nm)
+{
+	int rv = apply_commands_(f, s, e, p, ms, nm);
+	cons__bodies_flush(&f->bodies);
+	return rv;
+}
+
+static int apply_commands_(struct cons_fsm *f, struct q_state *s,
+			   const Raftmq__Log__V1__LogEntry *e,
+			   struct cons_pending *p, struct cons_member_addr *ms,
+			   size_t *nm)
 {
 	size_t i;
 	for (i = 0; i < e->n_commands; i++) {

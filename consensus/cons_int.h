@@ -93,6 +93,11 @@ struct cons_bodies {
 	struct cons_pending_body *pending;
 	size_t n_pending, pending_cap;
 	uint64_t pending_bytes, pending_retry_ms, spilled;
+	/* The puts of the entry being applied, written together at its end
+	 * (cons__bodies_flush): borrowed pointers into the entry, with the
+	 * sums given to the state. Owned array. */
+	struct store_put_rec *batch;
+	size_t n_batch, batch_cap;
 	char errmsg[256]; /* why the last put failed */
 };
 /* Opens data_dir/bodies (segment_bytes 0: the store's default); on
@@ -118,6 +123,11 @@ uint64_t cons__bodies_mark(struct cons_bodies *b);
  * `takes_done` is the snapguard's count so far. */
 void cons__bodies_taking(struct cons_bodies *b, uint64_t mark,
 			 uint64_t takes_done);
+/* Writes the puts of the entry just applied to the store (one pwritev per
+ * run of new keys); what the store refuses waits in memory. Call before
+ * the entry's bytes go away: the end of every apply, and of a snapshot
+ * load. */
+void cons__bodies_flush(struct cons_bodies *b);
 /* Whether bodies wait in memory for disk space: no snapshot may name them
  * then (the recovery rule needs them on disk first). */
 bool cons__bodies_pending(const struct cons_bodies *b);

@@ -226,6 +226,9 @@ int cons__snapshot_decode(struct cons_fsm *f, const void *buf, size_t len,
 		goto out;
 	}
 	rv = q_state_load(s, p + 8 + hlen, h->state_bytes);
+	/* A format 1 dump put its bodies (migration): write them while the
+	 * snapshot's bytes are here. */
+	cons__bodies_flush(&f->bodies);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "queue state in snapshot: %s",
 			 q_strerror(rv));

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,9 +100,9 @@ static int fault(struct store *s, enum store_io io, size_t *len)
 int store__pwritev(struct store *s, int fd, const void *const *bufs,
 		   const size_t *lens, int n, uint64_t off)
 {
-	struct iovec iov[4];
-	size_t total = 0, allowed;
-	int injected, k = 0;
+	struct iovec iov[STORE__IOV_MAX];
+	size_t total = 0, allowed, before = 0;
+	int injected, k = 0, first = 0;
 
 	for (int i = 0; i < n; i++) {
 		total += lens[i];
@@ -112,27 +113,22 @@ int store__pwritev(struct store *s, int fd, const void *const *bufs,
 		allowed = total;
 	}
 	/* The iovecs of the first `allowed` bytes. */
-	for (int i = 0, left = 1; i < n && left; i++) {
+	for (int i = 0; i < n && before < allowed; i++) {
 		size_t take = lens[i];
-		size_t before = 0;
-		for (int j = 0; j < i; j++) {
-			before += lens[j];
-		}
-		if (before >= allowed) {
-			break;
-		}
 		if (before + take > allowed) {
 			take = allowed - before;
-			left = 0;
 		}
 		if (take > 0) {
 			iov[k].iov_base = (void *)(uintptr_t)bufs[i];
 			iov[k].iov_len = take;
 			k++;
 		}
+		before += lens[i];
 	}
-	while (k > 0) {
-		ssize_t w = pwritev(fd, iov, k, (off_t)off);
+	while (first < k) {
+		ssize_t w = pwritev(fd, iov + first,
+				    k - first > IOV_MAX ? IOV_MAX : k - first,
+				    (off_t)off);
 		if (w < 0) {
 			if (errno == EINTR) {
 				continue;
@@ -145,15 +141,13 @@ int store__pwritev(struct store *s, int fd, const void *const *bufs,
 		off += (uint64_t)w;
 		/* Drop what was written; go on with the rest (a short write).
 		 */
-		while (k > 0 && (size_t)w >= iov[0].iov_len) {
-			w -= (ssize_t)iov[0].iov_len;
-			memmove(&iov[0], &iov[1],
-				(size_t)(k - 1) * sizeof iov[0]);
-			k--;
+		while (first < k && (size_t)w >= iov[first].iov_len) {
+			w -= (ssize_t)iov[first].iov_len;
+			first++;
 		}
-		if (k > 0) {
-			iov[0].iov_base = (char *)iov[0].iov_base + w;
-			iov[0].iov_len -= (size_t)w;
+		if (first < k) {
+			iov[first].iov_base = (char *)iov[first].iov_base + w;
+			iov[first].iov_len -= (size_t)w;
 		}
 	}
 	return injected;
@@ -566,6 +560,132 @@ int store_put(struct store *s, uint64_t key, const void *id, size_t id_len,
 		*sum = store__fold32(h.data_hash);
 	}
 	return 0;
+}
+
+/* Records of one run of store_put_batch(): three buffers each (header, id,
+ * body) in one pwritev, and a bound on the bytes so that a run does not
+ * hold up a segment's sealing for long. */
+#define BATCH_RUN_RECS ((STORE__IOV_MAX - 1) / 3)
+#define BATCH_RUN_BYTES (8u << 20)
+
+/* Whether r is a plain new record of the main stream after `after` (the
+ * previous key of the run, or the store's highest). */
+static bool batchable(const struct store *s, const struct store_put_rec *r,
+		      bool has_after, uint64_t after)
+{
+	return r->key != UINT64_MAX && (r->id != NULL || r->id_len == 0) &&
+	       (r->body != NULL || r->len == 0) && r->id_len <= STORE_MAX_ID &&
+	       r->len <= STORE_MAX_BODY && (!has_after || r->key > after) &&
+	       (!s->has_keys || r->key > s->max_key);
+}
+
+/* Writes r[0..n) (batchable, increasing keys) to g with one pwritev. */
+static int put_run(struct store *s, struct store_seg *g,
+		   const struct store_put_rec *r, size_t n)
+{
+	unsigned char hdrs[BATCH_RUN_RECS][STORE__REC_HDR];
+	const void *bufs[3 * BATCH_RUN_RECS];
+	size_t lens[3 * BATCH_RUN_RECS];
+	uint64_t off = g->size;
+	size_t i;
+	int rv;
+
+	if (store__seg_reserve(g, (uint32_t)n) != 0) {
+		return store__err(s, STORE_ENOMEM, "out of memory");
+	}
+	if (g->tail_dirty) {
+		if (ftruncate(g->fd, (off_t)g->size) == 0) {
+			g->tail_dirty = false;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct store__rec_hdr h;
+		h.type = STORE__REC_BODY;
+		h.id_len = (uint32_t)r[i].id_len;
+		h.body_len = (uint32_t)r[i].len;
+		h.key = r[i].key;
+		h.data_hash = store__data_hash(r[i].id, r[i].id_len, r[i].body,
+					       r[i].len);
+		store__rec_hdr_encode(hdrs[i], &h, g->salt);
+		bufs[3 * i] = hdrs[i];
+		lens[3 * i] = STORE__REC_HDR;
+		bufs[3 * i + 1] = r[i].id;
+		lens[3 * i + 1] = r[i].id_len;
+		bufs[3 * i + 2] = r[i].body;
+		lens[3 * i + 2] = r[i].len;
+	}
+	rv = store__pwritev(s, g->fd, bufs, lens, (int)(3 * n), off);
+	if (rv != 0) {
+		char path[STORE__PATH_MAX];
+		store__path(s, g->id, ".seg", path, sizeof path);
+		if (ftruncate(g->fd, (off_t)g->size) != 0) {
+			g->tail_dirty = true;
+		}
+		return store__syserr(s, rv, "write %s at offset %" PRIu64, path,
+				     g->size);
+	}
+	for (i = 0; i < n; i++) {
+		struct store__ent e;
+		size_t len = STORE__REC_HDR + r[i].id_len + r[i].len;
+		e.key = r[i].key;
+		e.off = (uint32_t)g->size;
+		e.lenbits = (uint32_t)len | STORE__LIVE;
+		store__seg_insert(g, &e);
+		g->size += len;
+		if (s->missing.n > 0) {
+			(void)store__kset_del(&s->missing, r[i].key);
+		}
+	}
+	store__mark_dirty(s, g);
+	s->max_key = r[n - 1].key;
+	s->has_keys = true;
+	s->st.puts += n;
+	return 0;
+}
+
+int store_put_batch(struct store *s, const struct store_put_rec *r, size_t n,
+		    size_t *done)
+{
+	size_t i = 0;
+	int rv = 0;
+
+	while (i < n) {
+		struct store_seg *g;
+		size_t j, bytes;
+		if (!batchable(s, &r[i], false, 0)) {
+			rv = store_put(s, r[i].key, r[i].id, r[i].id_len,
+				       r[i].body, r[i].len, NULL);
+			if (rv != 0) {
+				break;
+			}
+			i++;
+			continue;
+		}
+		rv = active_for(s, r[i].key, &g);
+		if (rv != 0) {
+			break;
+		}
+		bytes = STORE__REC_HDR + r[i].id_len + r[i].len;
+		for (j = i + 1; j < n && j - i < BATCH_RUN_RECS &&
+				batchable(s, &r[j], true, r[j - 1].key);
+		     j++) {
+			size_t len = STORE__REC_HDR + r[j].id_len + r[j].len;
+			if (bytes + len > BATCH_RUN_BYTES ||
+			    g->size + bytes + len > s->segment_bytes) {
+				break;
+			}
+			bytes += len;
+		}
+		rv = put_run(s, g, &r[i], j - i);
+		if (rv != 0) {
+			break;
+		}
+		i = j;
+	}
+	if (done != NULL) {
+		*done = i;
+	}
+	return rv;
 }
 
 /* ---- get, prefetch ---- */

@@ -130,6 +130,25 @@ const char *store_errmsg(const struct store *s);
 int store_put(struct store *s, uint64_t key, const void *id, size_t id_len,
 	      const void *body, size_t len, uint32_t *sum);
 
+/* One record of store_put_batch(); pointers borrowed for the call. */
+struct store_put_rec {
+	uint64_t key;
+	const void *id;
+	size_t id_len;
+	const void *body;
+	size_t len;
+};
+
+/* Puts r[0..n) in order, each as store_put() would (sums are not returned:
+ * store_sum() gives them), but writes each run of new keys in increasing
+ * order (the records of one Raft log entry) with one pwritev(), not one
+ * per record: a log entry of a thousand small bodies is one system call.
+ * Stops at the first failure: *done (may be NULL) records, a prefix, were
+ * put, and the error is returned (the store as store_put() leaves it on
+ * that error). */
+int store_put_batch(struct store *s, const struct store_put_rec *r, size_t n,
+		    size_t *done);
+
 /* The checksum store_put() gives for these bytes, computed alone (for a
  * body that comes from a peer, or a test). id and body are borrowed. */
 uint32_t store_sum(const void *id, size_t id_len, const void *body, size_t len);

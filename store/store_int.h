@@ -217,7 +217,9 @@ int store__syserr(struct store *s, int errnum, const char *fmt, ...)
 void store__report(struct store *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* I/O through the fault hook. Return 0 or an errno value. */
+/* I/O through the fault hook. Return 0 or an errno value. pwritev takes at
+ * most STORE__IOV_MAX buffers. */
+#define STORE__IOV_MAX 1024
 int store__pwritev(struct store *s, int fd, const void *const *bufs,
 		   const size_t *lens, int n, uint64_t off);
 int store__pwrite(struct store *s, int fd, const void *buf, size_t len,
