@@ -40,6 +40,9 @@
  * ones are then in the page cache before they are asked for. */
 #define READ_AHEAD_BYTES (4u << 20)
 
+/* How often the kernel is asked to start writing what apply wrote. */
+#define WRITEBACK_EVERY_MS 500
+
 /* ------------------------------------------------- a full disk at apply
  *
  * apply cannot fail on a replica (libraft would stop the node: it turns an
@@ -438,6 +441,12 @@ void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 		b->index_bytes = st.index_bytes;
 		b->disk_bytes = st.disk_bytes;
 		b->index_at_ms = now_ms;
+	}
+	if (now_ms >= b->writeback_at_ms + WRITEBACK_EVERY_MS) {
+		/* Keeps the disk busy with what apply wrote, so that the sync
+		 * at the next snapshot has little left and stalls little. */
+		b->writeback_at_ms = now_ms;
+		store_writeback(b->store);
 	}
 	if (b->n_pending > 0 && now_ms >= b->pending_retry_ms) {
 		b->pending_retry_ms = now_ms + PENDING_RETRY_MS;

@@ -283,6 +283,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	int rv;
 	if (f->bg.state == CONS_BGSNAP_READY) {
 		mark = f->bg.body_mark;
+		/* The child made the dump's bodies durable; this commits the
+		 * store's bookkeeping too (index files of sealed segments), so
+		 * that a restart does not scan segments. Little is left to
+		 * write (store_writeback), and a failure costs only that. */
+		(void)cons__bodies_sync(&f->bodies);
 		rv = cons__bgsnap_take(f, raft_last_applied(&f->owner->raft),
 				       raft_current_term(&f->owner->raft), bufs,
 				       n_bufs);

@@ -87,7 +87,8 @@ struct cons_bodies {
 	/* The store's in-memory index, refreshed from the loop (it is
 	 * read for every publish: memory_limit). */
 	uint64_t index_bytes, index_at_ms;
-	uint64_t disk_bytes; /* refreshed with index_bytes (disk_limit) */
+	uint64_t disk_bytes;	  /* refreshed with index_bytes (disk_limit) */
+	uint64_t writeback_at_ms; /* last store_writeback() */
 	/* Bodies kept in memory while the store's disk is full, by key
 	 * (owned array), their bytes, and when to try the store again. */
 	struct cons_pending_body *pending;

@@ -835,6 +835,15 @@ int store_sync(struct store *s)
 	return 0;
 }
 
+void store_writeback(struct store *s)
+{
+	size_t i;
+	for (i = 0; i < s->ndirty; i++) {
+		(void)sync_file_range(s->dirty[i]->fd, 0, 0,
+				      SYNC_FILE_RANGE_WRITE);
+	}
+}
+
 int store_sync_data(struct store *s)
 {
 	size_t i;

@@ -199,6 +199,13 @@ void store_drop(struct store *s, uint64_t key);
  * STORE_EIO, STORE_ENOSPC (nothing is lost: the next sync retries). */
 int store_sync(struct store *s);
 
+/* Starts the kernel's writeback of every segment written since the last
+ * store_sync() (sync_file_range(SYNC_FILE_RANGE_WRITE): it does not wait
+ * for the disk), so that the next store_sync() finds little left to write
+ * and stalls its caller less. No durability promise by itself; errors are
+ * ignored (store_sync() reports them). */
+void store_writeback(struct store *s);
+
 /* The same durability for the records, from a forked child of the store's
  * process (a background snapshot): fdatasync every segment written since
  * the last store_sync() and fsync the directory, and nothing else: no index
