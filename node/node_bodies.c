@@ -256,7 +256,9 @@ struct node_bodies {
 	bool active; /* missing bodies seen, not all arrived yet */
 	uint64_t active_since_ms, missing_at_start, fetched_at_start;
 	bool told_no_token, told_no_peer, told_none_has;
-	char last_err[256]; /* the last failure logged, to log each once */
+	/* The last failure logged per member (slot: id % CONS_MAX_NODES),
+	 * so that a member that stays down is logged once, not each retry. */
+	char last_err[CONS_MAX_NODES][256];
 
 	uint64_t fetched_total, errors_total;
 };
@@ -380,20 +382,22 @@ static void timer_closed_cb(uv_handle_t *h)
 	}
 }
 
-/* Logs a failure as a warning the first time it reads so, else at debug
- * level (a peer that stays down must not fill the log). */
-static void failure(struct node_bodies *nb, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void failure(struct node_bodies *nb, const char *fmt, ...)
+/* Logs a failure of member `peer` as a warning the first time it reads
+ * so, else at debug level (a member that stays down must not fill the
+ * log). */
+static void failure(struct node_bodies *nb, uint64_t peer, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void failure(struct node_bodies *nb, uint64_t peer, const char *fmt, ...)
 {
-	char msg[sizeof nb->last_err];
+	char *last = nb->last_err[peer % CONS_MAX_NODES];
+	char msg[sizeof nb->last_err[0]];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (strcmp(msg, nb->last_err) != 0) {
+	if (strcmp(msg, last) != 0) {
 		NODE_WARN("%s", msg);
-		memcpy(nb->last_err, msg, sizeof msg);
+		memcpy(last, msg, sizeof msg);
 	} else {
 		NODE_DEBUG("%s", msg);
 	}
@@ -491,7 +495,7 @@ static void job_done(struct node_bodies *nb)
 	job_clear(nb);
 	if (store_rv != 0) {
 		nb->errors_total++;
-		failure(nb,
+		failure(nb, peer,
 			"storing a message body fetched from node %llu "
 			"failed: %s; retrying in %u ms",
 			(unsigned long long)peer, cons_strerror(store_rv),
@@ -503,7 +507,7 @@ static void job_done(struct node_bodies *nb)
 		/* A peer that sends other bytes than asked: a bug or a
 		 * store of another cluster. Ask someone else. */
 		nb->errors_total += bad;
-		failure(nb,
+		failure(nb, peer,
 			"node %llu sent %zu message bodies that fail their "
 			"checksum or were not asked for; they were not kept, "
 			"asking another member",
@@ -547,7 +551,7 @@ static void after_work_cb(uv_work_t *w, int status)
 	if (nb->job_rv != 0) {
 		uint64_t peer = nb->job_peer;
 		nb->errors_total++;
-		failure(nb,
+		failure(nb, peer,
 			"fetching message bodies from node %llu (%s) failed: "
 			"%s; asking another member",
 			(unsigned long long)peer, nb->job_address,
@@ -673,7 +677,7 @@ static void tick_cb(uv_timer_t *t)
 		nb->fruitless = 0;
 		nb->backoff_ms = 0;
 		nb->told_no_peer = nb->told_none_has = false;
-		nb->last_err[0] = '\0';
+		memset(nb->last_err, 0, sizeof nb->last_err);
 		NODE_INFO(
 			"%llu message bodies are missing from this node's "
 			"store (it installed a snapshot from the leader); "
