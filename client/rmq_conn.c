@@ -206,13 +206,12 @@ enum rmq_action rmq__classify(struct raftmq *conn,
 {
 	switch ((int)e->code) {
 	case RMQ_ERR(NOT_LEADER):
-		if (conn->stay) {
+	case RMQ_ERR(UNAVAILABLE):
+		if ((int)e->code == RMQ_ERR(NOT_LEADER) && conn->stay) {
 			/* Asked to talk to this node only. */
 			rmq__server_error(conn, e);
 			return RMQ_ACT_FAIL;
 		}
-		/* fall through */
-	case RMQ_ERR(UNAVAILABLE):
 		/* Keep the sentence: it explains a later timeout. */
 		rmq__server_error(conn, e);
 		if ((int)e->code == RMQ_ERR(UNAVAILABLE) &&
