@@ -155,6 +155,11 @@ struct raftmq_options {
 	const char *tls_server_name; /* borrowed (copied); NULL = the host */
 	const char *tls_cert_file;   /* client certificate (PEM); NULL = none */
 	const char *tls_key_file;    /* its key; NULL = in tls_cert_file */
+	/* Stay on the first node that answers: never follow the leader it
+	 * names, and fail with RAFTMQ_ENOTLEADER where a request needs the
+	 * leader. For requests every node answers from its own data
+	 * (raftmq_cluster_status(), raftmq_fetch_bodies()). */
+	bool stay;
 };
 
 /*
@@ -621,6 +626,49 @@ int raftmq_peek(struct raftmq *conn, const char *queue, uint64_t from_seq,
 
 /* Frees an array from raftmq_peek (always transferred). NULL is a no-op. */
 void raftmq_peeked_free(struct raftmq_peeked *p, size_t n);
+
+/* ------------------------------------------------------------------------
+ * Bodies
+ */
+
+/* A message body as one node's body store holds it. Every pointer is owned
+ * by the array (raftmq_bodies_free); msg_id and body are followed by a NUL
+ * byte, not counted in their length. */
+struct raftmq_body {
+	uint64_t key; /* the seq of the publish that stored it */
+	const void *msg_id;
+	size_t msg_id_len;
+	const void *body;
+	size_t body_len;
+	uint32_t sum; /* the store's checksum of msg_id and body */
+	void *priv;   /* private: the memory behind the pointers */
+};
+
+/*
+ * Reads the bodies stored under `keys` (borrowed, n of them, at most
+ * 1048576) from the body store of the node the connection is on: any node
+ * answers from its own store (with `stay` in the options, the connection
+ * stays on the node dialled). Nodes use it to fetch the bodies they lack
+ * after installing a snapshot (docs/architecture.md). The answer holds the
+ * keys the node has, in the order asked, leaving out those it lacks; it
+ * stops before max_bytes (0 = the node's cap) but holds at least one body
+ * when the node has any of the keys, so an empty answer means it has none;
+ * keys after the last one answered may have been left out for room. Needs
+ * admin = true when auth is on.
+ *
+ * On success *out (transferred; NULL when *n_out == 0) holds *n_out bodies:
+ * free with raftmq_bodies_free(). Returns 0, RAFTMQ_EINVAL (n == 0 or too
+ * many keys), RAFTMQ_ENOMEM, RAFTMQ_EPERMISSION_DENIED,
+ * RAFTMQ_EUNSUPPORTED_VERSION (a node older than protocol version 3),
+ * connection errors.
+ */
+int raftmq_fetch_bodies(struct raftmq *conn, const uint64_t *keys, size_t n,
+			uint64_t max_bytes, struct raftmq_body **out,
+			size_t *n_out);
+
+/* Frees an array from raftmq_fetch_bodies (always transferred). NULL is a
+ * no-op. */
+void raftmq_bodies_free(struct raftmq_body *b, size_t n);
 
 /* ------------------------------------------------------------------------
  * Cluster

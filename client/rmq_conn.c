@@ -207,6 +207,11 @@ enum rmq_action rmq__classify(struct raftmq *conn,
 	switch ((int)e->code) {
 	case RMQ_ERR(NOT_LEADER):
 	case RMQ_ERR(UNAVAILABLE):
+		if ((int)e->code == RMQ_ERR(NOT_LEADER) && conn->stay) {
+			/* Asked to talk to this node only. */
+			rmq__server_error(conn, e);
+			return RMQ_ACT_FAIL;
+		}
 		/* Keep the sentence: it explains a later timeout. */
 		rmq__server_error(conn, e);
 		if ((int)e->code == RMQ_ERR(UNAVAILABLE) &&
@@ -801,8 +806,9 @@ static int reconnect(struct raftmq *conn, uint64_t deadline)
 			}
 			continue;
 		}
-		if (conn->leader_id != 0 && conn->leader_id != conn->node_id &&
-		    leader_addr != NULL && conn->hops < 3) {
+		if (!conn->stay && conn->leader_id != 0 &&
+		    conn->leader_id != conn->node_id && leader_addr != NULL &&
+		    conn->hops < 3) {
 			/* A follower: go to the leader it names. */
 			set_hint(conn, leader_addr);
 			free(leader_addr);
@@ -974,6 +980,7 @@ int raftmq_connect(const char *addresses, const struct raftmq_options *opts,
 						: RMQ_DEFAULT_MAX_FRAME;
 	conn->confirm_cb = o.confirm_cb;
 	conn->confirm_data = o.confirm_data;
+	conn->stay = o.stay;
 	conn->server_max_frame = RMQ_DEFAULT_MAX_FRAME;
 	conn->rng = rmq__now_ms() ^ (uint64_t)getpid() << 32 ^
 		    (uint64_t)(uintptr_t)conn;

@@ -22,10 +22,13 @@ typedef Raftmq__Client__V1__QueueSettings rmq_settings_msg;
 #define RMQ_ERR(x) RAFTMQ__CLIENT__V1__ERROR_CODE__ERROR_CODE_##x
 
 /* The highest protocol version the library speaks (Hello). Frames are
- * written in version 1 unless their body needs more (Peek: 2), so that
- * servers of version 1 keep serving everything else. */
-#define RMQ_PROTOCOL_VERSION 2u
-#define RMQ_FRAME_VERSION(body_case) ((body_case) == RMQ_BODY(PEEK) ? 2u : 1u)
+ * written in version 1 unless their body needs more (Peek: 2, FetchBodies:
+ * 3), so that older servers keep serving everything else. */
+#define RMQ_PROTOCOL_VERSION 3u
+#define RMQ_FRAME_VERSION(body_case)                \
+	((body_case) == RMQ_BODY(FETCH_BODIES) ? 3u \
+	 : (body_case) == RMQ_BODY(PEEK)       ? 2u \
+					       : 1u)
 #define RMQ_DEFAULT_MAX_FRAME (8u * 1024 * 1024)
 #define RMQ_NO_DEADLINE UINT64_MAX
 
@@ -212,6 +215,7 @@ struct raftmq {
 	unsigned request_timeout_ms;
 	unsigned window;
 	size_t max_frame;
+	bool stay; /* raftmq_options.stay: never follow a leader */
 	raftmq_confirm_cb confirm_cb;
 	void *confirm_data;
 

@@ -40,44 +40,66 @@ static int sha256(const void *data, size_t len, unsigned char out[32])
 	return 0;
 }
 
-static int hash_file(struct node_user *u, char *err, size_t errlen)
+int node_auth_read_token(const char *path, const char *whose, const char *key,
+			 char *buf, size_t cap, size_t *len, char *err,
+			 size_t errlen)
 {
-	char buf[TOKEN_FILE_MAX + 2];
+	char tmp[TOKEN_FILE_MAX + 2];
+	const char *sep = whose[0] != '\0' ? ": " : "";
+	size_t max = cap < TOKEN_FILE_MAX ? cap : TOKEN_FILE_MAX;
 	struct stat st;
-	size_t len;
+	size_t n;
 	FILE *f;
 
-	f = fopen(u->token_file, "r");
+	f = fopen(path, "r");
 	if (f == NULL) {
-		snprintf(err, errlen,
-			 "user '%s': cannot read token_file %s: %s", u->name,
-			 u->token_file, strerror(errno));
+		snprintf(err, errlen, "%s%scannot read %s %s: %s", whose, sep,
+			 key, path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0) {
 		NODE_WARN(
-			"token_file %s of user '%s' is readable by others "
-			"(mode %03o); chmod 600 it",
-			u->token_file, u->name, (unsigned)(st.st_mode & 0777));
+			"%s %s%s%s is readable by others (mode %03o); chmod "
+			"600 it",
+			key, path, whose[0] != '\0' ? " of " : "", whose,
+			(unsigned)(st.st_mode & 0777));
 	}
-	len = fread(buf, 1, sizeof(buf) - 1, f);
+	n = fread(tmp, 1, sizeof(tmp) - 1, f);
 	fclose(f);
-	if (len > TOKEN_FILE_MAX) {
+	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r')) {
+		n--;
+	}
+	if (n > max) {
+		OPENSSL_cleanse(tmp, sizeof(tmp));
 		snprintf(err, errlen,
-			 "user '%s': token_file %s is over %d bytes; it "
-			 "should hold only the token",
-			 u->name, u->token_file, TOKEN_FILE_MAX);
+			 "%s%s%s %s is over %zu bytes; it should hold only the "
+			 "token",
+			 whose, sep, key, path, max);
 		return -1;
 	}
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
-		len--;
+	if (n == 0) {
+		snprintf(err, errlen, "%s%s%s %s is empty", whose, sep, key,
+			 path);
+		return -1;
 	}
-	if (len == 0) {
-		snprintf(err, errlen, "user '%s': token_file %s is empty",
-			 u->name, u->token_file);
+	memcpy(buf, tmp, n);
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	*len = n;
+	return 0;
+}
+
+static int hash_file(struct node_user *u, char *err, size_t errlen)
+{
+	char buf[TOKEN_FILE_MAX], whose[NODE_USER_NAME_MAX + 16];
+	size_t len;
+
+	snprintf(whose, sizeof(whose), "user '%s'", u->name);
+	if (node_auth_read_token(u->token_file, whose, "token_file", buf,
+				 sizeof(buf), &len, err, errlen) != 0) {
 		return -1;
 	}
 	if (sha256(buf, len, u->token_sha256) != 0) {
+		OPENSSL_cleanse(buf, sizeof(buf));
 		snprintf(err, errlen, "user '%s': SHA-256 failed", u->name);
 		return -1;
 	}

@@ -26,6 +26,17 @@ enum node_perm {
  * token). Warns when a token file is readable by group or others. */
 int node_auth_init(struct node_config *cfg, char *err, size_t errlen);
 
+/* Reads a token file (path borrowed): its content is the token; a trailing
+ * newline (CR/LF) is not part of it. Writes the token (not NUL-terminated)
+ * into buf (cap bytes) and its length into *len. Returns 0, or -1 with a
+ * sentence in err naming the config key and whose it is ("user 'shop':
+ * cannot read token_file PATH: ..."; whose may be ""): unreadable, empty,
+ * or longer than cap or 4096 bytes. Warns when the file is readable by
+ * group or others. */
+int node_auth_read_token(const char *path, const char *whose, const char *key,
+			 char *buf, size_t cap, size_t *len, char *err,
+			 size_t errlen);
+
 /* The user whose token is `token` (len bytes, borrowed), or NULL. Every
  * user's digest is compared, in constant time, whatever matches. The
  * result points into cfg (borrowed for as long as cfg lives). */

@@ -128,6 +128,11 @@ static const struct opt opts[] = {
 	 "(in a file, a long list may continue on indented lines). Must "
 	 "include this node. Empty: this node joins an existing cluster "
 	 "(raftmq cluster add)."},
+	{"cluster", "peer_token_file", OPT_STRING, FIELD(peer_token_file), 0, 0,
+	 true, "", "PATH", NULL,
+	 "File holding the token of an admin user, which this node sends when "
+	 "it fetches missing message bodies from its peers (after installing "
+	 "a snapshot). Needed when the peers have auth on."},
 
 	{"raft", "election_timeout_ms", OPT_UINT, FIELD(election_timeout_ms), 0,
 	 3600000, false, D(CONS_DEFAULT_ELECTION_MS), "MS", "ms",

@@ -78,6 +78,10 @@ struct node_config {
 	 * joins an existing cluster (added with `raftmq cluster add`). */
 	struct node_member members[NODE_MAX_MEMBERS];
 	size_t n_members;
+	/* [cluster] peer_token_file: a file holding the token of an admin
+	 * user, sent by this node when it fetches missing message bodies from
+	 * its peers (node_bodies.c); "" = none (enough with auth off). */
+	char peer_token_file[1024];
 
 	/* [raft] (0 = libraft/consensus default) */
 	unsigned election_timeout_ms;	  /* default 1000 */

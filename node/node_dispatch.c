@@ -21,7 +21,7 @@
  * The files of the request path: node_read.c (Hello, status, info, lists,
  * membership), node_write.c (publishes, queues, topics, consumers, tags),
  * node_fetch.c (pull consumers), node_perm.c (permissions), node_deliver.c
- * (deliveries from apply to sessions). */
+ * (deliveries from apply to sessions), node_bodies.c (FetchBodies). */
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,6 +62,7 @@ static const struct node_kind *const kinds[] = {
 	[BODY(CLUSTER_REMOVE)] = &node_kind_cluster_remove,
 	[BODY(CLUSTER_TRANSFER)] = &node_kind_cluster_transfer,
 	[BODY(PEEK)] = &node_kind_peek,
+	[BODY(FETCH_BODIES)] = &node_kind_fetch_bodies,
 };
 
 const struct node_kind *node_kind_of(int body_case)
@@ -173,8 +174,11 @@ void node_reply(struct node_session *s, uint64_t corr, int body_case, void *msg)
 	Envelope e;
 	env_init(&e, corr);
 	e.body_case = (Raftmq__Client__V1__Envelope__BodyCase)body_case;
+	/* Results of later requests: the version that defines them. */
 	if (body_case == BODY(PEEK_RESULT)) {
-		e.version = 2; /* the version that defines it */
+		e.version = 2;
+	} else if (body_case == BODY(FETCH_BODIES_RESULT)) {
+		e.version = 3;
 	}
 	/* Every body member is a pointer in the same union. */
 	e.hello = msg;

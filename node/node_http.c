@@ -24,6 +24,7 @@ struct node_http {
 	uv_poll_t poll;
 	uv_timer_t timer;
 	int open_handles;
+	char why[192]; /* is_ready()'s sentence when it is composed */
 };
 
 /* --------------------------------------------------------------- text out */
@@ -108,6 +109,7 @@ static void put_label(struct out *o, const char *s)
 static bool is_ready(struct node_server *srv, const char **why)
 {
 	struct cons_status st;
+	uint64_t missing;
 	size_t i;
 	bool member = false;
 	cons_status(srv->cons, &st);
@@ -132,6 +134,21 @@ static bool is_ready(struct node_server *srv, const char **why)
 	}
 	if (st.applied_index + 64 < st.commit_index) {
 		*why = "applying committed entries";
+		return false;
+	}
+	missing = cons_bodies_missing(srv->cons);
+	if (missing > 0) {
+		/* It cannot deliver those messages: not a node to send
+		 * clients to, nor to make leader (node_bodies.c). */
+		snprintf(srv->http->why, sizeof srv->http->why,
+			 "%llu message bodies missing from this node's store "
+			 "(installed a snapshot); %s",
+			 (unsigned long long)missing,
+			 node_bodies_blocked(srv)
+				 ? "they cannot be fetched: auth is on and "
+				   "peer_token_file is not set"
+				 : "fetching them from the other members");
+		*why = srv->http->why;
 		return false;
 	}
 	*why = "ready";
@@ -204,12 +221,16 @@ static void metrics(struct node_server *srv, struct out *o)
 	struct q_totals t;
 	const struct q_state *qs = cons_state(srv->cons);
 	struct metrics_ctx c;
+	struct cons_bodies_stats bs;
+	uint64_t fetched, fetch_errors;
 	size_t k;
 	int i;
 	uint64_t cum = 0;
 
 	cons_status(srv->cons, &st);
 	q_state_totals(qs, &t);
+	cons_bodies_stats(srv->cons, &bs);
+	node_bodies_stats(srv, &fetched, &fetch_errors);
 	c.o = o;
 	for (k = 0; k < sizeof queue_metrics / sizeof queue_metrics[0]; k++) {
 		put(o, "# HELP %s %s\n# TYPE %s %s\n", queue_metrics[k].name,
@@ -303,6 +324,33 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_messages_stored", "gauge",
 	  "Message copies stored in all queues.", "%llu",
 	  (unsigned long long)t.messages);
+	G("raftmq_store_missing_bodies", "gauge",
+	  "Message bodies the state refers to that this node's store lacks "
+	  "(after a snapshot install; fetched from the other members).",
+	  "%llu", (unsigned long long)bs.missing);
+	G("raftmq_store_fetched_bodies_total", "counter",
+	  "Missing message bodies fetched from other members and stored.",
+	  "%llu", (unsigned long long)fetched);
+	G("raftmq_store_fetch_errors_total", "counter",
+	  "Failed fetches of missing bodies (requests, bad records, store).",
+	  "%llu", (unsigned long long)fetch_errors);
+	G("raftmq_store_disk_bytes", "gauge",
+	  "Bytes of the body store's segment files.", "%llu",
+	  (unsigned long long)bs.disk_bytes);
+	G("raftmq_store_live_bytes", "gauge",
+	  "Bytes of the bodies the state still refers to.", "%llu",
+	  (unsigned long long)bs.live_bytes);
+	G("raftmq_store_segments", "gauge", "Segment files of the body store.",
+	  "%llu", (unsigned long long)bs.segments);
+	G("raftmq_store_readahead_hits_total", "counter",
+	  "Body reads served from read-ahead.", "%llu",
+	  (unsigned long long)bs.readahead_hits);
+	G("raftmq_store_compactions_total", "counter",
+	  "Compactions of body store segments.", "%llu",
+	  (unsigned long long)bs.compactions);
+	G("raftmq_store_index_bytes", "gauge",
+	  "Memory of the body store's index.", "%llu",
+	  (unsigned long long)bs.index_bytes);
 	G("raftmq_connections", "gauge", "Open client connections.", "%u",
 	  srv->n_sessions);
 	G("raftmq_connections_max", "gauge", "max_connections setting.", "%u",

@@ -17,9 +17,9 @@ typedef Raftmq__Client__V1__Envelope Envelope;
 
 /* The protocol version this node speaks (client.proto): it accepts frames
  * of versions 1 to this, and answers in version 1 but for the results of
- * version-2 requests (PeekResult), so version-1 clients read every answer
- * they can get. */
-#define NODE_PROTOCOL_VERSION 2u
+ * later requests (PeekResult: 2, FetchBodiesResult: 3), so older clients
+ * read every answer they can get. */
+#define NODE_PROTOCOL_VERSION 3u
 
 /* The largest prefetch a push consumer gets; 0 ("unlimited") means this. */
 #define NODE_MAX_PREFETCH 65536
@@ -152,6 +152,7 @@ extern const double node_hist_bounds[NODE_HIST_BUCKETS];
 void node_hist_add(struct node_hist *h, double seconds);
 
 struct node_http;
+struct node_bodies;
 
 struct node_server {
 	uv_loop_t *loop;
@@ -166,6 +167,10 @@ struct node_server {
 	struct node_watch *watch; /* owned; follower: the leader watched */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
+	struct node_bodies *bodies; /* owned; NULL when not started */
+	/* A FetchBodies answer stops reading after this long; 0 = 10 ms
+	 * (node_bodies.c; tests change it). */
+	uint64_t fetch_bodies_ns;
 	struct ssl_ctx_st *tls_ctx; /* owned; NULL = plain client port */
 
 	struct node_session sessions; /* list head */
@@ -359,6 +364,7 @@ extern const struct node_kind node_kind_publish, node_kind_publish_batch,
 	node_kind_consume, node_kind_cancel, node_kind_credit, node_kind_ack,
 	node_kind_nack, node_kind_release, node_kind_extend; /* node_write.c */
 extern const struct node_kind node_kind_fetch;		     /* node_write.c */
+extern const struct node_kind node_kind_fetch_bodies;	     /* node_bodies.c */
 /* Fills an ATTACH of a consumer of session s to `queue` (borrowed: it must
  * live as long as the batch, like the request's envelope). */
 void node_attach_cmd(struct node_session *s, struct q_cmd *cmd,
@@ -430,6 +436,22 @@ void node_consumer_drop(struct node_session *s, q_consumer_id id);
 /* Sends (or hands to the waiting fetch) the deliveries that arrived for c
  * before its ATTACH result. */
 void node_flush_early(struct node_session *s, struct node_consumer *c);
+
+/* node_bodies.c: fetching the message bodies this node lacks from the
+ * other members (and serving theirs: node_kind_fetch_bodies). Started by
+ * node_server_init() after consensus/; reads [cluster] peer_token_file
+ * (-1 with a sentence in err when it cannot). Stopped in finish_stop(): a
+ * request in flight to a peer ends within the client's timeouts (4 s at
+ * most), before the loop can end. */
+int node_bodies_start(struct node_server *srv, char *err, size_t errlen);
+void node_bodies_stop(struct node_server *srv);
+/* Bodies fetched and stored, and failures (requests, bad records, store
+ * errors), since start; 0 when not started. */
+void node_bodies_stats(const struct node_server *srv, uint64_t *fetched,
+		       uint64_t *errors);
+/* Whether missing bodies cannot be fetched at all: auth is on and no
+ * peer_token_file is set. */
+bool node_bodies_blocked(const struct node_server *srv);
 
 /* node_http.c */
 int node_http_start(struct node_server *srv, char *err, size_t errlen);

@@ -642,6 +642,9 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	if (rv != 0) {
 		return -1;
 	}
+	if (node_bodies_start(srv, err, errlen) != 0) {
+		return -1;
+	}
 	uv_timer_start(&srv->ticker, ticker_cb, 20, 20);
 	uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&srv->sigint, signal_cb, SIGINT);
@@ -690,6 +693,7 @@ static void finish_stop(struct node_server *srv)
 		srv->open = NULL;
 	}
 	node_http_stop(srv);
+	node_bodies_stop(srv);
 	node_watch_leader(srv, 0, NULL);
 	uv_close((uv_handle_t *)&srv->listener, NULL);
 	node_tls_ctx_free(srv->tls_ctx); /* closing sessions keep a ref */

@@ -1,4 +1,5 @@
 /* The fake consensus/ of fake_cons.h: the cons_* functions node/ calls. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fake_cons.h"
@@ -35,6 +36,16 @@ void fake_cons_free(struct fake_cons *c)
 		raft_free(c->pending[i].entry.base);
 	}
 	c->n_pending = 0;
+	for (i = 0; i < c->n_bodies; i++) {
+		free(c->bodies[i].id);
+		free(c->bodies[i].body);
+	}
+	free(c->bodies);
+	c->bodies = NULL;
+	c->n_bodies = 0;
+	free(c->scratch);
+	c->scratch = NULL;
+	c->scratch_cap = 0;
 	cons__arena_close(&c->arena);
 	q_state_free(c->state);
 	c->state = NULL;
@@ -256,8 +267,10 @@ void cons_hurry_election(struct cons *c, uint64_t leader_id)
 }
 
 /* ----------------------------------------------------------------- bodies
- * The fake keeps bodies in the state's memory (no body interface): no
- * delivery names a body in a store, so none is ever read here. */
+ * The fake keeps the state's bodies in the state's memory (no body
+ * interface): no delivery names a body in a store, so cons_body_get() finds
+ * none. cons_body_read() serves the bodies a test put with
+ * fake_cons_body_put(), as a peer's FetchBodies reads them. */
 
 int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
 		  struct cons_body *out)
@@ -266,18 +279,78 @@ int cons_body_get(struct cons *c, uint64_t key, uint32_t sum,
 	return CONS_ENOTFOUND;
 }
 
-int cons_body_read(struct cons *c, uint64_t key, struct cons_body *out,
+void fake_cons_body_put(struct fake_cons *c, uint64_t key, const void *id,
+			size_t id_len, const void *body, size_t len)
+{
+	struct fake_body *nb, *b;
+	nb = realloc(c->bodies, (c->n_bodies + 1) * sizeof *nb);
+	FAKE_CHECK(nb != NULL, "out of memory");
+	c->bodies = nb;
+	b = &c->bodies[c->n_bodies++];
+	b->key = key;
+	b->id_len = id_len;
+	b->len = len;
+	b->id = malloc(id_len + 1);
+	b->body = malloc(len + 1);
+	FAKE_CHECK(b->id != NULL && b->body != NULL, "out of memory");
+	if (id_len > 0) {
+		memcpy(b->id, id, id_len);
+	}
+	if (len > 0) {
+		memcpy(b->body, body, len);
+	}
+}
+
+int cons_body_read(struct cons *cons, uint64_t key, struct cons_body *out,
 		   uint32_t *sum)
 {
-	(void)c, (void)key, (void)out, (void)sum;
-	return CONS_ENOTFOUND;
+	struct fake_cons *c = FAKE(cons);
+	const struct fake_body *b = NULL;
+	size_t i, need;
+	c->body_reads++;
+	if (key != 0 && key == c->body_eio_key) {
+		return CONS_EIO;
+	}
+	for (i = 0; i < c->n_bodies && b == NULL; i++) {
+		b = c->bodies[i].key == key ? &c->bodies[i] : NULL;
+	}
+	if (b == NULL) {
+		return CONS_ENOTFOUND;
+	}
+	/* A fresh scratch buffer each read: the last one's pointers die. */
+	need = b->id_len + b->len + 1;
+	free(c->scratch);
+	c->scratch = malloc(need);
+	FAKE_CHECK(c->scratch != NULL, "out of memory");
+	c->scratch_cap = need;
+	memcpy(c->scratch, b->id, b->id_len);
+	memcpy(c->scratch + b->id_len, b->body, b->len);
+	out->id = c->scratch;
+	out->id_len = b->id_len;
+	out->body = c->scratch + b->id_len;
+	out->len = b->len;
+	if (sum != NULL) {
+		*sum = cons_body_sum(b->id, b->id_len, b->body, b->len);
+	}
+	return 0;
 }
 
 uint32_t cons_body_sum(const void *id, size_t id_len, const void *body,
 		       size_t len)
 {
-	(void)id, (void)id_len, (void)body, (void)len;
-	return 0;
+	const unsigned char *p;
+	uint32_t h = 2166136261u;
+	size_t i;
+	for (i = 0; i < 4; i++) {
+		h = (h ^ (unsigned char)(id_len >> (8 * i))) * 16777619u;
+	}
+	for (p = id, i = 0; i < id_len; i++) {
+		h = (h ^ p[i]) * 16777619u;
+	}
+	for (p = body, i = 0; i < len; i++) {
+		h = (h ^ p[i]) * 16777619u;
+	}
+	return h;
 }
 
 void cons_body_prefetch(struct cons *c, uint64_t key, uint64_t bytes)

@@ -42,6 +42,13 @@ struct fake_proposal {
 	cons_propose_cb cb;
 };
 
+/* A body in the fake's store (key, id and body owned). */
+struct fake_body {
+	uint64_t key;
+	char *id, *body;
+	size_t id_len, len;
+};
+
 /* What was proposed, in order (the first FAKE_HISTORY proposals). */
 struct fake_entry {
 	size_t n;   /* commands */
@@ -82,6 +89,17 @@ struct fake_cons {
 	void (*on_propose)(void *arg, struct cons_propose *req,
 			   const struct raft_buffer *entry, size_t n);
 	void *on_propose_arg;
+	/* Bodies cons_body_read() serves (fake_cons_body_put()). A read
+	 * copies the record into `scratch`, grown with realloc and
+	 * overwritten by the next read, so a caller that keeps a pointer
+	 * past its next call into consensus/ reads other bytes (or freed
+	 * memory, which AddressSanitizer reports), as with the real store. */
+	struct fake_body *bodies; /* owned */
+	size_t n_bodies;
+	char *scratch; /* owned */
+	size_t scratch_cap;
+	uint64_t body_eio_key; /* cons_body_read() of it: CONS_EIO; 0 none */
+	unsigned body_reads;   /* cons_body_read() calls */
 	/* Counters */
 	unsigned proposals;   /* accepted by cons_propose() */
 	unsigned completions; /* answered, either way */
@@ -119,5 +137,11 @@ size_t fake_cons_complete_due_barriers(struct fake_cons *c);
  * When not leading the leader is unknown (leader_id 0), so node/ starts no
  * connection to it. */
 void fake_cons_set_leader(struct fake_cons *c, bool leader);
+
+/* Stores a body under key (id and body borrowed, copied) for
+ * cons_body_read(); its sum is cons_body_sum() of the bytes (FNV-1a 32 of
+ * the id's length, the id and the body, in the fake). */
+void fake_cons_body_put(struct fake_cons *c, uint64_t key, const void *id,
+			size_t id_len, const void *body, size_t len);
 
 #endif /* RAFTMQ_TESTS_FAKE_CONS_H */

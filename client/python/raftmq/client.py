@@ -61,10 +61,10 @@ _REDIRECT = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE}
 _FATAL = {pb.ERROR_CODE_UNAUTHENTICATED, pb.ERROR_CODE_PERMISSION_DENIED,
           pb.ERROR_CODE_UNSUPPORTED_VERSION}
 # The highest protocol version spoken (Hello). Frames are written in version
-# 1 unless their body needs more (a Peek: 2), so that version-1 servers keep
-# serving everything else.
-PROTOCOL_VERSION = 2
-_FRAME_VERSION = {"peek": 2}
+# 1 unless their body needs more (a Peek: 2, a FetchBodies: 3), so that
+# older servers keep serving everything else.
+PROTOCOL_VERSION = 3
+_FRAME_VERSION = {"peek": 2, "fetch_bodies": 3}
 # The longest close() waits for the answers to its goodbye (seconds).
 CLOSE_WAIT = 2.0
 
@@ -587,6 +587,17 @@ class Client:
                                    include_held=held))
         return ([Peeked(*_delivery(m.message), _STATES.get(m.state, "ready"),
                         m.due_ms) for m in r.messages], r.next_seq)
+
+    def fetch_bodies(self, keys, max_bytes=0):
+        """Reads message bodies from the body store of the node this
+        client is connected to (any node answers from its own store, no
+        redirect). Returns the BodyRecord messages (key, msg_id, body,
+        sum) of the keys the node has, in the order asked; it stops
+        before max_bytes (0 = the node's cap) with at least one record
+        when the node has any. Needs admin when auth is on."""
+        r = self.call(fetch_bodies=pb.FetchBodies(keys=list(keys),
+                                                  max_bytes=max_bytes))
+        return list(r.records)
 
     def _tags(self, kind, msg):
         r = self.call(retry="redirect", **{kind: msg})

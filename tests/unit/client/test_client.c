@@ -1203,3 +1203,94 @@ Test(client_conn, peek_round_trip)
 	raftmq_close(c);
 	fake_stop(&fa);
 }
+
+/* ---- stay and FetchBodies: A is a follower naming B as the leader. With
+ * `stay` the client keeps to A: FetchBodies (a version-3 frame) is answered
+ * there, a Publish fails with NOT_LEADER instead of following it, and B
+ * never sees a connection. */
+
+static bool bodies_follower(struct fake *f, int fd, int conn_no, rmq_env *req)
+{
+	Raftmq__Client__V1__FetchBodiesResult r =
+		RAFTMQ__CLIENT__V1__FETCH_BODIES_RESULT__INIT;
+	Raftmq__Client__V1__BodyRecord rec[2], *recs[2];
+	rmq_env env = RAFTMQ__CLIENT__V1__ENVELOPE__INIT;
+
+	(void)conn_no;
+	if (req->body_case == RMQ_BODY(HELLO)) {
+		return hello(f, fd, req, 2, fb.addr);
+	}
+	if (req->body_case == RMQ_BODY(PUBLISH)) {
+		fake_error(fd, req->correlation_id, RMQ_ERR(NOT_LEADER),
+			   "node 1 is not the leader", fb.addr);
+		return true;
+	}
+	cr_assert_eq(req->body_case, RMQ_BODY(FETCH_BODIES));
+	cr_assert_eq(req->version, 3, "FetchBodies is a version-3 frame");
+	cr_assert_eq(req->fetch_bodies->n_keys, 3);
+	cr_assert_eq(req->fetch_bodies->keys[2], 9);
+	cr_assert_eq(req->fetch_bodies->max_bytes, 1000);
+	raftmq__client__v1__body_record__init(&rec[0]);
+	rec[0].key = 5;
+	rec[0].msg_id.data = (uint8_t *)"id5";
+	rec[0].msg_id.len = 3;
+	rec[0].body.data = (uint8_t *)"five!";
+	rec[0].body.len = 5;
+	rec[0].sum = 0xdeadbeef;
+	raftmq__client__v1__body_record__init(&rec[1]); /* no id, empty */
+	rec[1].key = 9;
+	rec[1].sum = 7;
+	recs[0] = &rec[0];
+	recs[1] = &rec[1];
+	r.n_records = 2;
+	r.records = recs;
+	env.body_case = RMQ_BODY(FETCH_BODIES_RESULT);
+	env.fetch_bodies_result = &r;
+	fake_send(fd, req->correlation_id, &env);
+	return true;
+}
+
+Test(client_conn, stay_and_fetch_bodies)
+{
+	static const uint64_t keys[] = {5, 6, 9};
+	struct raftmq_options o = {0};
+	struct raftmq_body *b;
+	struct raftmq *c = NULL;
+	char err[256];
+	size_t n;
+
+	fake_start(&fb, leader_b, 2);
+	fake_start(&fa, bodies_follower, 1);
+	o.client_name = "t_client";
+	o.request_timeout_ms = 2000;
+	o.connect_timeout_ms = 500;
+	o.stay = true;
+	cr_assert_eq(raftmq_connect(fa.addr, &o, &c, err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(raftmq_node_id(c), 1, "stayed on the follower");
+	cr_assert_eq(raftmq_fetch_bodies(c, keys, 3, 1000, &b, &n), 0, "%s",
+		     raftmq_errmsg(c));
+	cr_assert_eq(n, 2);
+	cr_assert_eq(b[0].key, 5);
+	cr_assert_eq(b[0].msg_id_len, 3);
+	cr_assert_str_eq(b[0].msg_id, "id5"); /* NUL-terminated copies */
+	cr_assert_eq(b[0].body_len, 5);
+	cr_assert_str_eq(b[0].body, "five!");
+	cr_assert_eq(b[0].sum, 0xdeadbeef);
+	cr_assert_eq(b[1].key, 9);
+	cr_assert_eq(b[1].msg_id_len, 0);
+	cr_assert_eq(b[1].body_len, 0);
+	cr_assert_str_eq(b[1].body, "");
+	cr_assert_eq(b[1].sum, 7);
+	raftmq_bodies_free(b, n);
+	cr_assert_eq(raftmq_fetch_bodies(c, keys, 0, 0, &b, &n), RAFTMQ_EINVAL);
+	cr_assert_null(b);
+	cr_assert_eq(raftmq_publish(c, &msg_q, NULL, NULL), RAFTMQ_ENOTLEADER);
+	cr_assert_eq(raftmq_node_id(c), 1);
+	raftmq_close(c);
+	pthread_mutex_lock(&fb.mu);
+	cr_assert_eq(fb.n_conns, 0, "the leader was never dialled");
+	pthread_mutex_unlock(&fb.mu);
+	fake_stop(&fa);
+	fake_stop(&fb);
+}

@@ -581,7 +581,7 @@ Test(config, help_lists_every_key)
 			cr_assert_not_null(strstr(line, want), "%s", line);
 		}
 	}
-	cr_assert_eq(n, 31); /* the keys of struct node_config (not users) */
+	cr_assert_eq(n, 32); /* the keys of struct node_config (not users) */
 	for (const char *l = out; *l != '\0';) {
 		size_t len = strcspn(l, "\n");
 		cr_assert_leq(len, 80, "wide line: %.*s", (int)len, l);
