@@ -10,7 +10,7 @@ depth, while a probe (`raftmq bench W4` at one message every 20 ms, its own
 queue drained by its consumer) measures confirm latency; after the step:
 RSS of every node (/proc, also sampled every 0.25 s for the peak), and from
 each node's /metrics the snapshot index and bytes and the store bytes
-(raftmq_store_bytes, once the node exports it). At --restart-at (default:
+(raftmq_store_disk_bytes). At --restart-at (default:
 the deepest step): kill -9 of a follower, --restart-publish messages while
 it is down, then the time until its applied index reaches the leader's
 commit index; then a graceful restart (SIGTERM, start) of the leader (or a
@@ -301,7 +301,7 @@ class Run:
                 None if "raftmq_snapshot_index" not in m
                 else int(m["raftmq_snapshot_index"]))
             out["snapshot_bytes"].append(m.get("raftmq_snapshot_bytes"))
-            out["store_bytes"].append(m.get("raftmq_store_bytes"))
+            out["store_bytes"].append(m.get("raftmq_store_disk_bytes"))
             out["applied_index"].append(m.get("raftmq_raft_applied_index"))
             out["store"].append({k: v for k, v in m.items()
                                  if k.startswith("raftmq_store_")})
