@@ -27,11 +27,15 @@ A node that crashes is known only when the crash monitor notices (up to a
 second later); one crashed node never takes the majority away from 5, so
 that delay does not change the windows of a 5-node run.
 
-The bound: two election timeouts (the followers notice the loss of the
-leader within one, and the randomized timeouts of the election take at most
-another) plus one second for the clients to notice and find the new leader
-(their attempt timeout is the election timeout, see workload.py). A test
-whose figure is above the bound fails.
+The bound: two election timeouts plus one second. A follower notices the
+loss of the leader when its randomized timeout (1-2 election timeouts after
+the leader's last heartbeat) fires, and until then it refuses every vote;
+once the last of a majority has noticed, the next retry of a node without a
+leader (a quarter to a half of an election timeout, fixed per node id:
+consensus/cons_node.c, hurry_leaderless) wins. The second is for that retry
+and for the clients to notice and find the new leader (their attempt
+timeout is the election timeout, see workload.py). A test whose figure is
+above the bound fails.
 """
 import bisect
 import itertools
