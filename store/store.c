@@ -529,6 +529,7 @@ int store_put(struct store *s, uint64_t key, const void *id, size_t id_len,
 	{
 		const void *bufs[3] = {hdr, id, body};
 		size_t lens[3] = {sizeof hdr, id_len, len};
+		store__win_written(s, g, g->size);
 		rv = store__pwritev(s, g->fd, bufs, lens, 3, g->size);
 	}
 	if (rv != 0) {
@@ -614,6 +615,7 @@ static int put_run(struct store *s, struct store_seg *g,
 		bufs[3 * i + 2] = r[i].body;
 		lens[3 * i + 2] = r[i].len;
 	}
+	store__win_written(s, g, off);
 	rv = store__pwritev(s, g->fd, bufs, lens, (int)(3 * n), off);
 	if (rv != 0) {
 		char path[STORE__PATH_MAX];

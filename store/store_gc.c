@@ -237,6 +237,7 @@ static int copy_one(struct store *s, struct store_seg *g, uint32_t i)
 	struct store__rec_hdr h;
 	struct store_rec r;
 	struct store__ent e;
+	const unsigned char *rec;
 	uint32_t len = store__ent_len(&g->ents[i]);
 	int rv;
 
@@ -266,10 +267,13 @@ static int copy_one(struct store *s, struct store_seg *g, uint32_t i)
 			c->wcap = len;
 		}
 	}
-	/* The header again, under the output's salt; the data is the same. */
-	(void)store__rec_hdr_decode(s->rbuf, g->salt, &h);
+	/* The header again, under the output's salt; the data is the same.
+	 * The record read is in the read window or the read buffer: r's
+	 * pointers say where (its header is just before its id). */
+	rec = (const unsigned char *)r.id - STORE__REC_HDR;
+	(void)store__rec_hdr_decode(rec, g->salt, &h);
 	store__rec_hdr_encode(c->wbuf + c->wlen, &h, c->out->salt);
-	memcpy(c->wbuf + c->wlen + STORE__REC_HDR, s->rbuf + STORE__REC_HDR,
+	memcpy(c->wbuf + c->wlen + STORE__REC_HDR, rec + STORE__REC_HDR,
 	       len - STORE__REC_HDR);
 	e.key = r.key;
 	e.off = (uint32_t)(c->out->size + c->wlen);

@@ -198,6 +198,14 @@ struct store {
 	unsigned next_window;
 
 	unsigned char *rbuf; /* owned read buffer (store_get's records) */
+	/* The read window (store_seg.c, store__read): bytes [win_off,
+	 * win_off + win_len) of segment win_seg read in one pread when reads
+	 * go in file order (a queue's head), so that the records after it
+	 * cost no system call. Owned, STORE__WIN_BYTES. Where the last read
+	 * ended, to tell file order. */
+	unsigned char *win;
+	uint64_t win_seg, win_off, win_len;
+	uint64_t last_seg, last_end;
 	size_t rcap;
 
 	struct store_stats st; /* counters; the sizes are computed on demand */
@@ -220,6 +228,11 @@ void store__report(struct store *s, const char *fmt, ...)
 /* I/O through the fault hook. Return 0 or an errno value. pwritev takes at
  * most STORE__IOV_MAX buffers. */
 #define STORE__IOV_MAX 1024
+/* The read window's size (store__read). */
+#define STORE__WIN_BYTES (256u * 1024u)
+/* A write to g at off: forget the read window if it covers off. */
+void store__win_written(struct store *s, const struct store_seg *g,
+			uint64_t off);
 int store__pwritev(struct store *s, int fd, const void *const *bufs,
 		   const size_t *lens, int n, uint64_t off);
 int store__pwrite(struct store *s, int fd, const void *buf, size_t len,

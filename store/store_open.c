@@ -424,6 +424,7 @@ void store_close(struct store *s)
 	free(s->missing_sorted);
 	free(s->dirty);
 	free(s->rbuf);
+	free(s->win);
 	free(s->dir);
 	if (s->dirfd >= 0) {
 		close(s->dirfd); /* releases the flock */

@@ -680,13 +680,110 @@ int store__seg_scan(struct store *s, struct store_seg *g)
 	return 0;
 }
 
+void store__win_written(struct store *s, const struct store_seg *g,
+			uint64_t off)
+{
+	if (s->win_len > 0 && s->win_seg == g->id &&
+	    off < s->win_off + s->win_len) {
+		s->win_len = 0;
+	}
+}
+
+/* A record of len bytes at off in g, in the read window: reads a new window
+ * from off when the record is not in it and the reads go in file order (it
+ * starts within 64 KiB after where the last read ended). Sets *p and
+ * returns 0; 1 when the window does not serve (read the record alone);
+ * STORE_ECORRUPT (the file ends before the record) or a read error. */
+static int win_read(struct store *s, struct store_seg *g, uint64_t off,
+		    uint32_t len, const unsigned char **p)
+{
+	bool in_order = s->last_seg == g->id && off >= s->last_end &&
+			off - s->last_end <= 64 * 1024;
+	size_t got = 0;
+	s->last_seg = g->id;
+	s->last_end = off + len;
+	if (s->win_len > 0 && s->win_seg == g->id && off >= s->win_off &&
+	    off + len <= s->win_off + s->win_len) {
+		*p = s->win + (off - s->win_off);
+		return 0;
+	}
+	if (!in_order || len > STORE__WIN_BYTES) {
+		return 1;
+	}
+	if (s->win == NULL) {
+		s->win = malloc(STORE__WIN_BYTES);
+		if (s->win == NULL) {
+			return 1;
+		}
+	}
+	s->win_len = 0;
+	while (got < STORE__WIN_BYTES) {
+		ssize_t r = pread(g->fd, s->win + got, STORE__WIN_BYTES - got,
+				  (off_t)(off + got));
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r < 0) {
+			char path[STORE__PATH_MAX];
+			store__path(s, g->id, ".seg", path, sizeof path);
+			return store__syserr(s, errno,
+					     "read %s at offset %" PRIu64, path,
+					     off);
+		}
+		if (r == 0) {
+			break; /* the end of the file */
+		}
+		got += (size_t)r;
+	}
+	if (got < len) {
+		return STORE_ECORRUPT; /* the file is shorter */
+	}
+	s->win_seg = g->id;
+	s->win_off = off;
+	s->win_len = got;
+	*p = s->win;
+	return 0;
+}
+
+/* Checks the record at p (len bytes) against its index entry e and fills
+ * out (pointers into p). */
+static int rec_check(const struct store_seg *g, const struct store__ent *e,
+		     const unsigned char *p, uint32_t len,
+		     struct store_rec *out)
+{
+	struct store__rec_hdr h;
+	if (!store__rec_hdr_decode(p, g->salt, &h) ||
+	    h.type != STORE__REC_BODY || h.key != e->key ||
+	    (uint64_t)STORE__REC_HDR + h.id_len + h.body_len != len ||
+	    store__data_hash(p + STORE__REC_HDR, h.id_len,
+			     p + STORE__REC_HDR + h.id_len,
+			     h.body_len) != h.data_hash) {
+		return STORE_ECORRUPT;
+	}
+	out->key = h.key;
+	out->id = p + STORE__REC_HDR;
+	out->id_len = h.id_len;
+	out->body = p + STORE__REC_HDR + h.id_len;
+	out->len = h.body_len;
+	out->sum = store__fold32(h.data_hash);
+	return 0;
+}
+
 int store__read(struct store *s, struct store_seg *g, uint32_t i,
 		struct store_rec *out)
 {
 	const struct store__ent *e = &g->ents[i];
 	uint32_t len = store__ent_len(e);
-	struct store__rec_hdr h;
+	const unsigned char *p = NULL;
 	size_t got = 0;
+	int rv = win_read(s, g, e->off, len, &p);
+
+	if (rv == 0) {
+		return rec_check(g, e, p, len, out);
+	}
+	if (rv != 1) {
+		return rv;
+	}
 
 	if (s->rcap < len) {
 		size_t cap = s->rcap ? s->rcap : 4096;
@@ -718,19 +815,5 @@ int store__read(struct store *s, struct store_seg *g, uint32_t i,
 		}
 		got += (size_t)r;
 	}
-	if (!store__rec_hdr_decode(s->rbuf, g->salt, &h) ||
-	    h.type != STORE__REC_BODY || h.key != e->key ||
-	    (uint64_t)STORE__REC_HDR + h.id_len + h.body_len != len ||
-	    store__data_hash(s->rbuf + STORE__REC_HDR, h.id_len,
-			     s->rbuf + STORE__REC_HDR + h.id_len,
-			     h.body_len) != h.data_hash) {
-		return STORE_ECORRUPT;
-	}
-	out->key = h.key;
-	out->id = s->rbuf + STORE__REC_HDR;
-	out->id_len = h.id_len;
-	out->body = s->rbuf + STORE__REC_HDR + h.id_len;
-	out->len = h.body_len;
-	out->sum = store__fold32(h.data_hash);
-	return 0;
+	return rec_check(g, e, s->rbuf, len, out);
 }

@@ -454,3 +454,21 @@ Test(store, index_memory_is_16_bytes_a_record)
 		  "%" PRIu64 " bytes of index for %" PRIu64 " records",
 		  st.index_bytes, n);
 }
+
+/* Reads in file order go through the read window (one pread for many
+ * records); appends between them, to the same segment, are read back
+ * right, and so is a segment sealed and a new one started meanwhile. */
+Test(store, reads_in_order_with_appends_between)
+{
+	T.segment_bytes = 64 * 1024;
+	ts_open();
+	for (uint64_t k = 1; k <= 200; k++) {
+		ts_put(k, 100);
+	}
+	for (uint64_t k = 1; k <= 1200; k++) {
+		if (k <= 1000) {
+			ts_put(200 + k, 100 + k % 7); /* the tail grows */
+		}
+		ts_expect(k, k <= 200 ? 100 : 100 + (k - 200) % 7);
+	}
+}
