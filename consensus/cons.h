@@ -318,8 +318,7 @@ uint64_t cons_memory_bytes(const struct cons *c);
  * at most 100 ms ago. Cheap: read for every publish (disk_limit). */
 uint64_t cons_store_disk_bytes(const struct cons *c);
 
-/* Bodies kept in memory because the store's disk is full (0 normally; a
- * leader with any hands the leadership on, as one lacking bodies does). */
+/* Bodies kept in memory because the store's disk is full (0 normally). */
 uint64_t cons_bodies_waiting(const struct cons *c);
 
 struct cons_bodies_stats {

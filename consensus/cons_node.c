@@ -548,8 +548,11 @@ static void transfer_if_missing(struct cons *c, uint64_t now)
 		return;
 	}
 	missing = cons_bodies_missing(c);
-	waiting = cons_bodies_waiting(c);
-	if (missing == 0 && waiting == 0) {
+	/* Bodies waiting in memory for disk space are served from memory:
+	 * no reason to hand on (with every disk full, leaders passed the
+	 * leadership around every few seconds and cut their consumers). */
+	waiting = 0;
+	if (missing == 0) {
 		return;
 	}
 	c->missing_transfer_at =
