@@ -17,7 +17,7 @@
 #define T0 UINT64_C(1700000000000)
 
 static struct cons_fsm A, B;
-static char dir[2][64];
+static char dir[2][256];
 
 static void open_fsm(struct cons_fsm *f, int i)
 {
@@ -33,7 +33,9 @@ static void open_fsm(struct cons_fsm *f, int i)
 static void setup(void)
 {
 	for (int i = 0; i < 2; i++) {
-		snprintf(dir[i], sizeof dir[i], "/tmp/t_cons_bodies.XXXXXX");
+		const char *tmp = getenv("TMPDIR");
+		snprintf(dir[i], sizeof dir[i], "%s/t_cons_bodies.XXXXXX",
+			 tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
 		cr_assert_not_null(mkdtemp(dir[i]));
 	}
 	open_fsm(&A, 0);
@@ -42,7 +44,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[200];
+	char cmd[300];
 	cons__fsm_close(&A);
 	cons__fsm_close(&B);
 	for (int i = 0; i < 2; i++) {
