@@ -44,7 +44,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[300];
+	char cmd[600];
 	cons__fsm_close(&A);
 	cons__fsm_close(&B);
 	for (int i = 0; i < 2; i++) {
