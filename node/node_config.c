@@ -221,9 +221,12 @@ static const struct opt opts[] = {
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,
 	 "Stop reading from a client whose unsent output exceeds this, and "
-	 "disconnect one whose unsent output reaches twice this (a consumer "
-	 "that does not read; its unacked messages return to the queue), so "
-	 "a slow reader cannot make the node buffer without bound."},
+	 "disconnect one whose unsent output reaches twice this, so a slow "
+	 "reader cannot make the node buffer without bound. Deliveries past "
+	 "half of this (4 MiB at most) of unsent output wait as small "
+	 "records and are encoded as the socket drains; a consumer that "
+	 "leaves over a million unread is disconnected (its unacked messages "
+	 "return to the queue)."},
 
 	{"batching", "max_batch_commands", OPT_UINT, FIELD(max_batch_commands),
 	 1, 1048576, false, "4096", "N", "commands",

@@ -25,6 +25,7 @@ void node_flush_early(struct node_session *s, struct node_consumer *c)
 			continue;
 		}
 		*pp = e->next;
+		s->early_bytes -= e->frame_body.len;
 		if (c->pull) {
 			struct node_fetch *f = node_fetch_find(s, c->id, 0);
 			if (f != NULL) {
@@ -46,6 +47,7 @@ void node_flush_early(struct node_session *s, struct node_consumer *c)
 		node_buf_free(&e->frame_body);
 		free(e);
 	}
+	node_session_pump(s);
 }
 
 struct node_consumer *node_consumer_new(uint64_t corr, const char *queue,
@@ -164,15 +166,13 @@ static int pack_delivery(const Raftmq__Client__V1__Delivery *m,
 	return 0;
 }
 
-void node_on_delivery(void *data, const struct q_delivery *d)
+/* Writes d to s now: to its consumer, its waiting fetch, or the early list
+ * when the consumer's ATTACH result is not written yet. */
+static void deliver_now(struct node_server *srv, struct node_session *s,
+			const struct q_delivery *d)
 {
-	struct node_server *srv = data;
-	struct node_session *s = session_of(srv, d->session);
 	struct node_consumer *c;
 	Raftmq__Client__V1__Delivery m;
-	if (s == NULL) {
-		return; /* not ours: a follower, or the client has gone */
-	}
 	if (node_delivery_msg(srv, &m, d) != 0) {
 		return;
 	}
@@ -231,9 +231,143 @@ void node_on_delivery(void *data, const struct q_delivery *d)
 			return;
 		}
 		e->consumer = d->consumer;
+		s->early_bytes += e->frame_body.len;
 		for (pp = &s->early; *pp != NULL; pp = &(*pp)->next) {
 		}
 		*pp = e;
+	}
+}
+
+/* ------------------------------------------------------------- deferred
+ *
+ * Apply can hand a consumer hundreds of messages at once (prefetch 500 of
+ * 64 KiB each is 32 MiB): reading and encoding them all in that loop
+ * iteration stalled the leader for over a second, longer than the election
+ * timeout, and it lost the leadership. So once a session has
+ * NODE_OUT_WINDOW bytes unsent, further deliveries are kept as small
+ * records (consumer, tag, delivery count) and written as its socket drains
+ * (node_session_pump from write_cb). A record is written only if the
+ * consumer still holds that delivery (q_state_delivery): one that timed
+ * out, was purged or whose consumer went meanwhile is dropped, never sent
+ * twice. */
+
+/* Records past which a session's stale ones are dropped, and if they were
+ * all live, the session is closed: a consumer without a prefetch limit
+ * that never reads must not grow the node's memory without bound (its
+ * messages go back to the queue, as for the output limit). 24 MiB. */
+#define DEFER_MAX (1u << 20)
+
+static size_t out_window(const struct node_server *srv)
+{
+	size_t w = srv->cfg.max_client_output_bytes / 2;
+	return w < NODE_OUT_WINDOW ? w : NODE_OUT_WINDOW;
+}
+
+static bool deferred_live(struct node_server *srv,
+			  const struct node_deferred *r)
+{
+	struct q_delivery d;
+	return q_state_delivery(cons_state(srv->cons), r->consumer, r->seq,
+				r->deliveries, &d) == 0;
+}
+
+/* Drops the records the consumers no longer hold; 0 when room is left. */
+static int deferred_compact(struct node_server *srv, struct node_session *s)
+{
+	size_t i, n = 0;
+	for (i = s->def_head; i < s->def_len; i++) {
+		if (deferred_live(srv, &s->def[i])) {
+			s->def[n++] = s->def[i];
+		}
+	}
+	s->def_head = 0;
+	s->def_len = n;
+	return n < DEFER_MAX / 2 ? 0 : -1;
+}
+
+static int defer(struct node_server *srv, struct node_session *s,
+		 const struct q_delivery *d)
+{
+	struct node_deferred *r;
+	if (s->def_len - s->def_head >= DEFER_MAX &&
+	    deferred_compact(srv, s) != 0) {
+		NODE_WARN(
+			"session %llu (%s): %zu deliveries waiting for the "
+			"client to read; closing the connection of a "
+			"client that does not read",
+			(unsigned long long)s->id, s->peer,
+			s->def_len - s->def_head);
+		node_session_close(s);
+		return 0;
+	}
+	if (s->def_len == s->def_cap) {
+		size_t live = s->def_len - s->def_head;
+		if (s->def_head > 0 && live <= s->def_cap / 2) {
+			memmove(s->def, s->def + s->def_head,
+				live * sizeof *s->def);
+		} else {
+			size_t cap = s->def_cap ? s->def_cap * 2 : 64;
+			void *p = realloc(s->def, cap * sizeof *s->def);
+			if (p == NULL) {
+				return -1; /* written now instead */
+			}
+			s->def = p;
+			s->def_cap = cap;
+			memmove(s->def, s->def + s->def_head,
+				live * sizeof *s->def);
+		}
+		s->def_head = 0;
+		s->def_len = live;
+	}
+	r = &s->def[s->def_len++];
+	r->consumer = d->consumer;
+	r->seq = d->seq;
+	r->deliveries = d->delivery_count;
+	srv->deliveries_deferred++;
+	return 0;
+}
+
+void node_on_delivery(void *data, const struct q_delivery *d)
+{
+	struct node_server *srv = data;
+	struct node_session *s = session_of(srv, d->session);
+	if (s == NULL) {
+		return; /* not ours: a follower, or the client has gone */
+	}
+	if ((s->def_len > s->def_head ||
+	     node_session_unsent(s) >= out_window(srv)) &&
+	    defer(srv, s, d) == 0) {
+		return;
+	}
+	deliver_now(srv, s, d);
+}
+
+void node_session_pump(struct node_session *s)
+{
+	struct node_server *srv = s->srv;
+	size_t window = out_window(srv);
+	if (!srv->leader || s->epoch != srv->epoch) {
+		s->def_head = s->def_len = 0; /* its consumers are gone */
+		return;
+	}
+	while (s->def_len > s->def_head && !s->closing &&
+	       node_session_unsent(s) < window) {
+		const struct node_deferred *r = &s->def[s->def_head];
+		struct q_delivery d;
+		if (q_state_delivery(cons_state(srv->cons), r->consumer, r->seq,
+				     r->deliveries, &d) != 0) {
+			s->def_head++; /* no longer its: not sent */
+			continue;
+		}
+		if (node_session_consumer(s, r->consumer) == NULL) {
+			/* Its ConsumeResult first: node_flush_early pumps. */
+			break;
+		}
+		s->def_head++;
+		deliver_now(srv, s, &d);
+	}
+	if (s->def_head == s->def_len) {
+		s->def_head = s->def_len = 0;
 	}
 }
 

@@ -282,6 +282,10 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_snapshot_fork_seconds_max", "gauge",
 	  "The longest such stall since the node started.", "%.6f",
 	  st.bg_fork_ms_max / 1e3);
+	G("raftmq_loop_stall_seconds_max", "gauge",
+	  "The longest time the node's event loop ran one thing (nothing "
+	  "else, heartbeats included, ran meanwhile) since it started.",
+	  "%.3f", (double)srv->stall_ms_max / 1e3);
 	G("raftmq_snapshot_dump_seconds", "gauge",
 	  "How long the last background dump took (off the loop).", "%.6f",
 	  st.bg_child_ms / 1e3);

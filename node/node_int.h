@@ -102,6 +102,18 @@ struct node_fetch {
 	struct node_fetch *next;
 };
 
+/* A delivery apply made that waits for its session's output to drain. */
+struct node_deferred {
+	q_consumer_id consumer;
+	q_seq seq;	     /* the tag */
+	uint32_t deliveries; /* which delivery of the message it is */
+};
+
+/* Unsent output past which deliveries wait as struct node_deferred (at
+ * most max_client_output_bytes / 2): what one loop iteration encodes for a
+ * session, and enough in flight to keep a loopback socket busy. */
+#define NODE_OUT_WINDOW (4u << 20)
+
 struct node_session {
 	struct node_server *srv;
 	uv_tcp_t tcp;
@@ -120,6 +132,11 @@ struct node_session {
 	bool dirty;	/* has output to flush */
 	struct node_consumer *consumers;
 	struct node_early *early;
+	size_t early_bytes; /* frame bytes in `early` */
+	/* Deliveries not written yet (node_deliver.c, "deferred"): def[head,
+	 * len) in order; owned. */
+	struct node_deferred *def;
+	size_t def_head, def_len, def_cap;
 	struct node_fetch *fetches;
 	/* Idle connections (hello_timeout_ms): closed unless the first
 	 * request (Hello with auth) comes in time; leader watches exempt. */
@@ -164,6 +181,11 @@ struct node_server {
 	uv_idle_t idle;	   /* active while output or a batch waits */
 	uv_timer_t ticker; /* leader: timers due? propose TICK */
 	uint64_t trim_at;  /* next malloc_trim (node_server.c, trim_heap) */
+	/* The ticker's last run (uv_hrtime ns) and the longest gap between
+	 * two runs beyond its period: the loop did nothing else meanwhile
+	 * (node_server.c, watch_stall). */
+	uint64_t tick_ns;
+	uint64_t stall_ms_max;
 	struct node_watch *watch; /* owned; follower: the leader watched */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
@@ -203,6 +225,7 @@ struct node_server {
 	/* Deliveries and peeks whose body this node could not read, and when
 	 * that was last logged (uv_now; node_deliver.c). */
 	uint64_t bodies_unreadable, body_warned_ms;
+	uint64_t deliveries_deferred;	 /* waited for output to drain */
 	uint64_t publishes_refused_disk; /* by the disk alarm */
 	uint64_t publishes_refused_memory;
 	uint64_t batches_proposed, commands_batched;
@@ -282,6 +305,12 @@ void node_session_read_frames(struct node_session *s);
 struct node_session *node_session_find(struct node_server *srv, uint64_t id);
 struct node_consumer *node_session_consumer(struct node_session *s,
 					    q_consumer_id id);
+/* Output made for s and not yet taken by its socket: written, encoded, and
+ * held for its consumers' ATTACH results. */
+static inline size_t node_session_unsent(const struct node_session *s)
+{
+	return s->writing + s->out.len + s->early_bytes;
+}
 
 /* node_codec.c */
 /* Checks every string field of a frame that protobuf-c accepted (wire bytes
@@ -436,6 +465,9 @@ void node_consumer_drop(struct node_session *s, q_consumer_id id);
 /* Sends (or hands to the waiting fetch) the deliveries that arrived for c
  * before its ATTACH result. */
 void node_flush_early(struct node_session *s, struct node_consumer *c);
+/* Writes deferred deliveries while the session's unsent output is under
+ * the window (called as it drains). */
+void node_session_pump(struct node_session *s);
 
 /* node_bodies.c: fetching the message bodies this node lacks from the
  * other members (and serving theirs: node_kind_fetch_bodies). Started by

@@ -438,6 +438,7 @@ static void watch_cb(void *data)
  * of the heap where free() cannot return it; malloc_trim releases those
  * pages. It costs a walk of the free lists, hence not on every tick. */
 #define TRIM_EVERY_MS 5000
+#define TICK_MS 20
 
 static void trim_heap(struct node_server *srv)
 {
@@ -449,6 +450,32 @@ static void trim_heap(struct node_server *srv)
 	malloc_trim(0);
 }
 
+/* A loop that runs nothing for an election timeout loses the leadership
+ * (no heartbeats) or starts an election: say so, with how long, so that
+ * the cause can be found (a warning from 200 ms: a fifth of the default
+ * election timeout). */
+#define STALL_WARN_MS 200
+
+static void watch_stall(struct node_server *srv)
+{
+	uint64_t now = uv_hrtime();
+	uint64_t gap_ms;
+	if (srv->tick_ns != 0 && now > srv->tick_ns) {
+		gap_ms = (now - srv->tick_ns) / 1000000;
+		gap_ms = gap_ms > TICK_MS ? gap_ms - TICK_MS : 0;
+		if (gap_ms > srv->stall_ms_max) {
+			srv->stall_ms_max = gap_ms;
+		}
+		if (gap_ms >= STALL_WARN_MS) {
+			NODE_WARN(
+				"the node's loop was blocked for %llu ms "
+				"(heartbeats and clients waited)",
+				(unsigned long long)gap_ms);
+		}
+	}
+	srv->tick_ns = now;
+}
+
 /* Leader only: propose a TICK when a timer (ack deadline, delay, TTL) is
  * due by the leader's clock. One tick in flight at a time. */
 static void ticker_cb(uv_timer_t *t)
@@ -456,6 +483,7 @@ static void ticker_cb(uv_timer_t *t)
 	struct node_server *srv = t->data;
 	struct q_cmd *cmd;
 	struct node_req *r;
+	watch_stall(srv);
 	trim_heap(srv);
 	if (srv->leader && !srv->leader_ready && !srv->stopping) {
 		start_barrier(srv); /* the first one failed */
@@ -645,7 +673,7 @@ int node_server_init(struct node_server *srv, uv_loop_t *loop,
 	if (node_bodies_start(srv, err, errlen) != 0) {
 		return -1;
 	}
-	uv_timer_start(&srv->ticker, ticker_cb, 20, 20);
+	uv_timer_start(&srv->ticker, ticker_cb, TICK_MS, TICK_MS);
 	uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&srv->sigint, signal_cb, SIGINT);
 	if (cfg->http_address[0] != '\0' &&

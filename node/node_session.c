@@ -79,6 +79,7 @@ static void session_free(struct node_session *s)
 		node_buf_free(&e->frame_body);
 		free(e);
 	}
+	free(s->def);
 	free(s->in);
 	node_buf_free(&s->out);
 	node_tls_free(s->tls);
@@ -278,8 +279,10 @@ static void write_cb(uv_write_t *req, int status)
 		NODE_DEBUG("session %llu: write failed: %s",
 			   (unsigned long long)s->id, uv_strerror(status));
 		node_session_close(s);
-	} else if (!s->closing && !s->reading &&
-		   s->writing <= s->srv->cfg.max_client_output_bytes / 2) {
+	}
+	node_session_pump(s);
+	if (!s->closing && !s->reading &&
+	    s->writing <= s->srv->cfg.max_client_output_bytes / 2) {
 		start_reading(s); /* caught up: listen again */
 	}
 	node_session_unref(s);

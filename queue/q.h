@@ -577,6 +577,21 @@ int q_state_peek(const struct q_state *s, const char *name, q_seq from,
 		 size_t max, unsigned flags,
 		 int (*cb)(void *data, const struct q_peeked *m), void *data);
 
+/*
+ * Describes the message that consumer `consumer` holds under tag `seq`, as
+ * its delivery was reported (struct q_delivery, pointers borrowed from the
+ * state until the next apply), if it still holds it and it was delivered
+ * `deliveries` times (a message taken back and given to the same consumer
+ * again is a new delivery under the same tag). For a node that sends a
+ * delivery some time after apply made it: one the consumer no longer holds
+ * (acked by nobody it was sent to, but timed out, purged, or the consumer
+ * gone) is not sent. A pure read.
+ *
+ * Returns 0 or Q_ENOTFOUND.
+ */
+int q_state_delivery(const struct q_state *s, q_consumer_id consumer, q_seq seq,
+		     uint32_t deliveries, struct q_delivery *d);
+
 struct q_consumer_info {
 	q_consumer_id id;
 	const char *queue; /* borrowed */

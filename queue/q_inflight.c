@@ -92,6 +92,23 @@ void q__delivery_fill(const struct q_state *s, const struct q_msg *m,
 	}
 }
 
+int q_state_delivery(const struct q_state *s, q_consumer_id consumer, q_seq seq,
+		     uint32_t deliveries, struct q_delivery *d)
+{
+	const struct q_consumer *c = q__consumer_find(s, consumer);
+	const struct q_msg *m;
+	if (c == NULL) {
+		return Q_ENOTFOUND;
+	}
+	m = q__unacked_find(c->queue, seq);
+	if (m == NULL || q__msg_consumer(m) != c ||
+	    q__msg_deliveries(m) != deliveries) {
+		return Q_ENOTFOUND;
+	}
+	q__delivery_fill(s, m, d);
+	return 0;
+}
+
 void q__deliver(struct q_state *s, struct q_consumer *c, struct q_msg *m)
 {
 	struct q_queue *q = c->queue;

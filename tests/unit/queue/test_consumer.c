@@ -877,3 +877,48 @@ Test(consumer_cursor, freed_room_goes_round_robin)
 	cr_assert_eq(h_rec_last(&H.rec)->seq, 4);
 	h_check(H.s);
 }
+
+/* q_state_delivery(): what a node that writes a delivery later checks. */
+TestSuite(consumer_lookup, .init = h_setup, .fini = h_teardown);
+
+Test(consumer_lookup, names_only_what_the_consumer_still_holds)
+{
+	q_consumer_id a, b;
+	struct q_delivery d;
+
+	make_queue("q", 0, NULL);
+	a = h_attach(H.s, "q", 0, 1);
+	h_publish(H.s, "q", NULL, "x", 2);
+	delivery_is(0, 1, 1);
+	cr_assert_eq(q_state_delivery(H.s, a, 1, 1, &d), 0);
+	cr_assert_eq(d.consumer, a);
+	cr_assert_eq(d.seq, 1);
+	cr_assert_eq(d.delivery_count, 1);
+	cr_assert_eq(d.body_len, 1);
+	cr_assert_str_eq(d.queue, "q");
+	cr_assert_eq(q_state_delivery(H.s, a, 1, 2, &d), Q_ENOTFOUND);
+	cr_assert_eq(q_state_delivery(H.s, a, 2, 1, &d), Q_ENOTFOUND);
+	cr_assert_eq(q_state_delivery(H.s, a + 100, 1, 1, &d), Q_ENOTFOUND);
+
+	/* Taken back and given to the same consumer again: a new delivery
+	 * under the same tag; the first is no longer to be sent. */
+	cr_assert_eq(h_release1(H.s, a, 1, 3).status, Q_OK);
+	delivery_is(1, 1, 2);
+	cr_assert_eq(q_state_delivery(H.s, a, 1, 1, &d), Q_ENOTFOUND);
+	cr_assert_eq(q_state_delivery(H.s, a, 1, 2, &d), 0);
+
+	/* Another consumer of the queue does not hold it. */
+	b = h_attach(H.s, "q", 0, 4);
+	cr_assert_eq(q_state_delivery(H.s, b, 1, 2, &d), Q_ENOTFOUND);
+
+	cr_assert_eq(h_ack1(H.s, a, 1, 5).status, Q_OK);
+	cr_assert_eq(q_state_delivery(H.s, a, 1, 2, &d), Q_ENOTFOUND);
+
+	h_publish(H.s, "q", NULL, "y", 6); /* seq 2, to a or b */
+	cr_assert_eq(H.rec.n_d, 3);
+	cr_assert_eq(q_state_delivery(H.s, H.rec.d[2].consumer, 2, 1, &d), 0);
+	h_detach(H.s, H.rec.d[2].consumer, 7);
+	cr_assert_eq(q_state_delivery(H.s, H.rec.d[2].consumer, 2, 1, &d),
+		     Q_ENOTFOUND);
+	h_check(H.s);
+}
