@@ -139,12 +139,22 @@ bool cons__bodies_pending(const struct cons_bodies *b)
 	return b->n_pending > 0;
 }
 
+/* Bytes pending_flush() writes per call: the disk that came back may hold
+ * gigabytes of bodies waiting, and the loop must keep its heartbeats. */
+#define PENDING_FLUSH_BYTES (4u << 20)
+
 /* Puts what waits in memory into the store, in key order, until it refuses
- * again. */
-static void pending_flush(struct cons_bodies *b)
+ * again or PENDING_FLUSH_BYTES are written. True when it stopped for the
+ * budget only (call again soon). */
+static bool pending_flush(struct cons_bodies *b)
 {
-	size_t done = 0;
+	size_t done = 0, bytes = 0;
+	bool more = false;
 	while (done < b->n_pending) {
+		if (bytes >= PENDING_FLUSH_BYTES) {
+			more = true;
+			break;
+		}
 		struct cons_pending_body *p = &b->pending[done];
 		int rv = store_put(b->store, p->key, p->bytes, p->id_len,
 				   p->bytes + p->id_len, p->len, NULL);
@@ -162,6 +172,7 @@ static void pending_flush(struct cons_bodies *b)
 			break;
 		}
 		b->pending_bytes -= p->id_len + p->len;
+		bytes += p->id_len + p->len;
 		free(p->bytes);
 		done++;
 	}
@@ -176,6 +187,7 @@ static void pending_flush(struct cons_bodies *b)
 				"body kept in memory is on disk again\n");
 		}
 	}
+	return more;
 }
 
 /* ------------------------------------------------ one write per entry
@@ -450,7 +462,9 @@ void cons__bodies_poll(struct cons_bodies *b, uint64_t takes_done,
 	}
 	if (b->n_pending > 0 && now_ms >= b->pending_retry_ms) {
 		b->pending_retry_ms = now_ms + PENDING_RETRY_MS;
-		pending_flush(b);
+		if (pending_flush(b)) {
+			b->pending_retry_ms = now_ms; /* the rest next time */
+		}
 	}
 	if (b->pending_takes != 0 && takes_done >= b->pending_takes) {
 		/* raft has written the snapshot taken at pending_mark (the

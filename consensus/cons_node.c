@@ -524,15 +524,15 @@ static void idle_barrier_cb(struct raft_barrier *req, int status)
 }
 
 /* A leader whose store lacks bodies (it installed a snapshot and has not
- * fetched them all yet) cannot deliver those messages, and one whose store
- * has no disk space keeps bodies in memory: it hands the leadership to
- * another voter (libraft picks the one most up to date). At most every
- * MISSING_TRANSFER_MS (FULL_TRANSFER_MS for a full disk), so that nodes
- * that all lack bodies or space do not pass the leadership around faster
- * than that; a cluster in which every voter lacks a body still serves
- * everything else. */
+ * fetched them all yet) cannot deliver those messages: it hands the
+ * leadership to another voter (libraft picks the one most up to date). At
+ * most every MISSING_TRANSFER_MS, so that nodes that all lack bodies do not
+ * pass the leadership around faster than that; a cluster in which every
+ * voter lacks a body still serves everything else. A leader whose disk is
+ * full keeps it: the bodies waiting in memory for space are served from
+ * there (with every disk full, leaders passed the leadership around every
+ * few seconds and cut their consumers). */
 #define MISSING_TRANSFER_MS 30000
-#define FULL_TRANSFER_MS 5000
 
 static void missing_transfer_cb(struct raft_transfer *req)
 {
@@ -542,41 +542,25 @@ static void missing_transfer_cb(struct raft_transfer *req)
 
 static void transfer_if_missing(struct cons *c, uint64_t now)
 {
-	uint64_t missing, waiting;
+	uint64_t missing;
 	if (c->missing_transfer_pending || now < c->missing_transfer_at ||
 	    c->raft.configuration.n < 2) {
 		return;
 	}
 	missing = cons_bodies_missing(c);
-	/* Bodies waiting in memory for disk space are served from memory:
-	 * no reason to hand on (with every disk full, leaders passed the
-	 * leadership around every few seconds and cut their consumers). */
-	waiting = 0;
 	if (missing == 0) {
 		return;
 	}
-	c->missing_transfer_at =
-		now + (missing > 0 ? MISSING_TRANSFER_MS : FULL_TRANSFER_MS);
+	c->missing_transfer_at = now + MISSING_TRANSFER_MS;
 	c->missing_transfer.data = c;
 	if (raft_transfer(&c->raft, &c->missing_transfer, 0,
 			  missing_transfer_cb) == 0) {
 		c->missing_transfer_pending = true;
-		if (missing > 0) {
-			fprintf(stderr,
-				"raftmqd: node %llu leads but lacks %llu "
-				"message bodies (not fetched yet): handing "
-				"the leadership to another voter\n",
-				(unsigned long long)c->id,
-				(unsigned long long)missing);
-		} else {
-			fprintf(stderr,
-				"raftmqd: node %llu leads but its body store "
-				"has no disk space (%llu bodies wait in "
-				"memory): handing the leadership to another "
-				"voter\n",
-				(unsigned long long)c->id,
-				(unsigned long long)waiting);
-		}
+		fprintf(stderr,
+			"raftmqd: node %llu leads but lacks %llu message "
+			"bodies (not fetched yet): handing the leadership to "
+			"another voter\n",
+			(unsigned long long)c->id, (unsigned long long)missing);
 	}
 }
 

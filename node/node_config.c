@@ -217,6 +217,11 @@ static const struct opt opts[] = {
 	 "included, is closed and counted in "
 	 "raftmq_connections_idle_closed_total. The followers' leader-watch "
 	 "connections are exempt. 0: never."},
+	{"limits", "client_write_timeout_ms", OPT_UINT,
+	 FIELD(client_write_timeout_ms), 0, 3600000, false, "10000", "MS", "ms",
+	 "A consumer's connection whose socket has taken no byte for this "
+	 "long while deliveries wait for it (a consumer that does not read) "
+	 "is closed; its unacked messages return to the queue. 0: never."},
 	{"limits", "max_client_output_bytes", OPT_SIZE,
 	 FIELD(max_client_output_bytes), 64 * KIB, 4 * GIB, false, "16M",
 	 "SIZE", NULL,
@@ -224,9 +229,8 @@ static const struct opt opts[] = {
 	 "disconnect one whose unsent output reaches twice this, so a slow "
 	 "reader cannot make the node buffer without bound. Deliveries past "
 	 "half of this (4 MiB at most) of unsent output wait as small "
-	 "records and are encoded as the socket drains; a consumer that "
-	 "leaves over a million unread is disconnected (its unacked messages "
-	 "return to the queue)."},
+	 "records and are encoded as the socket drains (see "
+	 "client_write_timeout_ms for a consumer that does not read)."},
 
 	{"batching", "max_batch_commands", OPT_UINT, FIELD(max_batch_commands),
 	 1, 1048576, false, "4096", "N", "commands",

@@ -110,6 +110,10 @@ struct node_config {
 	uint64_t max_client_output_bytes; /* stop reading a client whose
 					     unsent output exceeds this;
 					     default 16 MiB */
+	unsigned client_write_timeout_ms; /* close a session whose socket
+					     took nothing this long while
+					     deliveries wait; default 10000;
+					     0 = never */
 
 	/* [batching] */
 	unsigned max_batch_commands; /* commands per log entry; default 4096 */

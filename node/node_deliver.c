@@ -249,13 +249,13 @@ static void deliver_now(struct node_server *srv, struct node_session *s,
  * (node_session_pump from write_cb). A record is written only if the
  * consumer still holds that delivery (q_state_delivery): one that timed
  * out, was purged or whose consumer went meanwhile is dropped, never sent
- * twice. */
-
-/* Records past which a session's stale ones are dropped, and if they were
- * all live, the session is closed: a consumer without a prefetch limit
- * that never reads must not grow the node's memory without bound (its
- * messages go back to the queue, as for the output limit). 24 MiB. */
-#define DEFER_MAX (1u << 20)
+ * twice.
+ *
+ * A consumer that does not read: its records are bounded by its prefetch
+ * (65536 at most) and hold no body, but its messages would stay with it
+ * until their ack deadline, or for ever. As NATS's write_deadline: once its
+ * socket has taken no byte for client_write_timeout_ms while deliveries
+ * wait, the connection is closed and its messages go back to the queue. */
 
 static size_t out_window(const struct node_server *srv)
 {
@@ -263,43 +263,10 @@ static size_t out_window(const struct node_server *srv)
 	return w < NODE_OUT_WINDOW ? w : NODE_OUT_WINDOW;
 }
 
-static bool deferred_live(struct node_server *srv,
-			  const struct node_deferred *r)
-{
-	struct q_delivery d;
-	return q_state_delivery(cons_state(srv->cons), r->consumer, r->seq,
-				r->deliveries, &d) == 0;
-}
-
-/* Drops the records the consumers no longer hold; 0 when room is left. */
-static int deferred_compact(struct node_server *srv, struct node_session *s)
-{
-	size_t i, n = 0;
-	for (i = s->def_head; i < s->def_len; i++) {
-		if (deferred_live(srv, &s->def[i])) {
-			s->def[n++] = s->def[i];
-		}
-	}
-	s->def_head = 0;
-	s->def_len = n;
-	return n < DEFER_MAX / 2 ? 0 : -1;
-}
-
 static int defer(struct node_server *srv, struct node_session *s,
 		 const struct q_delivery *d)
 {
 	struct node_deferred *r;
-	if (s->def_len - s->def_head >= DEFER_MAX &&
-	    deferred_compact(srv, s) != 0) {
-		NODE_WARN(
-			"session %llu (%s): %zu deliveries waiting for the "
-			"client to read; closing the connection of a "
-			"client that does not read",
-			(unsigned long long)s->id, s->peer,
-			s->def_len - s->def_head);
-		node_session_close(s);
-		return 0;
-	}
 	if (s->def_len == s->def_cap) {
 		size_t live = s->def_len - s->def_head;
 		if (s->def_head > 0 && live <= s->def_cap / 2) {
@@ -386,4 +353,42 @@ void node_on_consumer_gone(void *data, const struct q_consumer_gone *g)
 	m.message = (char *)"the queue was deleted";
 	node_reply(s, c->corr, BODY(CONSUMER_GONE), &m);
 	node_consumer_drop(s, g->consumer);
+}
+
+void node_deferred_check(struct node_server *srv, uint64_t now_ms)
+{
+	struct node_session *s, *next;
+	uint64_t limit = srv->cfg.client_write_timeout_ms;
+	for (s = srv->sessions.next; s != &srv->sessions; s = next) {
+		uint64_t sent;
+		next = s->next;
+		if (s->closing || s->def_len == s->def_head) {
+			continue;
+		}
+		node_session_pump(s);
+		if (s->def_len == s->def_head) {
+			continue;
+		}
+		/* What the kernel has taken: completed writes, and the part
+		 * of those in flight that libuv no longer queues. */
+		sent = s->written + s->writing -
+		       uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+		if (sent != s->stuck_sent || s->stuck_ms == 0) {
+			s->stuck_sent = sent;
+			s->stuck_ms = now_ms;
+			continue;
+		}
+		if (limit != 0 && now_ms - s->stuck_ms >= limit) {
+			NODE_WARN(
+				"session %llu (%s): its socket took nothing "
+				"for %llu ms while %zu deliveries wait "
+				"(client_write_timeout_ms); closing the "
+				"connection of a consumer that does not "
+				"read (its messages return to the queue)",
+				(unsigned long long)s->id, s->peer,
+				(unsigned long long)(now_ms - s->stuck_ms),
+				s->def_len - s->def_head);
+			node_session_close(s);
+		}
+	}
 }

@@ -332,6 +332,10 @@ static void metrics(struct node_server *srv, struct out *o)
 	  "Message bodies the state refers to that this node's store lacks "
 	  "(after a snapshot install; fetched from the other members).",
 	  "%llu", (unsigned long long)bs.missing);
+	G("raftmq_store_waiting_bodies", "gauge",
+	  "Message bodies kept in memory because the body store's disk is "
+	  "full (written once space returns; 0 normally).",
+	  "%llu", (unsigned long long)cons_bodies_waiting(srv->cons));
 	G("raftmq_store_fetched_bodies_total", "counter",
 	  "Missing message bodies fetched from other members and stored.",
 	  "%llu", (unsigned long long)fetched);
@@ -388,6 +392,10 @@ static void metrics(struct node_server *srv, struct out *o)
 	G("raftmq_client_bytes_out_total", "counter",
 	  "Bytes written to clients.", "%llu",
 	  (unsigned long long)srv->bytes_out);
+	G("raftmq_deliveries_deferred_total", "counter",
+	  "Deliveries that waited for their consumer's connection to drain "
+	  "before being encoded (its unsent output was over the window).",
+	  "%llu", (unsigned long long)srv->deliveries_deferred);
 #undef G
 	put(o,
 	    "# HELP raftmq_publish_confirm_seconds Time from receiving a "

@@ -137,6 +137,11 @@ struct node_session {
 	 * len) in order; owned. */
 	struct node_deferred *def;
 	size_t def_head, def_len, def_cap;
+	/* Bytes its writes have completed, and (node_deliver.c) the bytes
+	 * the socket had taken when deferred deliveries were last seen
+	 * waiting, and since when it has taken no more. */
+	uint64_t written;
+	uint64_t stuck_sent, stuck_ms;
 	struct node_fetch *fetches;
 	/* Idle connections (hello_timeout_ms): closed unless the first
 	 * request (Hello with auth) comes in time; leader watches exempt. */
@@ -186,7 +191,8 @@ struct node_server {
 	 * (node_server.c, watch_stall). */
 	uint64_t tick_ns;
 	uint64_t stall_ms_max;
-	struct node_watch *watch; /* owned; follower: the leader watched */
+	uint64_t deferred_check_ms; /* next node_deferred_check() */
+	struct node_watch *watch;   /* owned; follower: the leader watched */
 	uv_signal_t sigterm, sigint;
 	struct node_http *http;
 	struct node_bodies *bodies; /* owned; NULL when not started */
@@ -468,6 +474,9 @@ void node_flush_early(struct node_session *s, struct node_consumer *c);
 /* Writes deferred deliveries while the session's unsent output is under
  * the window (called as it drains). */
 void node_session_pump(struct node_session *s);
+/* Once a second (the ticker): pumps the sessions with deferred deliveries
+ * and closes those whose socket took nothing for client_write_timeout_ms. */
+void node_deferred_check(struct node_server *srv, uint64_t now_ms);
 
 /* node_bodies.c: fetching the message bodies this node lacks from the
  * other members (and serving theirs: node_kind_fetch_bodies). Started by

@@ -483,8 +483,13 @@ static void ticker_cb(uv_timer_t *t)
 	struct node_server *srv = t->data;
 	struct q_cmd *cmd;
 	struct node_req *r;
+	uint64_t now = uv_now(srv->loop);
 	watch_stall(srv);
 	trim_heap(srv);
+	if (now >= srv->deferred_check_ms) {
+		srv->deferred_check_ms = now + 1000;
+		node_deferred_check(srv, now);
+	}
 	if (srv->leader && !srv->leader_ready && !srv->stopping) {
 		start_barrier(srv); /* the first one failed */
 	}

@@ -273,6 +273,7 @@ static void write_cb(uv_write_t *req, int status)
 	struct write_req *w = req->data;
 	struct node_session *s = w->s;
 	s->writing -= w->buf.len;
+	s->written += w->buf.len;
 	node_buf_free(&w->buf);
 	free(w);
 	if (status != 0 && !s->closing) {

@@ -352,6 +352,7 @@ def test_a_burst_of_big_deliveries_keeps_the_leader(cluster):
         stall = metric(lead, "raftmq_loop_stall_seconds_max")
         print("leader's longest loop stall %.3f s" % stall)
         assert stall < 0.5, "the leader's loop was blocked %.3f s" % stall
+        assert metric(lead, "raftmq_deliveries_deferred_total") > 0
         c.cancel(cid)
 
 

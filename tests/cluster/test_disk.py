@@ -11,6 +11,8 @@ Scenarios:
   with RESOURCE_LIMIT "not enough disk space" (no hang, no crash), reads keep
   working, every node stays live. After `mount -o remount,size=` makes
   room, publishes work again within libraft's disk retry period (5 s);
+  the bodies kept in memory meanwhile reach the disk
+  (raftmq_store_waiting_bodies back to 0);
   the refused ones, retried with the same msg_id, are stored once; every
   confirmed message is there exactly once and the replicas converge.
 - Full disk on one node (a follower, or the leader): a filler file takes
@@ -220,9 +222,20 @@ def test_disk_full_on_every_node(mounts, make_cluster):
         c.publish("q", b"after", msg_id=b"after%d" % i)
         confirmed.append(b"after%d" % i)
     caught_up(cluster)
+    # The bodies that waited in memory reach the disk (4 MiB per loop
+    # iteration, so that the leader keeps its heartbeats).
+    wait_for(lambda: all(waiting(n) == 0 for n in cluster.nodes), 30,
+             "the bodies kept in memory to reach the disk")
     got = consume_all(c, "q", len(confirmed))
     assert_exactly(got, confirmed)
     assert not cluster.crashes()
+
+
+def waiting(node):
+    for line in node.http("/metrics")[1].splitlines():
+        if line.startswith("raftmq_store_waiting_bodies "):
+            return int(line.split()[1])
+    raise AssertionError("raftmq_store_waiting_bodies not in /metrics")
 
 
 @pytest.mark.parametrize("which", ["follower", "leader"])

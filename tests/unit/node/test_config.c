@@ -136,6 +136,7 @@ Test(config, defaults)
 	cr_assert_eq(cfg.max_message_bytes, 4 * MIB);
 	cr_assert_eq(cfg.max_connections, 10000);
 	cr_assert_eq(cfg.max_client_output_bytes, 16 * MIB);
+	cr_assert_eq(cfg.client_write_timeout_ms, 10000);
 	cr_assert_eq(cfg.max_batch_commands, 4096);
 	cr_assert_eq(cfg.max_batch_bytes, 1 * MIB);
 	cr_assert_eq(cfg.max_inflight_batches, 16);
@@ -581,7 +582,7 @@ Test(config, help_lists_every_key)
 			cr_assert_not_null(strstr(line, want), "%s", line);
 		}
 	}
-	cr_assert_eq(n, 32); /* the keys of struct node_config (not users) */
+	cr_assert_eq(n, 33); /* the keys of struct node_config (not users) */
 	for (const char *l = out; *l != '\0';) {
 		size_t len = strcspn(l, "\n");
 		cr_assert_leq(len, 80, "wide line: %.*s", (int)len, l);
