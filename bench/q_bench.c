@@ -13,14 +13,22 @@
  *    dedup ids (all inside the dedup window, so every id is kept), and
  *    1 KiB bodies in a body store (struct q_bodies): a fake one that keeps
  *    nothing and answers every put at once, so that only the state's own
- *    memory and work are measured.
- * 3. Snapshot: times q_state_dump_buf() and q_state_load() of each state,
- *    and checks that dump(load(dump)) gives the same bytes.
+ *    memory and work are measured; and 1 KiB bodies in that store with
+ *    16-byte dedup ids.
+ * 3. Snapshot: times q_state_dump_buf() and q_state_load() of each state
+ *    (wall clock and the process's CPU time), and checks that
+ *    dump(load(dump)) gives the same bytes.
+ *
+ * --store-only runs only the two body-store states (dump format 2, what a
+ * node's snapshot is), skipping the cycles and the in-memory states: with
+ * --count 10000000 it measures the load of a node restarted at 10 M
+ * messages. --queues K spreads the publishes over K queues (round robin).
  *
  * The clock here is only for measuring (bench/ is not queue/): the commands
  * carry a fixed now_ms, so no timer fires during the run.
  *
- * Usage: q_bench [--seconds S] [--runs R] [--count N] [--json]
+ * Usage: q_bench [--seconds S] [--runs R] [--count N] [--queues K]
+ *                [--store-only] [--json]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +53,9 @@
 struct opts {
 	double seconds; /* per run */
 	int runs;
-	uint64_t count; /* messages for the memory test */
+	uint64_t count;	 /* messages for the memory test */
+	uint64_t queues; /* the memory test's messages spread over these */
+	bool store_only; /* only the body-store states, no cycles */
 	bool json;
 };
 
@@ -65,11 +75,12 @@ struct mem_result {
 	double state_overhead;
 	double publish_per_s; /* of the fill */
 	uint64_t dump_bytes;
-	double dump_s, load_s;
+	double dump_s, load_s;	       /* wall clock */
+	double dump_cpu_s, load_cpu_s; /* CPU time of the process */
 	bool roundtrip_identical;
 };
 
-#define N_MEM 3
+#define N_MEM 4
 
 /* Delivered tags not yet acked, filled by the sink. */
 struct pending {
@@ -82,6 +93,15 @@ static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time: on a machine shared with other work it moves less than the wall
+ * clock (the two are equal when the process has a core to itself). */
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -294,10 +314,32 @@ static void fake_drop(void *data, q_seq key)
 static const struct q_bodies fake_bodies = {NULL, fake_put, fake_drop,
 					    fake_drop};
 
+/* Creates queues mem1 .. memK-1 besides "mem" (which names queue 0). */
+static void add_queues(struct q_state *s, uint64_t k, char names[][24])
+{
+	struct q_cmd cmd;
+	struct q_result res;
+	uint64_t i;
+
+	snprintf(names[0], 24, "mem");
+	for (i = 1; i < k; i++) {
+		snprintf(names[i], 24, "mem%" PRIu64, i);
+		memset(&cmd, 0, sizeof cmd);
+		cmd.type = Q_CMD_CREATE_QUEUE;
+		cmd.now_ms = NOW_MS;
+		cmd.u.queue.name = names[i];
+		q_settings_default(&cmd.u.queue.settings);
+		apply_ok(s, &cmd, &res, "create queue");
+	}
+}
+
+#define MAX_QUEUES 64
+
 static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 				   bool store)
 {
 	static const char body[STORE_BODY_SIZE] = {0};
+	static char names[MAX_QUEUES][24];
 	struct mem_result r = {.with_ids = with_ids, .store = store};
 	struct q_options qo = {.bodies = store ? &fake_bodies : NULL};
 	struct q_state *s = new_state_with_queue("mem", &qo);
@@ -310,7 +352,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	size_t before, after;
 	void *buf;
 	size_t len;
-	double t;
+	double t, c;
 	uint64_t i;
 	int rv;
 
@@ -321,6 +363,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	pub.u.publish.body = body;
 	r.body_size = store ? STORE_BODY_SIZE : BODY_SIZE;
 	pub.u.publish.body_len = r.body_size;
+	add_queues(s, o->queues, names);
 
 	q_state_totals(s, &before_t);
 	before = heap_used();
@@ -331,6 +374,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 			pub.u.publish.msg_id = id;
 			pub.u.publish.msg_id_len = ID_SIZE;
 		}
+		pub.u.publish.queue = names[i % o->queues];
 		apply_ok(s, &pub, &res, "publish");
 		if (res.duplicate) {
 			fprintf(stderr, "q_bench: unexpected duplicate\n");
@@ -349,7 +393,9 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	r.state_overhead = r.state_per_msg - (store ? 0 : (double)BODY_SIZE);
 
 	t = now_s();
+	c = cpu_s();
 	rv = q_state_dump_buf(s, &buf, &len);
+	r.dump_cpu_s = cpu_s() - c;
 	r.dump_s = now_s() - t;
 	if (rv != 0) {
 		die("q_state_dump_buf", rv);
@@ -362,7 +408,9 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 		die("q_state_new", Q_ENOMEM);
 	}
 	t = now_s();
+	c = cpu_s();
 	rv = q_state_load(s2, buf, len);
+	r.load_cpu_s = cpu_s() - c;
 	r.load_s = now_s() - t;
 	if (rv != 0) {
 		die("q_state_load", rv);
@@ -380,14 +428,19 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: q_bench [--seconds S] [--runs R] [--count N] [--json]\n"
-		"  --seconds S  length of each throughput run (default 1)\n"
-		"  --runs R     throughput runs per mode, median reported "
+		"usage: q_bench [--seconds S] [--runs R] [--count N] "
+		"[--queues K] [--store-only] [--json]\n"
+		"  --seconds S   length of each throughput run (default 1)\n"
+		"  --runs R      throughput runs per mode, median reported "
 		"(default 5, max %d)\n"
-		"  --count N    messages stored for the memory test "
+		"  --count N     messages stored for the memory test "
 		"(default 1000000)\n"
-		"  --json       print one JSON object instead of text\n",
-		MAX_RUNS);
+		"  --queues K    spread them over K queues (default 1, max "
+		"%d)\n"
+		"  --store-only  only the body-store states (dump format 2), "
+		"no cycles\n"
+		"  --json        print one JSON object instead of text\n",
+		MAX_RUNS, MAX_QUEUES);
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -416,6 +469,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->json = true;
 			continue;
 		}
+		if (strcmp(a, "--store-only") == 0) {
+			o->store_only = true;
+			continue;
+		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			exit(0);
@@ -438,6 +495,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
 				goto bad;
 			}
 			o->count = n;
+		} else if (strcmp(a, "--queues") == 0) {
+			if (!parse_u64(v, &n) || n == 0 || n > MAX_QUEUES) {
+				goto bad;
+			}
+			o->queues = n;
 		} else {
 			goto bad;
 		}
@@ -458,9 +520,16 @@ static double mb_per_s(uint64_t bytes, double s)
 static const char *mem_what(const struct mem_result *m)
 {
 	if (m->store) {
-		return "bodies in a body store, no msg ids";
+		return m->with_ids ? "bodies in a body store, 16 B dedup ids"
+				   : "bodies in a body store, no msg ids";
 	}
 	return m->with_ids ? "16 B dedup ids" : "no msg ids";
+}
+
+/* The memory runs done: all of them, or the body-store ones. */
+static int mem_first(const struct opts *o)
+{
+	return o->store_only ? 2 : 0;
 }
 
 static void print_text(const struct opts *o, const struct cycle_result *batch,
@@ -468,30 +537,35 @@ static void print_text(const struct opts *o, const struct cycle_result *batch,
 		       const struct mem_result mem[N_MEM])
 {
 	int i;
-	printf("q_bench: %d B bodies, prefetch %d, median of %d runs of "
-	       "%.1f s\n",
-	       BODY_SIZE, PREFETCH, o->runs, o->seconds);
-	printf("cycles (publish+deliver+ack), acks batched by %d: "
-	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
-	       ACK_BATCH, batch->median, 1e9 / batch->median, batch->min,
-	       batch->max);
-	printf("cycles (publish+deliver+ack), one ack per cycle: "
-	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
-	       single->median, 1e9 / single->median, single->min, single->max);
-	for (i = 0; i < N_MEM; i++) {
+	if (!o->store_only) {
+		printf("q_bench: %d B bodies, prefetch %d, median of %d runs "
+		       "of %.1f s\n",
+		       BODY_SIZE, PREFETCH, o->runs, o->seconds);
+		printf("cycles (publish+deliver+ack), acks batched by %d: "
+		       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+		       ACK_BATCH, batch->median, 1e9 / batch->median,
+		       batch->min, batch->max);
+		printf("cycles (publish+deliver+ack), one ack per cycle: "
+		       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+		       single->median, 1e9 / single->median, single->min,
+		       single->max);
+	}
+	for (i = mem_first(o); i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
-		printf("memory, %" PRIu64
-		       " x %zu B, %s: malloc %.1f B/msg "
+		printf("memory, %" PRIu64 " x %zu B in %" PRIu64
+		       " queue(s), %s: malloc %.1f B/msg "
 		       "(overhead %.1f B), state accounting %.1f B/msg "
 		       "(overhead %.1f B); %.0f publishes/s\n",
-		       o->count, m->body_size, mem_what(m), m->malloc_per_msg,
-		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
-		       m->publish_per_s);
-		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s), "
-		       "load %.3f s (%.0f MB/s), dump(load(dump)) %s\n",
+		       o->count, m->body_size, o->queues, mem_what(m),
+		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
+		       m->state_overhead, m->publish_per_s);
+		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s; CPU "
+		       "%.3f s), load %.3f s (%.0f MB/s; CPU %.3f s), "
+		       "dump(load(dump)) %s\n",
 		       mem_what(m), (double)m->dump_bytes / 1e6, m->dump_s,
-		       mb_per_s(m->dump_bytes, m->dump_s), m->load_s,
-		       mb_per_s(m->dump_bytes, m->load_s),
+		       mb_per_s(m->dump_bytes, m->dump_s), m->dump_cpu_s,
+		       m->load_s, mb_per_s(m->dump_bytes, m->load_s),
+		       m->load_cpu_s,
 		       m->roundtrip_identical ? "identical" : "DIFFERS");
 	}
 #if defined(__SANITIZE_ADDRESS__)
@@ -506,13 +580,16 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 {
 	int i;
 	printf("{\"body_size\":%d,\"prefetch\":%d,\"runs\":%d,"
-	       "\"seconds\":%.3f,\"count\":%" PRIu64 ",\n",
-	       BODY_SIZE, PREFETCH, o->runs, o->seconds, o->count);
-	printf(" \"cycles_per_s_ack_batched\":%.0f,\"ack_batch\":%d,\n",
-	       batch->median, ACK_BATCH);
-	printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
+	       "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"queues\":%" PRIu64
+	       ",\n",
+	       BODY_SIZE, PREFETCH, o->runs, o->seconds, o->count, o->queues);
+	if (!o->store_only) {
+		printf(" \"cycles_per_s_ack_batched\":%.0f,\"ack_batch\":%d,\n",
+		       batch->median, ACK_BATCH);
+		printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
+	}
 	printf(" \"memory\":[");
-	for (i = 0; i < N_MEM; i++) {
+	for (i = mem_first(o); i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
 		printf("%s\n  "
 		       "{\"body_bytes\":%zu,\"body_store\":%s,"
@@ -521,12 +598,15 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 		       "\"state_bytes_per_msg\":%.1f,"
 		       "\"state_overhead_bytes\":%.1f,"
 		       "\"publish_per_s\":%.0f,\"dump_bytes\":%" PRIu64
+		       ",\"dump_s\":%.3f,\"load_s\":%.3f"
+		       ",\"dump_cpu_s\":%.3f,\"load_cpu_s\":%.3f"
 		       ",\"dump_mb_per_s\":%.0f,\"load_mb_per_s\":%.0f,"
 		       "\"roundtrip_identical\":%s}",
-		       i ? "," : "", m->body_size, m->store ? "true" : "false",
-		       m->with_ids ? ID_SIZE : 0, m->malloc_per_msg,
-		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
-		       m->publish_per_s, m->dump_bytes,
+		       i > mem_first(o) ? "," : "", m->body_size,
+		       m->store ? "true" : "false", m->with_ids ? ID_SIZE : 0,
+		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
+		       m->state_overhead, m->publish_per_s, m->dump_bytes,
+		       m->dump_s, m->load_s, m->dump_cpu_s, m->load_cpu_s,
 		       mb_per_s(m->dump_bytes, m->dump_s),
 		       mb_per_s(m->dump_bytes, m->load_s),
 		       m->roundtrip_identical ? "true" : "false");
@@ -536,30 +616,37 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 
 int main(int argc, char **argv)
 {
-	struct opts o = {
-		.seconds = 1.0, .runs = 5, .count = 1000000, .json = false};
-	struct cycle_result batch, single;
+	struct opts o = {.seconds = 1.0,
+			 .runs = 5,
+			 .count = 1000000,
+			 .queues = 1,
+			 .store_only = false,
+			 .json = false};
+	struct cycle_result batch = {0}, single = {0};
 	struct mem_result mem[N_MEM];
 	bool ok = true;
 	int i;
 
 	parse_args(argc, argv, &o);
-	if (!o.json) {
+	if (!o.json && !o.store_only) {
 		fprintf(stderr, "q_bench: running (about %.0f s)...\n",
 			2 * o.runs * o.seconds);
 	}
-	batch = cycle_bench(&o, ACK_BATCH);
-	single = cycle_bench(&o, 1);
-	mem[0] = mem_bench(&o, false, false);
-	mem[1] = mem_bench(&o, true, false);
+	if (!o.store_only) {
+		batch = cycle_bench(&o, ACK_BATCH);
+		single = cycle_bench(&o, 1);
+		mem[0] = mem_bench(&o, false, false);
+		mem[1] = mem_bench(&o, true, false);
+	}
 	mem[2] = mem_bench(&o, false, true);
+	mem[3] = mem_bench(&o, true, true);
 
 	if (o.json) {
 		print_json(&o, &batch, &single, mem);
 	} else {
 		print_text(&o, &batch, &single, mem);
 	}
-	for (i = 0; i < N_MEM; i++) {
+	for (i = mem_first(&o); i < N_MEM; i++) {
 		ok &= mem[i].roundtrip_identical;
 	}
 	return ok ? 0 : 1;
