@@ -41,6 +41,8 @@
 #define FORMAT_INLINE 1 /* bodies in memory: bytes in the dump */
 #define FORMAT_STORE 2	/* body interface: keys and checksums */
 #define CHUNK 65536
+/* next_seq and next_consumer of a dump are below this (q_state_load). */
+#define COUNTER_LIMIT (UINT64_C(1) << 63)
 
 /* ------------------------------------------------------------ bytes */
 
@@ -1225,10 +1227,13 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	s->next_qid = r_u32(&l.r);
 	/* A counter at its maximum cannot come from a real history (2^64
 	 * publishes) and would wrap at the next publish / attach / create,
-	 * reusing ids (found by tests/fuzz/fuzz_snapshot). */
+	 * reusing ids (found by tests/fuzz/fuzz_snapshot). Nor can a seq or
+	 * consumer id of 2^63 (centuries at a billion a second), and one just
+	 * under the maximum wraps a few commands later: a TICK that
+	 * dead-letters and a publish (found by tests/fuzz/fuzz_snapshot). */
 	if (l.r.bad || s->next_seq == 0 || s->next_consumer == 0 ||
-	    s->next_qid == 0 || s->next_seq == UINT64_MAX ||
-	    s->next_consumer == UINT64_MAX || s->next_qid == UINT32_MAX) {
+	    s->next_qid == 0 || s->next_seq >= COUNTER_LIMIT ||
+	    s->next_consumer >= COUNTER_LIMIT || s->next_qid == UINT32_MAX) {
 		why(&l, "a counter out of range");
 		q__state_clear(s);
 		return Q_ECORRUPT;

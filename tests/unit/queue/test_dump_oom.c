@@ -458,6 +458,14 @@ static void max_field(unsigned char *p, size_t len, size_t off, size_t n)
 	}
 }
 
+static void set_u64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
 /* A dump of one queue "q" holding a message per body (borrowed), published
  * at 1001, 1002... with seqs 1, 2... */
 static unsigned char *dump_of(const char *const *bodies, size_t n, size_t *len)
@@ -530,6 +538,34 @@ Test(load, counters_at_their_maximum_are_corrupt)
 		cr_assert_eq(load_one(buf, len, empty, elen, fields[i].what, 0),
 			     Q_ECORRUPT, "%s at its maximum was loaded",
 			     fields[i].what);
+		free(buf);
+	}
+	free(empty);
+}
+
+/* Regression (tests/fuzz/fuzz_snapshot): a dump whose next_seq was
+ * UINT64_MAX - 1 loaded, a TICK dead-lettered a message (its copy took that
+ * seq) and the next publish wrapped the counter to 0. No real history
+ * reaches 2^63 seqs or consumers: a dump saying so is corrupt, and one just
+ * under loads. */
+Test(load, a_seq_or_consumer_counter_of_2_to_the_63_is_corrupt)
+{
+	static const size_t offs[] = {16, 24}; /* next_seq, next_consumer */
+	void *empty;
+	unsigned char *buf;
+	size_t elen, len, i;
+
+	empty = empty_dump(&elen);
+	for (i = 0; i < 2; i++) {
+		buf = empty_dump(&len);
+		set_u64(buf + offs[i], UINT64_C(1) << 63);
+		max_field(buf, len, 0, 0);
+		cr_assert_eq(load_one(buf, len, empty, elen, "2^63", offs[i]),
+			     Q_ECORRUPT, "counter at %zu", offs[i]);
+		set_u64(buf + offs[i], (UINT64_C(1) << 63) - 1);
+		max_field(buf, len, 0, 0);
+		cr_assert_eq(load_one(buf, len, empty, elen, "2^63-1", offs[i]),
+			     0, "counter at %zu", offs[i]);
 		free(buf);
 	}
 	free(empty);
@@ -719,14 +755,6 @@ static unsigned char *message2_of(unsigned char *buf, size_t len,
 	p -= 16 + 47;
 	cr_assert_eq(p[0], seq & 0xff, "layout changed: fix the offset");
 	return p;
-}
-
-static void set_u64(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Loads a format 2 dump that must be refused, into a fresh state with the
