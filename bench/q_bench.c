@@ -79,6 +79,7 @@ struct mem_result {
 	size_t body_size;	/* bytes per body */
 	double malloc_per_msg;	/* mallinfo2 delta / N */
 	double state_per_msg;	/* q_state_totals().alloc_bytes delta / N */
+	double loaded_per_msg;	/* the same for the state loaded from it */
 	double malloc_overhead; /* minus the body when it is in memory */
 	double state_overhead;
 	double publish_per_s; /* of the fill */
@@ -465,6 +466,8 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	cmp = (struct dump_cmp){.buf = buf, .len = len, .off = 0, .same = true};
 	rv = q_state_dump(s2, compare_chunk, &cmp);
 	r.roundtrip_identical = rv == 0 && cmp.same && cmp.off == len;
+	q_state_totals(s2, &after_t);
+	r.loaded_per_msg = (double)after_t.alloc_bytes / (double)o->count;
 	q_state_free(s);
 	q_state_free(s2);
 
@@ -606,10 +609,11 @@ static void print_text(const struct opts *o, const struct cycle_result *batch,
 		printf("memory, %" PRIu64 " x %zu B in %" PRIu64
 		       " queue(s), %s: malloc %.1f B/msg "
 		       "(overhead %.1f B), state accounting %.1f B/msg "
-		       "(overhead %.1f B); %.0f publishes/s\n",
+		       "(overhead %.1f B; loaded from its dump %.1f B/msg); "
+		       "%.0f publishes/s\n",
 		       o->count, m->body_size, o->queues, mem_what(m),
 		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
-		       m->state_overhead, m->publish_per_s);
+		       m->state_overhead, m->loaded_per_msg, m->publish_per_s);
 		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s; CPU "
 		       "%.3f s); load into fresh memory %.3f s (%.0f MB/s; "
 		       "CPU %.3f s), into freed memory %.3f s (%.0f MB/s; CPU "
@@ -650,6 +654,7 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 		       "\"malloc_overhead_bytes\":%.1f,"
 		       "\"state_bytes_per_msg\":%.1f,"
 		       "\"state_overhead_bytes\":%.1f,"
+		       "\"loaded_state_bytes_per_msg\":%.1f,"
 		       "\"publish_per_s\":%.0f,\"dump_bytes\":%" PRIu64
 		       ",\"dump_s\":%.3f,\"dump_cpu_s\":%.3f"
 		       ",\"load_s\":%.3f,\"load_cpu_s\":%.3f"
@@ -660,9 +665,9 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 		       i > mem_first(o) ? "," : "", m->body_size,
 		       m->store ? "true" : "false", m->with_ids ? ID_SIZE : 0,
 		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
-		       m->state_overhead, m->publish_per_s, m->dump_bytes,
-		       m->dump.s, m->dump.cpu_s, m->load.s, m->load.cpu_s,
-		       m->reload.s, m->reload.cpu_s,
+		       m->state_overhead, m->loaded_per_msg, m->publish_per_s,
+		       m->dump_bytes, m->dump.s, m->dump.cpu_s, m->load.s,
+		       m->load.cpu_s, m->reload.s, m->reload.cpu_s,
 		       mb_per_s(m->dump_bytes, m->dump.s),
 		       mb_per_s(m->dump_bytes, m->load.s),
 		       mb_per_s(m->dump_bytes, m->reload.s),
