@@ -1272,7 +1272,7 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 		/* Unlike q_state_check(), refuses the load when it cannot
 		 * allocate what the checks need: a load claims bodies by the
 		 * keys the checks prove distinct. */
-		rv = q__state_check(s, errbuf, sizeof errbuf);
+		rv = q__state_check(s, errbuf, sizeof errbuf, Q__CHECK_LOADED);
 		if (rv == Q_ENOMEM) {
 			nomem(&l);
 		} else if (rv != 0) {

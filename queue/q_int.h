@@ -337,7 +337,15 @@ static inline size_t q__body_size(const struct q_state *s, size_t id_len,
 /* q_state_check(), except that it returns Q_ENOMEM when it cannot allocate
  * the scratch memory of a check (q_state_check() then skips that check):
  * q_state_load() refuses what it cannot check. */
-int q__state_check(const struct q_state *s, char *errbuf, size_t errlen);
+int q__state_check(const struct q_state *s, char *errbuf, size_t errlen,
+		   unsigned flags);
+/* The state was just built by q_state_load(): what it established while
+ * building is not checked again. That is each dedup entry's hash (it
+ * computed it from the id, q__dedup_new()) and place in its table (it
+ * inserted every entry it read into a table sized for them all, so none
+ * moved, q__dedup_insert_new()): a random access per id in a table of
+ * hundreds of MB at 10 M ids. Their order, count and clock are checked. */
+#define Q__CHECK_LOADED 1u
 
 /* ------------------------------------------------------------ registries */
 
