@@ -139,6 +139,14 @@ static int check_list(struct ck *k, const struct q_state *s,
 			CHECK(q__unacked_find(q, m->seq) == m,
 			      "unacked %llu not in the index of %s",
 			      (unsigned long long)m->seq, q->name);
+			/* The delivery it is held under has not failed (yet):
+			 * its failure would be one more than deliveries
+			 * (unless the count saturated, q_inflight.c). */
+			CHECK(q__msg_failures(m) < q__msg_deliveries(m) ||
+				      q__msg_deliveries(m) == UINT32_MAX,
+			      "unacked %llu: %u failed deliveries of %u",
+			      (unsigned long long)m->seq, q__msg_failures(m),
+			      q__msg_deliveries(m));
 		} else {
 			CHECK(holder == NULL, "queued %llu has a consumer",
 			      (unsigned long long)m->seq);

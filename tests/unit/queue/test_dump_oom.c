@@ -633,6 +633,34 @@ Test(load, more_failures_than_deliveries_is_corrupt)
 	free(buf);
 }
 
+/* Regression (tests/fuzz/fuzz_snapshot): a held message whose failures
+ * equal its deliveries loaded, though the delivery it is held under has not
+ * failed; its ack timeout then made it 2 failures of 1 delivery (dead-
+ * lettered with those counts by max_deliveries 2). Such a dump is corrupt.
+ * The message is held by a consumer with prefetch 1; failures at +12. */
+Test(load, a_held_message_whose_delivery_failed_already_is_corrupt)
+{
+	struct q_settings st = h_plain();
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf, *m;
+	size_t len;
+
+	cr_assert_not_null(s);
+	st.ack_timeout_ms = 1000;
+	st.max_deliveries = 2;
+	h_create_queue(s, "q", &st, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 1, Q_CREDIT_UNLIMITED, 1).consumer,
+		     1);
+	h_publish(s, "q", NULL, "HELD", 2);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	m = message_of(buf, len, "HELD", 1);
+	cr_assert(m[8] == 1 && m[12] == 0, "delivered once, never failed");
+	m[12] = 1;
+	expect_corrupt(buf, len, "held, failed");
+	free(buf);
+}
+
 /* Only an armed timer has a due time; a dump with one on a message without
  * a timer has no place to keep it (the side struct holding it is only made
  * for timed or delivered messages) and is corrupt. In a message: in_heap
