@@ -13,14 +13,26 @@
  *    dedup ids (all inside the dedup window, so every id is kept), and
  *    1 KiB bodies in a body store (struct q_bodies): a fake one that keeps
  *    nothing and answers every put at once, so that only the state's own
- *    memory and work are measured.
- * 3. Snapshot: times q_state_dump_buf() and q_state_load() of each state,
- *    and checks that dump(load(dump)) gives the same bytes.
+ *    memory and work are measured; and 1 KiB bodies in that store with
+ *    16-byte dedup ids.
+ * 3. Snapshot: times q_state_dump() of each state to a writer that keeps
+ *    nothing (as a node's snapshot goes to a file), and q_state_load() of
+ *    that dump twice: into fresh memory from the system (the first state
+ *    still allocated), as a restarted node loads, and again into the
+ *    memory of the states just freed (the load's own work, without the
+ *    system's page faults). Wall clock and the process's CPU time. Checks
+ *    that dump(load(dump)) gives the same bytes.
+ *
+ * --store-only runs only the two body-store states (dump format 2, what a
+ * node's snapshot is), skipping the cycles and the in-memory states: with
+ * --count 10000000 it measures the load of a node restarted at 10 M
+ * messages. --queues K spreads the publishes over K queues (round robin).
  *
  * The clock here is only for measuring (bench/ is not queue/): the commands
  * carry a fixed now_ms, so no timer fires during the run.
  *
- * Usage: q_bench [--seconds S] [--runs R] [--count N] [--json]
+ * Usage: q_bench [--seconds S] [--runs R] [--count N] [--queues K]
+ *                [--store-only] [--json]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +57,9 @@
 struct opts {
 	double seconds; /* per run */
 	int runs;
-	uint64_t count; /* messages for the memory test */
+	uint64_t count;	 /* messages for the memory test */
+	uint64_t queues; /* the memory test's messages spread over these */
+	bool store_only; /* only the body-store states, no cycles */
 	bool json;
 };
 
@@ -55,21 +69,29 @@ struct cycle_result {
 	uint64_t cycles; /* of the median run */
 };
 
+struct timing {
+	double s, cpu_s;
+};
+
 struct mem_result {
 	bool with_ids;
 	bool store;		/* bodies in the fake body store */
 	size_t body_size;	/* bytes per body */
 	double malloc_per_msg;	/* mallinfo2 delta / N */
 	double state_per_msg;	/* q_state_totals().alloc_bytes delta / N */
+	double loaded_per_msg;	/* the same for the state loaded from it */
 	double malloc_overhead; /* minus the body when it is in memory */
 	double state_overhead;
 	double publish_per_s; /* of the fill */
 	uint64_t dump_bytes;
-	double dump_s, load_s;
+	/* Wall clock and CPU time of the process, in seconds. */
+	struct timing dump;   /* to a writer that keeps nothing */
+	struct timing load;   /* into fresh memory */
+	struct timing reload; /* into memory freed by other states */
 	bool roundtrip_identical;
 };
 
-#define N_MEM 3
+#define N_MEM 4
 
 /* Delivered tags not yet acked, filled by the sink. */
 struct pending {
@@ -82,6 +104,15 @@ static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time: on a machine shared with other work it moves less than the wall
+ * clock (the two are equal when the process has a core to itself). */
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -260,6 +291,43 @@ struct dump_cmp {
 	bool same;
 };
 
+static int count_chunk(void *data, const void *buf, size_t len)
+{
+	(void)buf;
+	*(uint64_t *)data += len;
+	return 0;
+}
+
+/* A clock started: finish with timing_end(). */
+static struct timing timing_start(void)
+{
+	return (struct timing){now_s(), cpu_s()};
+}
+
+static void timing_end(struct timing *t)
+{
+	t->cpu_s = cpu_s() - t->cpu_s;
+	t->s = now_s() - t->s;
+}
+
+/* Loads buf into a new state, timed; dies if it fails. */
+static struct q_state *timed_load(const struct q_options *qo, const void *buf,
+				  size_t len, struct timing *t)
+{
+	struct q_state *s = q_state_new(qo);
+	int rv;
+	if (s == NULL) {
+		die("q_state_new", Q_ENOMEM);
+	}
+	*t = timing_start();
+	rv = q_state_load(s, buf, len);
+	timing_end(t);
+	if (rv != 0) {
+		die("q_state_load", rv);
+	}
+	return s;
+}
+
 static int compare_chunk(void *data, const void *buf, size_t len)
 {
 	struct dump_cmp *c = data;
@@ -294,10 +362,32 @@ static void fake_drop(void *data, q_seq key)
 static const struct q_bodies fake_bodies = {NULL, fake_put, fake_drop,
 					    fake_drop};
 
+/* Creates queues mem1 .. memK-1 besides "mem" (which names queue 0). */
+static void add_queues(struct q_state *s, uint64_t k, char names[][24])
+{
+	struct q_cmd cmd;
+	struct q_result res;
+	uint64_t i;
+
+	snprintf(names[0], 24, "mem");
+	for (i = 1; i < k; i++) {
+		snprintf(names[i], 24, "mem%" PRIu64, i);
+		memset(&cmd, 0, sizeof cmd);
+		cmd.type = Q_CMD_CREATE_QUEUE;
+		cmd.now_ms = NOW_MS;
+		cmd.u.queue.name = names[i];
+		q_settings_default(&cmd.u.queue.settings);
+		apply_ok(s, &cmd, &res, "create queue");
+	}
+}
+
+#define MAX_QUEUES 64
+
 static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 				   bool store)
 {
 	static const char body[STORE_BODY_SIZE] = {0};
+	static char names[MAX_QUEUES][24];
 	struct mem_result r = {.with_ids = with_ids, .store = store};
 	struct q_options qo = {.bodies = store ? &fake_bodies : NULL};
 	struct q_state *s = new_state_with_queue("mem", &qo);
@@ -310,6 +400,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	size_t before, after;
 	void *buf;
 	size_t len;
+	uint64_t counted = 0;
 	double t;
 	uint64_t i;
 	int rv;
@@ -321,6 +412,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	pub.u.publish.body = body;
 	r.body_size = store ? STORE_BODY_SIZE : BODY_SIZE;
 	pub.u.publish.body_len = r.body_size;
+	add_queues(s, o->queues, names);
 
 	q_state_totals(s, &before_t);
 	before = heap_used();
@@ -331,6 +423,7 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 			pub.u.publish.msg_id = id;
 			pub.u.publish.msg_id_len = ID_SIZE;
 		}
+		pub.u.publish.queue = names[i % o->queues];
 		apply_ok(s, &pub, &res, "publish");
 		if (res.duplicate) {
 			fprintf(stderr, "q_bench: unexpected duplicate\n");
@@ -348,30 +441,39 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 	r.malloc_overhead = r.malloc_per_msg - (store ? 0 : (double)BODY_SIZE);
 	r.state_overhead = r.state_per_msg - (store ? 0 : (double)BODY_SIZE);
 
-	t = now_s();
+	/* The dump as a node's snapshot writes it, to a file: into a
+	 * buffer it would also measure the page faults of a fresh buffer as
+	 * big as the dump (on this project's VMs, 13 us per 4 KiB page). */
+	r.dump = timing_start();
+	rv = q_state_dump(s, count_chunk, &counted);
+	timing_end(&r.dump);
+	if (rv != 0) {
+		die("q_state_dump", rv);
+	}
 	rv = q_state_dump_buf(s, &buf, &len);
-	r.dump_s = now_s() - t;
 	if (rv != 0) {
 		die("q_state_dump_buf", rv);
 	}
+	if (counted != len) {
+		fprintf(stderr, "q_bench: two dumps of one state differ\n");
+		exit(1);
+	}
 	r.dump_bytes = len;
-	q_state_free(s);
 
-	s2 = q_state_new(&qo);
-	if (s2 == NULL) {
-		die("q_state_new", Q_ENOMEM);
-	}
-	t = now_s();
-	rv = q_state_load(s2, buf, len);
-	r.load_s = now_s() - t;
-	if (rv != 0) {
-		die("q_state_load", rv);
-	}
-
+	/* While s is still allocated the load gets fresh memory from the
+	 * system, as a restarted node does. */
+	s2 = timed_load(&qo, buf, len, &r.load);
 	cmp = (struct dump_cmp){.buf = buf, .len = len, .off = 0, .same = true};
 	rv = q_state_dump(s2, compare_chunk, &cmp);
 	r.roundtrip_identical = rv == 0 && cmp.same && cmp.off == len;
+	q_state_totals(s2, &after_t);
+	r.loaded_per_msg = (double)after_t.alloc_bytes / (double)o->count;
+	q_state_free(s);
+	q_state_free(s2);
 
+	/* Again, into the memory of the two states just freed: the load's
+	 * own work without the system's page faults. */
+	s2 = timed_load(&qo, buf, len, &r.reload);
 	q_state_free(s2);
 	free(buf);
 	return r;
@@ -380,14 +482,19 @@ static struct mem_result mem_bench(const struct opts *o, bool with_ids,
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: q_bench [--seconds S] [--runs R] [--count N] [--json]\n"
-		"  --seconds S  length of each throughput run (default 1)\n"
-		"  --runs R     throughput runs per mode, median reported "
+		"usage: q_bench [--seconds S] [--runs R] [--count N] "
+		"[--queues K] [--store-only] [--json]\n"
+		"  --seconds S   length of each throughput run (default 1)\n"
+		"  --runs R      throughput runs per mode, median reported "
 		"(default 5, max %d)\n"
-		"  --count N    messages stored for the memory test "
+		"  --count N     messages stored for the memory test "
 		"(default 1000000)\n"
-		"  --json       print one JSON object instead of text\n",
-		MAX_RUNS);
+		"  --queues K    spread them over K queues (default 1, max "
+		"%d)\n"
+		"  --store-only  only the body-store states (dump format 2), "
+		"no cycles\n"
+		"  --json        print one JSON object instead of text\n",
+		MAX_RUNS, MAX_QUEUES);
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -416,6 +523,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->json = true;
 			continue;
 		}
+		if (strcmp(a, "--store-only") == 0) {
+			o->store_only = true;
+			continue;
+		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			exit(0);
@@ -438,6 +549,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
 				goto bad;
 			}
 			o->count = n;
+		} else if (strcmp(a, "--queues") == 0) {
+			if (!parse_u64(v, &n) || n == 0 || n > MAX_QUEUES) {
+				goto bad;
+			}
+			o->queues = n;
 		} else {
 			goto bad;
 		}
@@ -458,9 +574,16 @@ static double mb_per_s(uint64_t bytes, double s)
 static const char *mem_what(const struct mem_result *m)
 {
 	if (m->store) {
-		return "bodies in a body store, no msg ids";
+		return m->with_ids ? "bodies in a body store, 16 B dedup ids"
+				   : "bodies in a body store, no msg ids";
 	}
 	return m->with_ids ? "16 B dedup ids" : "no msg ids";
+}
+
+/* The memory runs done: all of them, or the body-store ones. */
+static int mem_first(const struct opts *o)
+{
+	return o->store_only ? 2 : 0;
 }
 
 static void print_text(const struct opts *o, const struct cycle_result *batch,
@@ -468,30 +591,38 @@ static void print_text(const struct opts *o, const struct cycle_result *batch,
 		       const struct mem_result mem[N_MEM])
 {
 	int i;
-	printf("q_bench: %d B bodies, prefetch %d, median of %d runs of "
-	       "%.1f s\n",
-	       BODY_SIZE, PREFETCH, o->runs, o->seconds);
-	printf("cycles (publish+deliver+ack), acks batched by %d: "
-	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
-	       ACK_BATCH, batch->median, 1e9 / batch->median, batch->min,
-	       batch->max);
-	printf("cycles (publish+deliver+ack), one ack per cycle: "
-	       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
-	       single->median, 1e9 / single->median, single->min, single->max);
-	for (i = 0; i < N_MEM; i++) {
+	if (!o->store_only) {
+		printf("q_bench: %d B bodies, prefetch %d, median of %d runs "
+		       "of %.1f s\n",
+		       BODY_SIZE, PREFETCH, o->runs, o->seconds);
+		printf("cycles (publish+deliver+ack), acks batched by %d: "
+		       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+		       ACK_BATCH, batch->median, 1e9 / batch->median,
+		       batch->min, batch->max);
+		printf("cycles (publish+deliver+ack), one ack per cycle: "
+		       "%.0f cycles/s (%.0f ns/cycle; min %.0f, max %.0f)\n",
+		       single->median, 1e9 / single->median, single->min,
+		       single->max);
+	}
+	for (i = mem_first(o); i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
-		printf("memory, %" PRIu64
-		       " x %zu B, %s: malloc %.1f B/msg "
+		printf("memory, %" PRIu64 " x %zu B in %" PRIu64
+		       " queue(s), %s: malloc %.1f B/msg "
 		       "(overhead %.1f B), state accounting %.1f B/msg "
-		       "(overhead %.1f B); %.0f publishes/s\n",
-		       o->count, m->body_size, mem_what(m), m->malloc_per_msg,
-		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
-		       m->publish_per_s);
-		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s), "
-		       "load %.3f s (%.0f MB/s), dump(load(dump)) %s\n",
-		       mem_what(m), (double)m->dump_bytes / 1e6, m->dump_s,
-		       mb_per_s(m->dump_bytes, m->dump_s), m->load_s,
-		       mb_per_s(m->dump_bytes, m->load_s),
+		       "(overhead %.1f B; loaded from its dump %.1f B/msg); "
+		       "%.0f publishes/s\n",
+		       o->count, m->body_size, o->queues, mem_what(m),
+		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
+		       m->state_overhead, m->loaded_per_msg, m->publish_per_s);
+		printf("snapshot, %s: %.1f MB; dump %.3f s (%.0f MB/s; CPU "
+		       "%.3f s); load into fresh memory %.3f s (%.0f MB/s; "
+		       "CPU %.3f s), into freed memory %.3f s (%.0f MB/s; CPU "
+		       "%.3f s); dump(load(dump)) %s\n",
+		       mem_what(m), (double)m->dump_bytes / 1e6, m->dump.s,
+		       mb_per_s(m->dump_bytes, m->dump.s), m->dump.cpu_s,
+		       m->load.s, mb_per_s(m->dump_bytes, m->load.s),
+		       m->load.cpu_s, m->reload.s,
+		       mb_per_s(m->dump_bytes, m->reload.s), m->reload.cpu_s,
 		       m->roundtrip_identical ? "identical" : "DIFFERS");
 	}
 #if defined(__SANITIZE_ADDRESS__)
@@ -506,13 +637,16 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 {
 	int i;
 	printf("{\"body_size\":%d,\"prefetch\":%d,\"runs\":%d,"
-	       "\"seconds\":%.3f,\"count\":%" PRIu64 ",\n",
-	       BODY_SIZE, PREFETCH, o->runs, o->seconds, o->count);
-	printf(" \"cycles_per_s_ack_batched\":%.0f,\"ack_batch\":%d,\n",
-	       batch->median, ACK_BATCH);
-	printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
+	       "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"queues\":%" PRIu64
+	       ",\n",
+	       BODY_SIZE, PREFETCH, o->runs, o->seconds, o->count, o->queues);
+	if (!o->store_only) {
+		printf(" \"cycles_per_s_ack_batched\":%.0f,\"ack_batch\":%d,\n",
+		       batch->median, ACK_BATCH);
+		printf(" \"cycles_per_s_ack_single\":%.0f,\n", single->median);
+	}
 	printf(" \"memory\":[");
-	for (i = 0; i < N_MEM; i++) {
+	for (i = mem_first(o); i < N_MEM; i++) {
 		const struct mem_result *m = &mem[i];
 		printf("%s\n  "
 		       "{\"body_bytes\":%zu,\"body_store\":%s,"
@@ -520,15 +654,23 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 		       "\"malloc_overhead_bytes\":%.1f,"
 		       "\"state_bytes_per_msg\":%.1f,"
 		       "\"state_overhead_bytes\":%.1f,"
+		       "\"loaded_state_bytes_per_msg\":%.1f,"
 		       "\"publish_per_s\":%.0f,\"dump_bytes\":%" PRIu64
+		       ",\"dump_s\":%.3f,\"dump_cpu_s\":%.3f"
+		       ",\"load_s\":%.3f,\"load_cpu_s\":%.3f"
+		       ",\"reload_s\":%.3f,\"reload_cpu_s\":%.3f"
 		       ",\"dump_mb_per_s\":%.0f,\"load_mb_per_s\":%.0f,"
+		       "\"reload_mb_per_s\":%.0f,"
 		       "\"roundtrip_identical\":%s}",
-		       i ? "," : "", m->body_size, m->store ? "true" : "false",
-		       m->with_ids ? ID_SIZE : 0, m->malloc_per_msg,
-		       m->malloc_overhead, m->state_per_msg, m->state_overhead,
-		       m->publish_per_s, m->dump_bytes,
-		       mb_per_s(m->dump_bytes, m->dump_s),
-		       mb_per_s(m->dump_bytes, m->load_s),
+		       i > mem_first(o) ? "," : "", m->body_size,
+		       m->store ? "true" : "false", m->with_ids ? ID_SIZE : 0,
+		       m->malloc_per_msg, m->malloc_overhead, m->state_per_msg,
+		       m->state_overhead, m->loaded_per_msg, m->publish_per_s,
+		       m->dump_bytes, m->dump.s, m->dump.cpu_s, m->load.s,
+		       m->load.cpu_s, m->reload.s, m->reload.cpu_s,
+		       mb_per_s(m->dump_bytes, m->dump.s),
+		       mb_per_s(m->dump_bytes, m->load.s),
+		       mb_per_s(m->dump_bytes, m->reload.s),
 		       m->roundtrip_identical ? "true" : "false");
 	}
 	printf("]}\n");
@@ -536,30 +678,37 @@ static void print_json(const struct opts *o, const struct cycle_result *batch,
 
 int main(int argc, char **argv)
 {
-	struct opts o = {
-		.seconds = 1.0, .runs = 5, .count = 1000000, .json = false};
-	struct cycle_result batch, single;
+	struct opts o = {.seconds = 1.0,
+			 .runs = 5,
+			 .count = 1000000,
+			 .queues = 1,
+			 .store_only = false,
+			 .json = false};
+	struct cycle_result batch = {0}, single = {0};
 	struct mem_result mem[N_MEM];
 	bool ok = true;
 	int i;
 
 	parse_args(argc, argv, &o);
-	if (!o.json) {
+	if (!o.json && !o.store_only) {
 		fprintf(stderr, "q_bench: running (about %.0f s)...\n",
 			2 * o.runs * o.seconds);
 	}
-	batch = cycle_bench(&o, ACK_BATCH);
-	single = cycle_bench(&o, 1);
-	mem[0] = mem_bench(&o, false, false);
-	mem[1] = mem_bench(&o, true, false);
+	if (!o.store_only) {
+		batch = cycle_bench(&o, ACK_BATCH);
+		single = cycle_bench(&o, 1);
+		mem[0] = mem_bench(&o, false, false);
+		mem[1] = mem_bench(&o, true, false);
+	}
 	mem[2] = mem_bench(&o, false, true);
+	mem[3] = mem_bench(&o, true, true);
 
 	if (o.json) {
 		print_json(&o, &batch, &single, mem);
 	} else {
 		print_text(&o, &batch, &single, mem);
 	}
-	for (i = 0; i < N_MEM; i++) {
+	for (i = mem_first(&o); i < N_MEM; i++) {
 		ok &= mem[i].roundtrip_identical;
 	}
 	return ok ? 0 : 1;

@@ -423,12 +423,12 @@ struct q_bodies {
 	int (*put)(void *data, q_seq key, const void *id, size_t id_len,
 		   const void *body, size_t len, uint32_t *sum);
 	/* The last copy referring to key left the state (acked, dropped,
-	 * purged, queue deleted...), or a q_state_load() that had put or
-	 * claimed it failed afterwards (undo). q_state_apply() calls put only
-	 * after its allocations, so a failed apply never drops. */
+	 * purged, queue deleted...), or a q_state_load() that had put it
+	 * failed afterwards (undo). q_state_apply() calls put only after its
+	 * allocations, so a failed apply never drops. */
 	void (*drop)(void *data, q_seq key);
 	/* q_state_load(): key is referenced by the loaded state (a dump in
-	 * format 2, without bytes). */
+	 * format 2, without bytes), called once the load has succeeded. */
 	void (*claim)(void *data, q_seq key);
 };
 
@@ -627,10 +627,12 @@ int q_state_dump_buf(const struct q_state *s, void **buf, size_t *len);
  * q_state_load_error() says why. `buf` is borrowed.
  *
  * With a body interface, a body that comes with its bytes (format 1) is put
- * into the store (migration of an old snapshot) and one without (format 2)
- * is claimed, once per key; if the load fails, every key it put or claimed
- * is dropped again. A dump in format 2 cannot load into a state without a
- * body interface (Q_ECORRUPT): its bodies are not in it. */
+ * into the store (migration of an old snapshot) as it is read, and if the
+ * load fails every key it put is dropped again; one without (format 2) is
+ * claimed, once per key, only once the whole dump has loaded and passed
+ * q_state_check(), so a format 2 load that fails calls the store not at
+ * all. A dump in format 2 cannot load into a state without a body
+ * interface (Q_ECORRUPT): its bodies are not in it. */
 int q_state_load(struct q_state *s, const void *buf, size_t len);
 
 /* Why the last q_state_load() of s failed, one sentence ("" after a

@@ -41,83 +41,198 @@
 #define FORMAT_INLINE 1 /* bodies in memory: bytes in the dump */
 #define FORMAT_STORE 2	/* body interface: keys and checksums */
 #define CHUNK 65536
+/* next_seq and next_consumer of a dump are below this (q_state_load). */
+#define COUNTER_LIMIT (UINT64_C(1) << 63)
+
+/* ------------------------------------------------------------ bytes */
+
+/* Little-endian fields of the dump. On a little-endian host these are plain
+ * (unaligned) loads and stores: the dump has about ten fields per message
+ * and a load of 10 M messages reads every one of them. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline void put_u64(unsigned char *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static inline void put_u32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static inline uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+static inline uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+#else
+static inline void put_u64(unsigned char *p, uint64_t v)
+{
+	int i;
+	for (i = 0; i < 8; i++) {
+		p[i] = (unsigned char)(v >> (8 * i));
+	}
+}
+static inline void put_u32(unsigned char *p, uint32_t v)
+{
+	int i;
+	for (i = 0; i < 4; i++) {
+		p[i] = (unsigned char)(v >> (8 * i));
+	}
+}
+static inline uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+	for (i = 7; i >= 0; i--) {
+		v = v << 8 | p[i];
+	}
+	return v;
+}
+static inline uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+#endif
+
+#define HASH_INIT 0xcbf29ce484222325ull
+
+/* The trailer's hash (FNV-1a 64) of n more bytes. One multiply per byte
+ * in a chain: about 1 ns per byte, the floor of a dump's and a load's
+ * time (every other cost is per message). */
+static uint64_t hash_bytes(uint64_t h, const unsigned char *p, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* A message's fixed part: seq, deliveries, failures, dl_from, dl_reason,
+ * expires, in_heap, due, origin, body_here. */
+#define MSG_FIXED (8 + 4 + 4 + 4 + 1 + 8 + 1 + 8 + 8 + 1)
+/* A format 2 body record: published, id_len, len, sum, refs. */
+#define BODY2_SIZE (8 + 4 + 4 + 4 + 4)
 
 /* ------------------------------------------------- origin -> body map */
 
 /* Open addressing map from body origin seq to body, scratch memory from
- * libc (not the state's allocator: it never outlives the call). */
-struct omap {
-	uint64_t *keys;
-	struct q_body **vals;
-	uint32_t *want; /* load, format 2: refs the dump declared */
-	uint64_t mask;
+ * libc (not the state's allocator: it never outlives the call). It holds
+ * only bodies that more than one message refers to, or may (format 1 does
+ * not say how many copies a body has), so in the usual state, one copy per
+ * body, it stays empty: a map of every body was one cache miss per message
+ * in a table of hundreds of MB. It grows by doubling (at most half full). */
+struct oslot {
+	uint64_t key; /* 0 = empty (origin seqs are never 0) */
+	struct q_body *b;
+	uint32_t want; /* load, format 2: copies the dump declared */
 };
 
-static int omap_init(struct omap *m, uint64_t n, int with_want)
+struct omap {
+	struct oslot *slots;
+	uint64_t n, mask;
+	unsigned shift; /* 64 - log2(slots) */
+};
+
+static int omap_init(struct omap *m, uint64_t n)
 {
 	uint64_t size = 16;
+	unsigned bits = 4;
 	while (size < n * 2) {
 		size *= 2;
+		bits++;
 	}
-	m->keys = calloc(size, sizeof *m->keys);
-	m->vals = calloc(size, sizeof *m->vals);
-	m->want = with_want ? calloc(size, sizeof *m->want) : NULL;
+	m->slots = calloc(size, sizeof *m->slots);
+	m->n = 0;
 	m->mask = size - 1;
-	if (m->keys == NULL || m->vals == NULL ||
-	    (with_want && m->want == NULL)) {
-		free(m->keys);
-		free(m->vals);
-		free(m->want);
-		return Q_ENOMEM;
-	}
-	return 0;
+	m->shift = 64 - bits;
+	return m->slots != NULL ? 0 : Q_ENOMEM;
 }
 
 static void omap_close(struct omap *m)
 {
-	free(m->keys);
-	free(m->vals);
-	free(m->want);
+	free(m->slots);
+	m->slots = NULL;
 }
 
-/* Returns the slot for key (origin seqs are never 0). */
-static uint64_t omap_slot(const struct omap *m, uint64_t key)
+/* The slot holding key, or the empty slot where it would go. */
+static struct oslot *omap_slot(const struct omap *m, uint64_t key)
 {
-	uint64_t i = (key * 0x9e3779b97f4a7c15ull >> 20) & m->mask;
-	while (m->keys[i] != 0 && m->keys[i] != key) {
+	uint64_t i = key * 0x9e3779b97f4a7c15ull >> m->shift;
+	while (m->slots[i].key != 0 && m->slots[i].key != key) {
 		i = (i + 1) & m->mask;
 	}
-	return i;
+	return &m->slots[i];
+}
+
+/* Room for one more key (call before omap_slot() of a new key). */
+static int omap_reserve(struct omap *m)
+{
+	struct omap big;
+	uint64_t i;
+	if ((m->n + 1) * 2 <= m->mask + 1) {
+		return 0;
+	}
+	if (omap_init(&big, m->mask + 1) != 0) {
+		return Q_ENOMEM;
+	}
+	for (i = 0; i <= m->mask; i++) {
+		if (m->slots[i].key != 0) {
+			*omap_slot(&big, m->slots[i].key) = m->slots[i];
+		}
+	}
+	big.n = m->n;
+	free(m->slots);
+	*m = big;
+	return 0;
 }
 
 /* ------------------------------------------------------------ writer */
 
+/* Fields are stored straight into a chunk buffer; the hash runs over each
+ * chunk when it is handed to `write`. */
 struct wr {
 	int (*write)(void *data, const void *buf, size_t len);
 	void *data;
-	unsigned char buf[CHUNK];
 	size_t used;
-	uint64_t hash;
+	uint64_t hash; /* of every byte handed on so far */
 	int rv;
+	unsigned char buf[CHUNK];
 };
 
 static void w_flush(struct wr *w)
 {
+	w->hash = hash_bytes(w->hash, w->buf, w->used);
 	if (w->rv == 0 && w->used > 0) {
 		w->rv = w->write(w->data, w->buf, w->used);
 	}
 	w->used = 0;
 }
 
+/* Room for n (at most CHUNK) bytes that the caller fills at once. */
+static unsigned char *w_room(struct wr *w, size_t n)
+{
+	unsigned char *p;
+	if (CHUNK - w->used < n) {
+		w_flush(w);
+	}
+	p = w->buf + w->used;
+	w->used += n;
+	return p;
+}
+
 static void w_bytes(struct wr *w, const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	size_t i;
-	for (i = 0; i < n; i++) {
-		w->hash ^= b[i];
-		w->hash *= 0x100000001b3ull;
-	}
-	while (n > 0 && w->rv == 0) {
+	while (n > 0) {
 		size_t k = CHUNK - w->used;
 		if (k > n) {
 			k = n;
@@ -134,27 +249,17 @@ static void w_bytes(struct wr *w, const void *p, size_t n)
 
 static void w_u64(struct wr *w, uint64_t v)
 {
-	unsigned char b[8];
-	int i;
-	for (i = 0; i < 8; i++) {
-		b[i] = (unsigned char)(v >> (8 * i));
-	}
-	w_bytes(w, b, 8);
+	put_u64(w_room(w, 8), v);
 }
 
 static void w_u32(struct wr *w, uint32_t v)
 {
-	unsigned char b[4];
-	int i;
-	for (i = 0; i < 4; i++) {
-		b[i] = (unsigned char)(v >> (8 * i));
-	}
-	w_bytes(w, b, 4);
+	put_u32(w_room(w, 4), v);
 }
 
 static void w_u8(struct wr *w, uint8_t v)
 {
-	w_bytes(w, &v, 1);
+	*w_room(w, 1) = v;
 }
 
 static void w_str(struct wr *w, const void *p, size_t n)
@@ -192,41 +297,61 @@ static void w_dedup(struct wr *w, const struct q_dedup *d)
 	}
 }
 
-static void w_msgs(struct wr *w, const struct q_state *s, struct omap *seen,
-		   const struct q_link *head, uint64_t n)
+/* Writes a list of messages; a body goes with the first message that refers
+ * to it (walk order), which `seen` tracks for bodies of several copies. */
+static int w_msgs(struct wr *w, const struct q_state *s, struct omap *seen,
+		  const struct q_link *head, uint64_t n)
 {
 	const struct q_link *l;
 	w_u64(w, n);
 	for (l = head->next; l != head; l = l->next) {
 		const struct q_msg *m = Q__CONTAINER_OF(l, struct q_msg, link);
 		const struct q_body *b = m->body;
-		uint64_t slot = omap_slot(seen, b->origin);
-		w_u64(w, m->seq);
-		w_u32(w, q__msg_deliveries(m));
-		w_u32(w, q__msg_failures(m));
-		w_u32(w, m->dl_from);
-		w_u8(w, m->dl_reason);
-		w_u64(w, q__msg_expires(m));
-		w_u8(w, m->in_heap);
-		w_u64(w, q__msg_due(m));
-		w_u64(w, b->origin);
-		if (seen->keys[slot] == b->origin) {
-			w_u8(w, 0);
+		unsigned char *p;
+		uint8_t here = 1;
+		if (b->refs > 1) {
+			struct oslot *sl;
+			if (omap_reserve(seen) != 0) {
+				return Q_ENOMEM;
+			}
+			sl = omap_slot(seen, b->origin);
+			if (sl->key == b->origin) {
+				here = 0;
+			} else {
+				sl->key = b->origin;
+				seen->n++;
+			}
+		}
+		p = w_room(w,
+			   MSG_FIXED + (here && s->bodies != NULL ? BODY2_SIZE
+								  : 0));
+		put_u64(p, m->seq);
+		put_u32(p + 8, q__msg_deliveries(m));
+		put_u32(p + 12, q__msg_failures(m));
+		put_u32(p + 16, m->dl_from);
+		p[20] = m->dl_reason;
+		put_u64(p + 21, q__msg_expires(m));
+		p[29] = m->in_heap;
+		put_u64(p + 30, q__msg_due(m));
+		put_u64(p + 38, b->origin);
+		p[46] = here;
+		if (!here) {
 			continue;
 		}
-		seen->keys[slot] = b->origin;
-		w_u8(w, 1);
-		w_u64(w, b->published_ms);
-		if (s->bodies == NULL) {
+		if (s->bodies != NULL) {
+			p += MSG_FIXED;
+			put_u64(p, b->published_ms);
+			put_u32(p + 8, b->id_len);
+			put_u32(p + 12, b->len);
+			put_u32(p + 16, b->sum);
+			put_u32(p + 20, b->refs);
+		} else {
+			w_u64(w, b->published_ms);
 			w_str(w, b->data, b->id_len);
 			w_str(w, b->data + b->id_len, b->len);
-		} else {
-			w_u32(w, b->id_len);
-			w_u32(w, b->len);
-			w_u32(w, b->sum);
-			w_u32(w, b->refs);
 		}
 	}
+	return 0;
 }
 
 static void w_counters(struct wr *w, const struct q_counters *c)
@@ -251,20 +376,22 @@ int q_state_dump(const struct q_state *s,
 	struct wr *w;
 	struct omap seen;
 	uint64_t i;
-	int rv;
+	int rv = 0;
 
 	w = malloc(sizeof *w);
 	if (w == NULL) {
 		return Q_ENOMEM;
 	}
-	if (omap_init(&seen, s->n_bodies, 0) != 0) {
+	/* Bodies of several copies are at most the copies beyond one per
+	 * body, so the map never grows in the middle of the dump. */
+	if (omap_init(&seen, s->n_msgs - s->n_bodies) != 0) {
 		free(w);
 		return Q_ENOMEM;
 	}
 	w->write = write;
 	w->data = data;
 	w->used = 0;
-	w->hash = 0xcbf29ce484222325ull;
+	w->hash = HASH_INIT;
 	w->rv = 0;
 
 	w_bytes(w, "RMQ1", 4);
@@ -283,7 +410,7 @@ int q_state_dump(const struct q_state *s,
 		w_dedup(w, &t->dedup);
 	}
 	w_u64(w, s->n_queues);
-	for (i = 0; i < s->n_queues; i++) {
+	for (i = 0; rv == 0 && i < s->n_queues; i++) {
 		const struct q_queue *q = s->queues[i];
 		w_cstr(w, q->name);
 		w_u32(w, q->id);
@@ -292,12 +419,18 @@ int q_state_dump(const struct q_state *s,
 		w_counters(w, &q->c);
 		w_u64(w, q->cursor != NULL ? q->cursor->id : 0);
 		w_dedup(w, &q->dedup);
-		w_msgs(w, s, &seen, &q->returned, q->n_returned);
-		w_msgs(w, s, &seen, &q->ready, q->n_ready);
-		w_msgs(w, s, &seen, &q->delayed, q->n_delayed);
+		rv = w_msgs(w, s, &seen, &q->returned, q->n_returned);
+		if (rv == 0) {
+			rv = w_msgs(w, s, &seen, &q->ready, q->n_ready);
+		}
+		if (rv == 0) {
+			rv = w_msgs(w, s, &seen, &q->delayed, q->n_delayed);
+		}
 	}
-	w_u64(w, s->n_consumers);
-	for (i = 0; i < s->n_consumers; i++) {
+	if (rv == 0) {
+		w_u64(w, s->n_consumers);
+	}
+	for (i = 0; rv == 0 && i < s->n_consumers; i++) {
 		const struct q_consumer *c = s->consumers[i];
 		w_u64(w, c->id);
 		w_cstr(w, c->queue->name);
@@ -306,15 +439,17 @@ int q_state_dump(const struct q_state *s,
 		w_u64(w, c->session.session_id);
 		w_u32(w, c->prefetch);
 		w_u32(w, c->credit);
-		w_msgs(w, s, &seen, &c->unacked, c->n_unacked);
+		rv = w_msgs(w, s, &seen, &c->unacked, c->n_unacked);
 	}
-	{
-		uint64_t h = w->hash;
-		w_bytes(w, "END1", 4);
-		w_u64(w, h);
+	if (rv == 0) {
+		unsigned char *p;
+		w_flush(w); /* w->hash: every byte before "END1" */
+		p = w_room(w, 12);
+		memcpy(p, "END1", 4);
+		put_u64(p + 4, w->hash);
+		w_flush(w);
+		rv = w->rv;
 	}
-	w_flush(w);
-	rv = w->rv;
 	omap_close(&seen);
 	free(w);
 	return rv;
@@ -382,25 +517,13 @@ static const unsigned char *r_take(struct rd *r, size_t n)
 static uint64_t r_u64(struct rd *r)
 {
 	const unsigned char *b = r_take(r, 8);
-	uint64_t v = 0;
-	int i;
-	if (b == NULL) {
-		return 0;
-	}
-	for (i = 7; i >= 0; i--) {
-		v = v << 8 | b[i];
-	}
-	return v;
+	return b != NULL ? get_u64(b) : 0;
 }
 
 static uint32_t r_u32(struct rd *r)
 {
 	const unsigned char *b = r_take(r, 4);
-	if (b == NULL) {
-		return 0;
-	}
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
+	return b != NULL ? get_u32(b) : 0;
 }
 
 static uint8_t r_u8(struct rd *r)
@@ -440,7 +563,11 @@ struct loader {
 	const unsigned char *start; /* of the dump, for offsets in reasons */
 	struct rd r;
 	uint32_t format;
-	struct omap bodies; /* every body put or claimed so far, by key */
+	/* Bodies a later message may refer to, by key: in format 1 every
+	 * body (the dump does not say how many copies one has; with a body
+	 * interface each is put as it is read, so this is also what a failed
+	 * load drops again), in format 2 those the dump says have several. */
+	struct omap bodies;
 	int rv; /* Q_ECORRUPT, Q_ENOMEM or Q_EIO once something failed */
 };
 
@@ -476,29 +603,81 @@ static int nomem(struct loader *l)
 	return l->rv;
 }
 
+/* A dedup entry read but not yet in its table (see r_dedup). */
+struct dd_pending {
+	struct q_dd *e;
+	q_seq seq;
+	uint64_t at;
+};
+
+/* Ids read ahead of the one inserted: each one's table slot is fetched
+ * while the ones before it go in. A table of millions of ids is far bigger
+ * than the caches, and one miss after another made ids the slowest part
+ * of a load. */
+#define DD_AHEAD 16
+
+/* Smallest entry in the dump: seq, at, a 1-byte id with its length. */
+#define DD_MIN_SIZE (8 + 8 + 4 + 1)
+
 static int r_dedup(struct loader *l, struct q_dedup *d)
 {
 	struct q_state *s = l->s;
+	struct dd_pending ring[DD_AHEAD];
 	uint64_t n = r_u64(&l->r), i, last = 0;
-	for (i = 0; i < n && !l->r.bad; i++) {
-		q_seq seq = r_u64(&l->r);
-		uint64_t at = r_u64(&l->r);
-		size_t len;
-		const unsigned char *id = r_str(&l->r, &len);
-		struct q_dd *e;
-		if (l->r.bad || len == 0 || at < last || at > s->now ||
-		    seq == 0 || seq >= s->next_seq ||
-		    q__dedup_find(s, d, id, len, UINT64_MAX) != NULL) {
-			return bad(l);
-		}
-		last = at;
-		if (q__dedup_grow(s, d) != 0 ||
-		    (e = q__dedup_new(s, id, len)) == NULL) {
-			return nomem(l);
-		}
-		q__dedup_insert(s, d, e, seq, at);
+	unsigned head = 0, k = 0;
+	int rv = 0;
+
+	if (l->r.bad || n > l->r.left / DD_MIN_SIZE) {
+		return bad(l);
 	}
-	return l->r.bad ? bad(l) : 0;
+	if (n == 0) {
+		return 0;
+	}
+	/* The table an insert of n ids would have grown to, at once. */
+	if (q__dedup_presize(s, d, n) != 0) {
+		return nomem(l);
+	}
+	for (i = 0; i < n || k > 0;) {
+		if (i < n && k < DD_AHEAD) {
+			q_seq seq = r_u64(&l->r);
+			uint64_t at = r_u64(&l->r);
+			size_t len;
+			const unsigned char *id = r_str(&l->r, &len);
+			struct q_dd *e;
+			if (l->r.bad || len == 0 || at < last || at > s->now ||
+			    seq == 0 || seq >= s->next_seq) {
+				rv = bad(l);
+				break;
+			}
+			last = at;
+			e = q__dedup_new(s, id, len);
+			if (e == NULL) {
+				rv = nomem(l);
+				break;
+			}
+			q__dedup_prefetch(d, e->hash);
+			ring[(head + k) % DD_AHEAD] =
+				(struct dd_pending){e, seq, at};
+			k++;
+			i++;
+			continue;
+		}
+		/* Ring full or nothing left to read: the oldest goes in. An
+		 * id seen before is a second entry of one id. */
+		if (!q__dedup_insert_new(s, d, ring[head].e, ring[head].seq,
+					 ring[head].at)) {
+			rv = bad(l);
+			break;
+		}
+		head = (head + 1) % DD_AHEAD;
+		k--;
+	}
+	while (k > 0) { /* after a failure: what never went in */
+		q__dedup_discard(s, ring[head].e);
+		head = (head + 1) % DD_AHEAD;
+		k--;
+	}
+	return rv;
 }
 
 /* A body record of the dump (the first time a body appears). */
@@ -513,18 +692,23 @@ static int r_body(struct loader *l, struct body_rec *br)
 {
 	struct q_state *s = l->s;
 	struct rd *r = &l->r;
-	br->published = r_u64(r);
 	if (l->format == FORMAT_INLINE) {
+		br->published = r_u64(r);
 		br->id = r_str(r, &br->id_len);
 		br->bytes = r_str(r, &br->len);
 		br->sum = 0;
 		br->refs = 0; /* unknown: counted */
 	} else {
+		const unsigned char *p = r_take(r, BODY2_SIZE);
+		if (p == NULL) {
+			return bad(l);
+		}
+		br->published = get_u64(p);
 		br->id = br->bytes = NULL;
-		br->id_len = r_u32(r);
-		br->len = r_u32(r);
-		br->sum = r_u32(r);
-		br->refs = r_u32(r);
+		br->id_len = get_u32(p + 8);
+		br->len = get_u32(p + 12);
+		br->sum = get_u32(p + 16);
+		br->refs = get_u32(p + 20);
 		if (br->refs == 0) {
 			return bad(l);
 		}
@@ -536,9 +720,10 @@ static int r_body(struct loader *l, struct body_rec *br)
 	return 0;
 }
 
-/* Registers a new body: into the store (migration: put; format 2: claim)
- * and into the loader's map, so that a failed load can drop it again. */
-static int add_body(struct loader *l, uint64_t slot, struct q_body *b,
+/* Registers a new body: into the store (format 1: put; format 2 claims
+ * once the load has succeeded, claim_loaded()), and into the map when later
+ * messages may refer to it (sl: its empty slot). */
+static int add_body(struct loader *l, struct oslot *sl, struct q_body *b,
 		    const struct body_rec *br)
 {
 	struct q_state *s = l->s;
@@ -553,16 +738,15 @@ static int add_body(struct loader *l, uint64_t slot, struct q_body *b,
 			return l->rv;
 		}
 		b->sum = sum;
-	} else if (s->bodies != NULL) {
-		s->bodies->claim(s->bodies->data, b->origin);
-	} else {
+	} else if (s->bodies == NULL) {
 		memcpy(b->data, br->id, br->id_len);
 		memcpy(b->data + br->id_len, br->bytes, br->len);
 	}
-	l->bodies.keys[slot] = b->origin;
-	l->bodies.vals[slot] = b;
-	if (l->bodies.want != NULL) {
-		l->bodies.want[slot] = br->refs;
+	if (sl != NULL) {
+		sl->key = b->origin;
+		sl->b = b;
+		sl->want = br->refs;
+		l->bodies.n++;
 	}
 	s->n_bodies++;
 	s->body_bytes += br->len;
@@ -576,52 +760,73 @@ static int add_body(struct loader *l, uint64_t slot, struct q_body *b,
 static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 {
 	struct q_state *s = l->s;
-	struct rd *r = &l->r;
+	const unsigned char *p = r_take(&l->r, MSG_FIXED);
 	struct q_msg *m = NULL;
 	struct q_msg_ext *x = NULL;
 	struct q_body *b = NULL;
+	struct oslot *sl = NULL;
 	struct body_rec br = {0};
-	uint64_t seq, expires, due, origin, slot;
+	uint64_t seq, expires, due, origin;
 	uint32_t deliveries, failures, dl_from;
 	uint8_t dl_reason, in_heap, here;
 	size_t bsize = 0;
 	int inl;
 
-	seq = r_u64(r);
-	deliveries = r_u32(r);
-	failures = r_u32(r);
-	dl_from = r_u32(r);
-	dl_reason = r_u8(r);
-	expires = r_u64(r);
-	in_heap = r_u8(r);
-	due = r_u64(r);
-	origin = r_u64(r);
-	here = r_u8(r);
+	if (p == NULL) {
+		bad(l);
+		return NULL;
+	}
+	seq = get_u64(p);
+	deliveries = get_u32(p + 8);
+	failures = get_u32(p + 12);
+	dl_from = get_u32(p + 16);
+	dl_reason = p[20];
+	expires = get_u64(p + 21);
+	in_heap = p[29];
+	due = get_u64(p + 30);
+	origin = get_u64(p + 38);
+	here = p[46];
 	/* Only an armed timer has a due time (q_state_check): without one
 	 * the value would have nowhere to live. */
-	if (r->bad || seq == 0 || seq >= s->next_seq || origin == 0 ||
-	    origin > seq || in_heap > 1 || (!in_heap && due != 0) ||
+	if (seq == 0 || seq >= s->next_seq || origin == 0 || origin > seq ||
+	    in_heap > 1 || (!in_heap && due != 0) ||
 	    dl_reason > Q_REASON_OVERFLOW || here > 1 ||
 	    (dl_reason != 0 && (dl_from == 0 || dl_from >= s->next_qid))) {
 		bad(l);
 		return NULL;
 	}
-	slot = omap_slot(&l->bodies, origin);
 	if (here) {
-		if (l->bodies.keys[slot] == origin || r_body(l, &br) != 0) {
-			bad(l);
+		if (r_body(l, &br) != 0) {
 			return NULL;
+		}
+		/* A body later messages may refer to goes into the map, and
+		 * its key must not be there yet. Two bodies of one copy with
+		 * one key are told apart by q_state_check() (two bodies with
+		 * key K), before anything is claimed. */
+		if (l->format == FORMAT_INLINE || br.refs > 1) {
+			if (omap_reserve(&l->bodies) != 0) {
+				nomem(l);
+				return NULL;
+			}
+			sl = omap_slot(&l->bodies, origin);
+			if (sl->key == origin) {
+				bad(l);
+				return NULL;
+			}
 		}
 		bsize = q__body_size(s, br.id_len, br.len);
 	} else {
-		if (l->bodies.keys[slot] != origin) {
+		/* A body of one copy (format 2) is never in the map: a
+		 * second copy of it is corrupt. */
+		sl = omap_slot(&l->bodies, origin);
+		if (sl->key != origin) {
 			bad(l);
 			return NULL;
 		}
-		b = l->bodies.vals[slot];
+		b = sl->b;
 		/* More copies than the dump said (one that lives in its
 		 * first copy's allocation cannot take a second). */
-		if (l->bodies.want != NULL && b->refs >= l->bodies.want[slot]) {
+		if (l->format == FORMAT_STORE && b->refs >= sl->want) {
 			bad(l);
 			return NULL;
 		}
@@ -646,7 +851,7 @@ static struct q_msg *r_msg(struct loader *l, struct q_queue *q)
 		b->sum = br.sum;
 		b->refs = 0;
 		b->id_len = (uint32_t)br.id_len;
-		if (add_body(l, slot, b, &br) != 0) {
+		if (add_body(l, sl, b, &br) != 0) {
 			if (!inl) {
 				q__free(s, b, bsize);
 			}
@@ -906,32 +1111,71 @@ static int load_consumers(struct loader *l)
 	return l->r.bad ? bad(l) : 0;
 }
 
-/* After a failed load: the store forgets every body the load put or
- * claimed (the state refers to none of them any more). */
+/* After a failed load of format 1 into a state with a body interface: the
+ * store forgets every body the load put (all are in the map). A format 2
+ * load claims only once it has succeeded. */
 static void drop_loaded(struct loader *l)
 {
 	const struct q_bodies *bs = l->s->bodies;
 	uint64_t i;
-	if (bs == NULL || l->bodies.keys == NULL) {
+	if (bs == NULL || l->format != FORMAT_INLINE ||
+	    l->bodies.slots == NULL) {
 		return;
 	}
 	for (i = 0; i <= l->bodies.mask; i++) {
-		if (l->bodies.keys[i] != 0) {
-			bs->drop(bs->data, l->bodies.keys[i]);
+		if (l->bodies.slots[i].key != 0) {
+			bs->drop(bs->data, l->bodies.slots[i].key);
 		}
 	}
 }
 
-/* Every body has as many copies as the dump said (format 2). */
+static void claim_list(const struct q_bodies *bs, const struct q_link *head)
+{
+	const struct q_link *l;
+	for (l = head->next; l != head; l = l->next) {
+		const struct q_body *b =
+			Q__CONTAINER_OF(l, struct q_msg, link)->body;
+		if (b->refs == 1) {
+			bs->claim(bs->data, b->origin);
+		}
+	}
+}
+
+/* A format 2 load that succeeded claims every body, once: those of one
+ * copy at their message, the others from the map (it holds them all). Only
+ * now, after q_state_check(), are the keys known to be distinct (a body
+ * of one copy is in no map), and a load that fails has nothing to undo. */
+static void claim_loaded(struct loader *l)
+{
+	const struct q_state *s = l->s;
+	const struct q_bodies *bs = s->bodies;
+	uint64_t i;
+	for (i = 0; i < s->n_queues; i++) {
+		const struct q_queue *q = s->queues[i];
+		claim_list(bs, &q->returned);
+		claim_list(bs, &q->ready);
+		claim_list(bs, &q->delayed);
+	}
+	for (i = 0; i < s->n_consumers; i++) {
+		claim_list(bs, &s->consumers[i]->unacked);
+	}
+	for (i = 0; i <= l->bodies.mask; i++) {
+		if (l->bodies.slots[i].key != 0) {
+			bs->claim(bs->data, l->bodies.slots[i].key);
+		}
+	}
+}
+
+/* Every body of several copies has as many as the dump said (format 2). A
+ * body of one copy is in no map, so no other message could take it. */
 static void check_refs(struct loader *l)
 {
 	uint64_t i;
-	for (i = 0; l->bodies.want != NULL && i <= l->bodies.mask; i++) {
-		if (l->bodies.keys[i] != 0 &&
-		    l->bodies.vals[i]->refs != l->bodies.want[i]) {
+	for (i = 0; i <= l->bodies.mask; i++) {
+		const struct oslot *sl = &l->bodies.slots[i];
+		if (sl->key != 0 && sl->b->refs != sl->want) {
 			why(l, "body %llu: %u copies, the dump says %u",
-			    (unsigned long long)l->bodies.keys[i],
-			    l->bodies.vals[i]->refs, l->bodies.want[i]);
+			    (unsigned long long)sl->key, sl->b->refs, sl->want);
 			bad(l);
 			return;
 		}
@@ -942,8 +1186,9 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 {
 	struct loader l;
 	const unsigned char *p = buf;
-	uint64_t *cursors = NULL, i, hash = 0xcbf29ce484222325ull;
+	uint64_t *cursors = NULL, i;
 	char errbuf[128];
+	int rv;
 
 	if (s->n_queues != 0 || s->n_topics != 0 || s->n_consumers != 0) {
 		q__state_clear(s);
@@ -958,13 +1203,7 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 		why(&l, "not a queue state dump (no RMQ1 ... END1)");
 		return Q_ECORRUPT;
 	}
-	for (i = 0; i < len - 12; i++) {
-		hash ^= p[i];
-		hash *= 0x100000001b3ull;
-	}
-	l.r.p = p + len - 8;
-	l.r.left = 8;
-	if (r_u64(&l.r) != hash) {
+	if (get_u64(p + len - 8) != hash_bytes(HASH_INIT, p, len - 12)) {
 		why(&l, "checksum mismatch (corrupt dump)");
 		return Q_ECORRUPT;
 	}
@@ -988,17 +1227,18 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 	s->next_qid = r_u32(&l.r);
 	/* A counter at its maximum cannot come from a real history (2^64
 	 * publishes) and would wrap at the next publish / attach / create,
-	 * reusing ids (found by tests/fuzz/fuzz_snapshot). */
+	 * reusing ids (found by tests/fuzz/fuzz_snapshot). Nor can a seq or
+	 * consumer id of 2^63 (centuries at a billion a second), and one just
+	 * under the maximum wraps a few commands later: a TICK that
+	 * dead-letters and a publish (found by tests/fuzz/fuzz_snapshot). */
 	if (l.r.bad || s->next_seq == 0 || s->next_consumer == 0 ||
-	    s->next_qid == 0 || s->next_seq == UINT64_MAX ||
-	    s->next_consumer == UINT64_MAX || s->next_qid == UINT32_MAX) {
+	    s->next_qid == 0 || s->next_seq >= COUNTER_LIMIT ||
+	    s->next_consumer >= COUNTER_LIMIT || s->next_qid == UINT32_MAX) {
 		why(&l, "a counter out of range");
 		q__state_clear(s);
 		return Q_ECORRUPT;
 	}
-	/* Bodies are at most one per byte left, which bounds the map. */
-	if (omap_init(&l.bodies, l.r.left / 16 + 1, l.format == FORMAT_STORE) !=
-	    0) {
+	if (omap_init(&l.bodies, 0) != 0) {
 		why(&l, "out of memory");
 		q__state_clear(s);
 		return Q_ENOMEM;
@@ -1025,14 +1265,24 @@ int q_state_load(struct q_state *s, const void *buf, size_t len)
 		}
 	}
 	free(cursors);
-	if (l.rv == 0) {
+	if (l.rv == 0 && l.format == FORMAT_STORE) {
 		check_refs(&l);
 	}
-	if (l.rv == 0 && q_state_check(s, errbuf, sizeof errbuf) != 0) {
-		l.rv = Q_ECORRUPT;
-		why(&l, "inconsistent state: %s", errbuf);
+	if (l.rv == 0) {
+		/* Unlike q_state_check(), refuses the load when it cannot
+		 * allocate what the checks need: a load claims bodies by the
+		 * keys the checks prove distinct. */
+		rv = q__state_check(s, errbuf, sizeof errbuf, Q__CHECK_LOADED);
+		if (rv == Q_ENOMEM) {
+			nomem(&l);
+		} else if (rv != 0) {
+			l.rv = Q_ECORRUPT;
+			why(&l, "inconsistent state: %s", errbuf);
+		}
 	}
-	if (l.rv != 0) {
+	if (l.rv == 0 && l.format == FORMAT_STORE) {
+		claim_loaded(&l);
+	} else if (l.rv != 0) {
 		drop_loaded(&l);
 		q__state_clear(s);
 	}

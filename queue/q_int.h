@@ -332,6 +332,21 @@ static inline size_t q__body_size(const struct q_state *s, size_t id_len,
 	return sizeof(struct q_body) + (s->bodies != NULL ? 0 : id_len + len);
 }
 
+/* ------------------------------------------------------------ checks */
+
+/* q_state_check(), except that it returns Q_ENOMEM when it cannot allocate
+ * the scratch memory of a check (q_state_check() then skips that check):
+ * q_state_load() refuses what it cannot check. */
+int q__state_check(const struct q_state *s, char *errbuf, size_t errlen,
+		   unsigned flags);
+/* The state was just built by q_state_load(): what it established while
+ * building is not checked again. That is each dedup entry's hash (it
+ * computed it from the id, q__dedup_new()) and place in its table (it
+ * inserted every entry it read into a table sized for them all, so none
+ * moved, q__dedup_insert_new()): a random access per id in a table of
+ * hundreds of MB at 10 M ids. Their order, count and clock are checked. */
+#define Q__CHECK_LOADED 1u
+
 /* ------------------------------------------------------------ registries */
 
 struct q_queue *q__queue_find(const struct q_state *s, const char *name);
@@ -424,6 +439,17 @@ void q__dedup_discard(struct q_state *s, struct q_dd *e);
 int q__dedup_grow(struct q_state *s, struct q_dedup *d);
 void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
 		     q_seq seq, uint64_t at_ms);
+/* For a load of n ids into an empty table: allocates at once the table that
+ * n inserts would have grown it to (never bigger). Q_ENOMEM if it cannot. */
+int q__dedup_presize(struct q_state *s, struct q_dedup *d, uint64_t n);
+/* Starts fetching the slot where an id of hash h goes (a load reads ids
+ * ahead, so that the table's cache misses overlap). */
+void q__dedup_prefetch(const struct q_dedup *d, uint32_t h);
+/* Inserts e (from q__dedup_new()) into a table that q__dedup_presize()
+ * sized for it, unless an entry with the same id is there: then returns
+ * false and e is not inserted (the caller still owns it). */
+bool q__dedup_insert_new(struct q_state *s, struct q_dedup *d, struct q_dd *e,
+			 q_seq seq, uint64_t at_ms);
 /* Forgets ids older than window. */
 void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window);
 

@@ -407,6 +407,61 @@ void q__dedup_insert(struct q_state *s, struct q_dedup *d, struct q_dd *e,
 	s->n_dd++;
 }
 
+int q__dedup_presize(struct q_state *s, struct q_dedup *d, uint64_t n)
+{
+	uint64_t size = 32;
+	assert(d->nslots[0] == 0 && d->count == 0);
+	/* What q__dedup_grow() would have reached: at most half full. */
+	while (size / 2 < n) {
+		if (size > UINT64_MAX / 2 / sizeof *d->slots[0]) {
+			return Q_ENOMEM;
+		}
+		size *= 2;
+	}
+	d->slots[0] = q__malloc(s, size * sizeof *d->slots[0]);
+	if (d->slots[0] == NULL) {
+		return Q_ENOMEM;
+	}
+	memset(d->slots[0], 0, size * sizeof *d->slots[0]);
+	d->nslots[0] = size;
+	return 0;
+}
+
+void q__dedup_prefetch(const struct q_dedup *d, uint32_t h)
+{
+	int t;
+	for (t = 0; t < 2; t++) {
+		if (d->slots[t] != NULL) {
+			__builtin_prefetch(
+				&d->slots[t][h & (d->nslots[t] - 1)]);
+		}
+	}
+}
+
+bool q__dedup_insert_new(struct q_state *s, struct q_dedup *d, struct q_dd *e,
+			 q_seq seq, uint64_t at_ms)
+{
+	uint64_t mask = d->nslots[0] - 1, i = e->hash & mask;
+	struct q_dd_slot *sl = d->slots[0];
+
+	assert(!dd_resizing(d) && d->count + 1 <= d->nslots[0] / 2);
+	/* One probe finds an equal id or the free slot. */
+	for (; sl[i].e != NULL; i = (i + 1) & mask) {
+		if (sl[i].hash == e->hash && sl[i].e->len == e->len &&
+		    memcmp(sl[i].e->id, e->id, e->len) == 0) {
+			return false;
+		}
+	}
+	sl[i].e = e;
+	sl[i].hash = e->hash;
+	e->seq = seq;
+	e->at_ms = at_ms;
+	q__list_append(&d->fifo, &e->fifo);
+	d->count++;
+	s->n_dd++;
+	return true;
+}
+
 void q__dedup_expire(struct q_state *s, struct q_dedup *d, uint64_t window)
 {
 	while (!q__list_empty(&d->fifo)) {

@@ -458,6 +458,14 @@ static void max_field(unsigned char *p, size_t len, size_t off, size_t n)
 	}
 }
 
+static void set_u64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
 /* A dump of one queue "q" holding a message per body (borrowed), published
  * at 1001, 1002... with seqs 1, 2... */
 static unsigned char *dump_of(const char *const *bodies, size_t n, size_t *len)
@@ -535,6 +543,34 @@ Test(load, counters_at_their_maximum_are_corrupt)
 	free(empty);
 }
 
+/* Regression (tests/fuzz/fuzz_snapshot): a dump whose next_seq was
+ * UINT64_MAX - 1 loaded, a TICK dead-lettered a message (its copy took that
+ * seq) and the next publish wrapped the counter to 0. No real history
+ * reaches 2^63 seqs or consumers: a dump saying so is corrupt, and one just
+ * under loads. */
+Test(load, a_seq_or_consumer_counter_of_2_to_the_63_is_corrupt)
+{
+	static const size_t offs[] = {16, 24}; /* next_seq, next_consumer */
+	void *empty;
+	unsigned char *buf;
+	size_t elen, len, i;
+
+	empty = empty_dump(&elen);
+	for (i = 0; i < 2; i++) {
+		buf = empty_dump(&len);
+		set_u64(buf + offs[i], UINT64_C(1) << 63);
+		max_field(buf, len, 0, 0);
+		cr_assert_eq(load_one(buf, len, empty, elen, "2^63", offs[i]),
+			     Q_ECORRUPT, "counter at %zu", offs[i]);
+		set_u64(buf + offs[i], (UINT64_C(1) << 63) - 1);
+		max_field(buf, len, 0, 0);
+		cr_assert_eq(load_one(buf, len, empty, elen, "2^63-1", offs[i]),
+			     0, "counter at %zu", offs[i]);
+		free(buf);
+	}
+	free(empty);
+}
+
 /* Regression (tests/fuzz/fuzz_snapshot): a dump with two messages of one
  * queue under the same seq loaded (q_state_check() did not look), and the
  * next delivery left one of them out of the unacked index. The second
@@ -594,6 +630,34 @@ Test(load, more_failures_than_deliveries_is_corrupt)
 	cr_assert_eq(m[8] | m[12], 0, "never delivered, never failed");
 	m[12] = 1; /* failures 1, deliveries 0 */
 	expect_corrupt(buf, len, "failures");
+	free(buf);
+}
+
+/* Regression (tests/fuzz/fuzz_snapshot): a held message whose failures
+ * equal its deliveries loaded, though the delivery it is held under has not
+ * failed; its ack timeout then made it 2 failures of 1 delivery (dead-
+ * lettered with those counts by max_deliveries 2). Such a dump is corrupt.
+ * The message is held by a consumer with prefetch 1; failures at +12. */
+Test(load, a_held_message_whose_delivery_failed_already_is_corrupt)
+{
+	struct q_settings st = h_plain();
+	struct q_state *s = q_state_new(NULL);
+	unsigned char *buf, *m;
+	size_t len;
+
+	cr_assert_not_null(s);
+	st.ack_timeout_ms = 1000;
+	st.max_deliveries = 2;
+	h_create_queue(s, "q", &st, 1);
+	cr_assert_eq(h_attach_ex(s, "q", S1, 1, Q_CREDIT_UNLIMITED, 1).consumer,
+		     1);
+	h_publish(s, "q", NULL, "HELD", 2);
+	buf = h_dump(s, &len);
+	q_state_free(s);
+	m = message_of(buf, len, "HELD", 1);
+	cr_assert(m[8] == 1 && m[12] == 0, "delivered once, never failed");
+	m[12] = 1;
+	expect_corrupt(buf, len, "held, failed");
 	free(buf);
 }
 
@@ -699,6 +763,176 @@ Test(load, format_2_copies_other_than_declared_are_corrupt)
 	refs_declared_wrong(true, 3);
 	refs_declared_wrong(false, 2);
 	refs_declared_wrong(false, 0);
+}
+
+/* Where the message whose body is `body` (4 bytes, no msg id) starts in a
+ * format 2 dump: its body record (published u64, id_len, len, sum, refs
+ * u32) is found by the fake store's checksum and follows the message's 47
+ * bytes (seq at +0, origin, the body's key, at +38). */
+static unsigned char *message2_of(unsigned char *buf, size_t len,
+				  const char *body, q_seq seq)
+{
+	uint32_t v = fb_sum(NULL, 0, body, 4);
+	unsigned char sum[4], *p;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		sum[i] = (unsigned char)(v >> (8 * i));
+	p = memmem(buf, len, sum, 4);
+	cr_assert_not_null(p);
+	p -= 16 + 47;
+	cr_assert_eq(p[0], seq & 0xff, "layout changed: fix the offset");
+	return p;
+}
+
+/* Loads a format 2 dump that must be refused, into a fresh state with the
+ * fake store, and checks that the refused load claimed nothing. */
+static void expect_corrupt_claims_nothing(unsigned char *buf, size_t len,
+					  const char *what)
+{
+	struct h_env l;
+
+	max_field(buf, len, 0, 0); /* only recomputes the trailer */
+	h_env_init_mode(&l, NULL, true);
+	cr_assert_eq(q_state_load(l.s, buf, len), Q_ECORRUPT, "%s: loaded",
+		     what);
+	cr_log_info("%s: %s", what, q_state_load_error(l.s));
+	cr_assert_eq(h_totals(l.s).messages, 0);
+	cr_assert_eq(l.fb.claims, 0, "%s: a refused load claims nothing", what);
+	cr_assert_eq(l.fb.drops, 0, "%s", what);
+	cr_assert(fb_ok(&l.fb), "%s: %s", what, l.fb.err);
+	h_env_fini(&l);
+}
+
+/* Format 2: a body of one copy stays out of the loader's map of bodies
+ * (which is empty in most states), so two of them with one key are told
+ * apart by q_state_check() once the whole dump is read; the load claims
+ * bodies only after that, so the refused load never claimed a key (twice,
+ * or at all). Message 2 takes message 1's key. */
+Test(load, format_2_two_bodies_with_one_key_are_corrupt_and_claim_nothing)
+{
+	struct h_env e;
+	unsigned char *buf, *m;
+	size_t len;
+
+	h_env_init_mode(&e, NULL, true);
+	h_create_queue(e.s, "q", NULL, 1);
+	h_publish(e.s, "q", NULL, "KEY1", 2);
+	h_publish(e.s, "q", NULL, "KEY2", 3);
+	buf = h_dump(e.s, &len);
+	m = message2_of(buf, len, "KEY2", 2);
+	cr_assert_eq(m[38], 2, "layout changed");
+	m[38] = 1;
+	expect_corrupt_claims_nothing(buf, len, "one key, two bodies");
+	free(buf);
+	h_env_fini(&e);
+}
+
+/* The checks that need every message at once (a seq once per queue, a key
+ * once per body) mark keys in a bitmap when they are dense, as in any
+ * backlog, and sort them when they are not: here four messages of seqs 1,
+ * 400, 700 and 1000 in queue "q" (the others went with their queue), in a
+ * format 2 dump. The store keeps their bodies while e lives (h_env_fini()).
+ */
+static unsigned char *sparse_dump(struct h_env *e, size_t *len)
+{
+	static const char *const bodies[] = {"SPA1", "SPA2", "SPA3", "SPA4"};
+	unsigned char *buf;
+	q_seq seq = 1;
+	size_t i;
+
+	h_env_init_mode(e, NULL, true);
+	h_create_queue(e->s, "q", NULL, 1);
+	h_create_queue(e->s, "other", NULL, 1);
+	for (i = 0; i < 4; i++) {
+		for (; seq < (i == 0 ? 1 : 100 + 300 * i); seq++)
+			h_publish(e->s, "other", NULL, "x", 2);
+		cr_assert_eq(h_publish(e->s, "q", NULL, bodies[i], 2).seq,
+			     seq++);
+	}
+	cr_assert_eq(h_delete_queue(e->s, "other", 3).status, Q_OK);
+	buf = h_dump(e->s, len);
+	return buf;
+}
+
+Test(load, sparse_keys_load)
+{
+	struct h_env e, l;
+	unsigned char *buf;
+	size_t len;
+
+	buf = sparse_dump(&e, &len);
+	h_env_init_mode(&l, NULL, true);
+	cr_assert_eq(q_state_load(l.s, buf, len), 0, "%s",
+		     q_state_load_error(l.s));
+	h_check(l.s);
+	cr_assert_eq(l.fb.claims, 4);
+	h_env_fini(&l);
+	h_env_fini(&e);
+	free(buf);
+}
+
+/* Seqs 1000, 400, 700, 1000: the two are not next to each other. */
+Test(load, two_messages_with_one_seq_among_sparse_seqs_are_corrupt)
+{
+	struct h_env e;
+	unsigned char *buf;
+	size_t len;
+
+	buf = sparse_dump(&e, &len);
+	set_u64(message2_of(buf, len, "SPA1", 1), 1000);
+	expect_corrupt_claims_nothing(buf, len, "sparse seqs");
+	h_env_fini(&e);
+	free(buf);
+}
+
+/* Keys 1, 400, 700, 400: the two are not next to each other. */
+Test(load, two_bodies_with_one_key_among_sparse_keys_are_corrupt)
+{
+	struct h_env e;
+	unsigned char *buf;
+	size_t len;
+
+	buf = sparse_dump(&e, &len);
+	set_u64(message2_of(buf, len, "SPA4", 1000) + 38, 400);
+	expect_corrupt_claims_nothing(buf, len, "sparse keys");
+	h_env_fini(&e);
+	free(buf);
+}
+
+/* Dedup ids are read 16 ahead of the one inserted (the table slots of the
+ * next ones are fetched meanwhile): a second entry of an id is refused
+ * whether the first one is among those 16 or already inserted, and the
+ * ones read ahead are freed (the leak check of the sanitizer build). In a
+ * format 1 dump the dedup list comes before the messages, so the first
+ * "id<n>" in the dump is the list's. */
+Test(load, two_dedup_entries_with_one_id_are_corrupt)
+{
+	static const int dist[] = {1, 15, 16, 17, 30};
+	size_t d;
+
+	for (d = 0; d < sizeof(dist) / sizeof(dist[0]); d++) {
+		struct q_state *s = q_state_new(NULL);
+		unsigned char *buf, *p;
+		char id[16];
+		size_t len;
+		int i;
+
+		cr_assert_not_null(s);
+		h_create_queue(s, "q", NULL, 1);
+		for (i = 0; i < 40; i++) {
+			snprintf(id, sizeof(id), "id%02d", i);
+			h_publish(s, "q", id, "body", 2);
+		}
+		buf = h_dump(s, &len);
+		q_state_free(s);
+		p = memmem(buf, len, "id35", 4);
+		cr_assert_not_null(p);
+		snprintf(id, sizeof(id), "id%02d", 35 - dist[d]);
+		memcpy(p, id, 4);
+		expect_corrupt(buf, len, "dedup id twice");
+		free(buf);
+	}
 }
 
 /* --------------------------------------------------------------------- */
