@@ -93,6 +93,7 @@ def run_test(opts, log):
               "election_timeout_ms": opts.election_timeout,
               "attempt_timeout_s": opts.attempt_timeout,
               "snapshot_threshold": opts.snapshot or "raftmqd default",
+              "backlog": opts.backlog,
               "t0": result_t0, "problems": []}
     monitor = sched = wl = sampler = None
     try:
@@ -107,6 +108,10 @@ def run_test(opts, log):
                                        else workload.DEDUP_WINDOW_MS),
                       attempt_timeout=opts.attempt_timeout)
         wl.setup()
+        if opts.backlog:
+            log("filling a standing backlog of %d messages" % opts.backlog)
+            result["backlog_fill_s"] = round(
+                wl.fill_backlog(opts.backlog, log=log), 1)
         monitor = nemesis.CrashMonitor(ctx, history)
         monitor.start()
         sampler = resources.Sampler(cluster, history,
@@ -138,6 +143,13 @@ def run_test(opts, log):
             result["problems"].append("cluster not healthy 120 s after heal")
             result["hung"] = diagnose(cluster, store, log)
         log("draining (recovered in %s s)" % result["recovery_s"])
+        if opts.backlog:
+            depth = wl.backlog_depth()
+            result["backlog_depth"] = depth
+            if depth != opts.backlog:
+                result["problems"].append(
+                    "the standing backlog holds %d messages, not %d" % (
+                        depth, opts.backlog))
         left = wl.drain(timeout=opts.drain_timeout, log=log)
         result["drain_left"] = left
         if left:

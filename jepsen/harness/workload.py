@@ -38,6 +38,9 @@ import raftmq
 from raftmq import ConnectionLost, Error
 from raftmq.client import pb
 
+# The standing backlog's queue (--backlog): never consumed, only counted.
+BACKLOG_QUEUE = "jepsen-backlog"
+
 # Errors saying the request was not acted on: the enqueue may be retried
 # and, if nothing else happened, counts as fail.
 NOT_DONE = {pb.ERROR_CODE_NOT_LEADER, pb.ERROR_CODE_UNAVAILABLE}
@@ -111,6 +114,42 @@ class Workload:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+    def fill_backlog(self, n, size=1024, log=print, batch=500):
+        """Publishes n messages of `size` bytes into BACKLOG_QUEUE, which
+        no worker consumes and the checker does not read: a standing
+        backlog, so that snapshots hold a large index and a follower that
+        installs one fetches many bodies (issue 14 part 6). Returns the
+        seconds it took."""
+        t0 = time.monotonic()
+        c = self.client(timeout=30.0)
+        c.create_queue(BACKLOG_QUEUE)
+        body = b"b" * size
+        done = 0
+        while done < n:
+            k = min(batch, n - done)
+            ids = [b"backlog-%d" % (done + i) for i in range(k)]
+            try:
+                res = c.publish_batch(BACKLOG_QUEUE, [body] * k, msg_ids=ids)
+            except (Error, ConnectionLost):
+                time.sleep(0.2)  # ids make the retry safe
+                continue
+            bad = [r for r in res if r[0] != 0]
+            if bad:
+                raise RuntimeError("backlog publish refused: %s" % bad[:3])
+            done += k
+            if done % 100000 < batch:
+                log("backlog: %d of %d" % (done, n))
+        c.close()
+        return time.monotonic() - t0
+
+    def backlog_depth(self):
+        """Messages in BACKLOG_QUEUE (ready), asked of the leader."""
+        c = self.client(timeout=30.0)
+        try:
+            return c.queue_info(BACKLOG_QUEUE).ready
+        finally:
+            c.close()
 
     def all_queues(self):
         return self.queue_names + self.subscriptions
