@@ -93,7 +93,7 @@ def run_test(opts, log):
               "election_timeout_ms": opts.election_timeout,
               "attempt_timeout_s": opts.attempt_timeout,
               "snapshot_threshold": opts.snapshot or "raftmqd default",
-              "backlog": opts.backlog,
+              "standing_backlog": opts.backlog,
               "t0": result_t0, "problems": []}
     monitor = sched = wl = sampler = None
     try:
@@ -110,7 +110,7 @@ def run_test(opts, log):
         wl.setup()
         if opts.backlog:
             log("filling a standing backlog of %d messages" % opts.backlog)
-            result["backlog_fill_s"] = round(
+            result["standing_backlog_fill_s"] = round(
                 wl.fill_backlog(opts.backlog, log=log), 1)
         monitor = nemesis.CrashMonitor(ctx, history)
         monitor.start()
@@ -145,7 +145,7 @@ def run_test(opts, log):
         log("draining (recovered in %s s)" % result["recovery_s"])
         if opts.backlog:
             depth = wl.backlog_depth()
-            result["backlog_depth"] = depth
+            result["standing_backlog_depth"] = depth
             if depth != opts.backlog:
                 result["problems"].append(
                     "the standing backlog holds %d messages, not %d" % (
