@@ -367,21 +367,14 @@ def fd_count(node):
     return len(os.listdir("/proc/%d/fd" % node.proc.pid))
 
 
-def metric(node, name):
-    for line in node.http("/metrics")[1].splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no metric %s" % name)
-
-
 def test_ten_thousand_connections(cluster):
     kept = confirmed_set(cluster)
     lead = cluster.wait_leader()
     watcher = raftmq.Client(lead.client_address)  # one connection that stays
     time.sleep(0.3)
     base_fds = fd_count(lead)
-    base_conns = metric(lead, "raftmq_connections")
-    base_total = metric(lead, "raftmq_connections_total")
+    base_conns = lead.metric("raftmq_connections")
+    base_total = lead.metric("raftmq_connections_total")
     hello = frame(pb.Envelope(version=1, correlation_id=1, hello=pb.Hello()))
     total = 10000
     batch = 250
@@ -415,13 +408,13 @@ def test_ten_thousand_connections(cluster):
     # Raft and watch reconnects), against 10 000 that a leak would keep.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if metric(lead, "raftmq_connections") == base_conns and \
+        if lead.metric("raftmq_connections") == base_conns and \
                 fd_count(lead) <= base_fds + 3:
             break
         time.sleep(0.2)
-    assert metric(lead, "raftmq_connections") == base_conns
+    assert lead.metric("raftmq_connections") == base_conns
     assert fd_count(lead) <= base_fds + 3, (fd_count(lead), base_fds)
-    assert metric(lead, "raftmq_connections_total") >= base_total + total
+    assert lead.metric("raftmq_connections_total") >= base_total + total
     assert lead.alive()
     t0 = time.monotonic()
     watcher.cluster_status()

@@ -26,16 +26,9 @@ N = 3000
 BODY = b"x" * 16384
 
 
-def metric(node, name):
-    code, text = node.http("/metrics")
-    assert code == 200
-    return next(int(line.split()[1]) for line in text.splitlines()
-                if line.startswith(name + " "))
-
-
 def counts(node):
-    return (metric(node, "raftmq_batches_proposed_total"),
-            metric(node, "raftmq_commands_batched_total"))
+    return (node.metric("raftmq_batches_proposed_total"),
+            node.metric("raftmq_commands_batched_total"))
 
 
 def frame(env):

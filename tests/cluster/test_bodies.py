@@ -47,13 +47,6 @@ SNAPSHOTS = ["--snapshot-threshold", "64", "--snapshot-trailing", "16",
 FETCH_BOUND = 60
 
 
-def metric(node, name):
-    code, text = node.http("/metrics")
-    assert code == 200
-    return float(next(line.split()[1] for line in text.splitlines()
-                      if line.startswith(name + " ")))
-
-
 def wait_for(pred, timeout, what):
     """Waits until pred() is true; a node not answering yet counts as
     false."""
@@ -142,9 +135,9 @@ def install_on_restart(cluster, client, queue, lag=None, bulk=0,
 
 
 def fetched_all(lag):
-    wait_for(lambda: metric(lag, "raftmq_store_missing_bodies") == 0,
+    wait_for(lambda: lag.metric("raftmq_store_missing_bodies") == 0,
              FETCH_BOUND, "the missing bodies to be fetched")
-    assert metric(lag, "raftmq_store_fetched_bodies_total") > 0
+    assert lag.metric("raftmq_store_fetched_bodies_total") > 0
     log = lag.log()
     found = re.search(r"(\d+) message bodies are missing", log)
     assert found, "no log line saying bodies were missing"
@@ -236,9 +229,9 @@ def test_kill_during_a_transfer_resumes_after_restart(make_cluster):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                missing = metric(lag, "raftmq_store_missing_bodies")
-                fetched = metric(lag, "raftmq_store_fetched_bodies_total")
-            except (OSError, StopIteration):
+                missing = lag.metric("raftmq_store_missing_bodies")
+                fetched = lag.metric("raftmq_store_fetched_bodies_total")
+            except (OSError, KeyError):
                 time.sleep(0.005)
                 continue
             if fetched > 0:
@@ -257,7 +250,7 @@ def test_kill_during_a_transfer_resumes_after_restart(make_cluster):
     # Only what was still missing is fetched after the restart (the
     # counter starts again at 0 with the process; bodies stored between
     # the last look and the kill only make it smaller).
-    after = metric(lag, "raftmq_store_fetched_bodies_total")
+    after = lag.metric("raftmq_store_fetched_bodies_total")
     assert 0 < after <= seen["missing"], (seen, after)
     cluster.wait_converged(timeout=30)
     c.cluster_transfer(lag.id)
@@ -296,7 +289,7 @@ def test_fetch_with_auth_and_tls():
         lag, sent = install_on_restart(cluster, admin, "orders.a")
         fetched_all(lag)
         cluster.wait_converged(timeout=30)
-        assert metric(lag, "raftmq_store_fetch_errors_total") == 0
+        assert lag.metric("raftmq_store_fetch_errors_total") == 0
         # It now serves every body itself, as fetched, sums included.
         seqs = [m.tag for m in peek_all(admin, "orders.a")]
         assert len(seqs) == len(sent)
@@ -328,9 +321,9 @@ def test_without_peer_token_nothing_is_fetched_and_the_node_says_why():
                  "the sentence saying why nothing is fetched")
         assert "peer_token_file is not set" in lag.log()
         time.sleep(1)
-        missing = metric(lag, "raftmq_store_missing_bodies")
+        missing = lag.metric("raftmq_store_missing_bodies")
         assert missing > 0
-        assert metric(lag, "raftmq_store_fetched_bodies_total") == 0
+        assert lag.metric("raftmq_store_fetched_bodies_total") == 0
         code, why = lag.http("/healthz/ready")
         assert code == 503, (code, why)
         assert "%d message bodies missing" % missing in why, why

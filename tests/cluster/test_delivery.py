@@ -314,13 +314,6 @@ def test_peek_needs_the_consume_permission():
         sc.cleanup()
 
 
-def metric(node, name):
-    for line in node.http("/metrics")[1].splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("%s not in /metrics" % name)
-
-
 def publish_big(c, queue, n, size=128 << 10):
     body = b"b" * size
     ids = [b"%s-%d" % (queue.encode(), i) for i in range(n)]
@@ -349,10 +342,10 @@ def test_a_burst_of_big_deliveries_keeps_the_leader(cluster):
             len(got), len(ids), got[:1] == ids[:1])
         assert cluster.leader() is lead and lead.status()["term"] == term, \
             "the leader changed while it delivered 75 MiB"
-        stall = metric(lead, "raftmq_loop_stall_seconds_max")
+        stall = lead.metric("raftmq_loop_stall_seconds_max")
         print("leader's longest loop stall %.3f s" % stall)
         assert stall < 0.5, "the leader's loop was blocked %.3f s" % stall
-        assert metric(lead, "raftmq_deliveries_deferred_total") > 0
+        assert lead.metric("raftmq_deliveries_deferred_total") > 0
         c.cancel(cid)
 
 

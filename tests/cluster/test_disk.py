@@ -224,18 +224,12 @@ def test_disk_full_on_every_node(mounts, make_cluster):
     caught_up(cluster)
     # The bodies that waited in memory reach the disk (4 MiB per loop
     # iteration, so that the leader keeps its heartbeats).
-    wait_for(lambda: all(waiting(n) == 0 for n in cluster.nodes), 30,
+    wait_for(lambda: all(n.metric("raftmq_store_waiting_bodies") == 0
+                         for n in cluster.nodes), 30,
              "the bodies kept in memory to reach the disk")
     got = consume_all(c, "q", len(confirmed))
     assert_exactly(got, confirmed)
     assert not cluster.crashes()
-
-
-def waiting(node):
-    for line in node.http("/metrics")[1].splitlines():
-        if line.startswith("raftmq_store_waiting_bodies "):
-            return int(line.split()[1])
-    raise AssertionError("raftmq_store_waiting_bodies not in /metrics")
 
 
 @pytest.mark.parametrize("which", ["follower", "leader"])

@@ -321,13 +321,6 @@ def test_lagging_follower_installs_snapshot(make_cluster):
     cluster.wait_converged()
 
 
-def metric(node, name):
-    code, text = node.http("/metrics")
-    assert code == 200
-    return float(next(line.split()[1] for line in text.splitlines()
-                      if line.startswith(name + " ")))
-
-
 def test_background_snapshots_under_load(make_cluster):
     """Snapshots are dumped by a child process while the node goes on
     applying (consensus/cons_bgsnap.c): under a stream of publishes and
@@ -355,9 +348,9 @@ def test_background_snapshots_under_load(make_cluster):
     c.cancel(cid)
     cluster.wait_converged(timeout=30)
     for n in cluster.nodes:
-        assert metric(n, "raftmq_snapshots_background_total") >= 2, n.id
-        assert metric(n, "raftmq_snapshot_background_failures_total") == 0
-        assert metric(n, "raftmq_snapshot_fork_seconds_max") > 0
+        assert n.metric("raftmq_snapshots_background_total") >= 2, n.id
+        assert n.metric("raftmq_snapshot_background_failures_total") == 0
+        assert n.metric("raftmq_snapshot_fork_seconds_max") > 0
         assert not [f for f in os.listdir(n.data_dir)
                     if f.startswith("dump-")], n.id
 

@@ -126,13 +126,6 @@ class Load(threading.Thread):
                 time.sleep(0.1)
 
 
-def missing_bodies(node):
-    for line in node.http("/metrics")[1].splitlines():
-        if line.startswith("raftmq_store_missing_bodies "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no raftmq_store_missing_bodies")
-
-
 @pytest.mark.parametrize("extra", [NO_INSTALL, INSTALLS],
                          ids=["log-replay", "installs"])
 def test_kill9_at_random_points_keeps_every_body(make_cluster, extra):
@@ -157,9 +150,9 @@ def test_kill9_at_random_points_keeps_every_body(make_cluster, extra):
     cluster.wait_ready(60)  # not ready while bodies are missing
     cluster.wait_converged(30)
     deadline = time.monotonic() + 30
-    while any(missing_bodies(n) for n in cluster.nodes):
+    while any(n.metric("raftmq_store_missing_bodies") for n in cluster.nodes):
         assert time.monotonic() < deadline, [
-            missing_bodies(n) for n in cluster.nodes]
+            n.metric("raftmq_store_missing_bodies") for n in cluster.nodes]
         time.sleep(0.1)
 
     c = raftmq.Client(cluster.addresses(), timeout=10)

@@ -88,14 +88,6 @@ def test_status_from_every_node(cluster):
 # ------------------------------------------------------- idle connections
 
 
-def metric(node, name):
-    code, text = node.http("/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise KeyError(name)
-
-
 def closed_after(s, t0):
     """Seconds from t0 until the peer closed s (reading what it sends)."""
     s.settimeout(10)
@@ -114,7 +106,7 @@ def quiet_cluster(c):
     nothing changed later."""
     lead = c.wait_leader()
     return lead.id, lead.status()["term"], {
-        n.id: metric(n, "raftmq_raft_elections_total") for n in c.nodes}
+        n.id: n.metric("raftmq_raft_elections_total") for n in c.nodes}
 
 
 def test_idle_connections_closed(make_cluster):
@@ -143,7 +135,7 @@ def test_idle_connections_closed(make_cluster):
     send(greeted, 2, queue_list=pb.QueueList())
     assert recv(greeted).WhichOneof("body") == "queue_list_result"
     greeted.close()
-    assert metric(lead, "raftmq_connections_idle_closed_total") == 1
+    assert lead.metric("raftmq_connections_idle_closed_total") == 1
     assert quiet_cluster(c) == before
     for n in c.nodes:
         assert "is gone" not in n.log(), n.id
@@ -182,7 +174,7 @@ def test_idle_tls_connections_closed():
         assert recv(greeted).WhichOneof("body") == "queue_list_result"
         for s in (stuck, silent, greeted):
             s.close()
-        assert metric(lead, "raftmq_connections_idle_closed_total") == 2
+        assert lead.metric("raftmq_connections_idle_closed_total") == 2
         assert quiet_cluster(c) == before
         for n in c.nodes:
             assert "is gone" not in n.log(), n.id

@@ -121,6 +121,16 @@ class Node:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def metric(self, name):
+        """The value of metric `name` (no labels) in /metrics, as a float;
+        KeyError when the node does not report it."""
+        code, text = self.http("/metrics")
+        assert code == 200, (code, text[:200])
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
     def status(self, digest=False):
         code, body = self.http("/v1/status" + ("?digest=1" if digest else ""))
         return json.loads(body)
